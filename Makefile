@@ -1,0 +1,62 @@
+# treu: `make run` serves the demo, `make test` runs the suite. Nothing else is needed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TREU_DATA_DIR ?= ./data
+
+.PHONY: run test check fmt lint bench migrate revision demo clean install browsers
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/treu init
+	$(BIN)/treu demo --if-empty > /dev/null
+	@echo
+	@echo "treu is running on http://127.0.0.1:8000  (Ctrl-C stops it)"
+	@echo "  API docs:     http://127.0.0.1:8000/docs"
+	@echo "  health:       http://127.0.0.1:8000/healthz"
+	@$(BIN)/python -c "from app.config import Settings; from app import demo; r = demo.load_demo(Settings()); print(demo.describe(r) if r else '')"
+	@echo
+	$(BIN)/treu serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP) browsers
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
+browsers:
+	@command -v chromium > /dev/null || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null)
+
+check: $(STAMP)
+	$(BIN)/ruff format --check app tests bench alembic
+	$(BIN)/ruff check app tests bench alembic
+	$(BIN)/mypy
+	$(MAKE) test
+
+fmt: $(STAMP)
+	$(BIN)/ruff format app tests bench alembic
+	$(BIN)/ruff check --fix app tests bench alembic
+
+bench: $(STAMP)
+	@command -v wrk > /dev/null || (apt-get update -qq && apt-get install -y -qq wrk > /dev/null)
+	$(BIN)/python -m bench.run
+
+migrate: $(STAMP)
+	$(BIN)/treu db upgrade
+
+revision: $(STAMP)
+	$(BIN)/alembic revision --autogenerate -m "$(m)"
+
+demo: $(STAMP)
+	$(BIN)/treu init
+	$(BIN)/treu demo
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-artifacts

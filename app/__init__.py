@@ -1,0 +1,1 @@
+"""treu: anonymous, registration-free digital stamp cards for small merchants."""

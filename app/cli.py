@@ -1,0 +1,322 @@
+"""The `treu` command: init, serve, db upgrade, merchants, devices, demo, printed cards."""
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlmodel import Session
+
+from app.clock import utcnow
+from app.config import Settings
+from app.db import make_engine, write_engine
+from app.errors import AppError
+from app.merchants import service as merchants
+
+
+class Context:
+    def __init__(self, settings: Settings, as_json: bool) -> None:
+        self.settings = settings
+        self.as_json = as_json
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        engine = make_engine(self.settings.resolved_database_url)
+        try:
+            with Session(write_engine(engine), expire_on_commit=False) as session:
+                yield session
+                session.commit()
+        finally:
+            engine.dispose()
+
+    def emit(self, data: dict[str, Any], text: str) -> None:
+        click.echo(json.dumps(data, indent=2, default=str) if self.as_json else text)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _json(ctx: Context, as_json: bool) -> None:
+    ctx.as_json = ctx.as_json or as_json
+
+
+@click.group()
+@click.option("--data-dir", envvar="TREU_DATA_DIR", type=click.Path(path_type=Path))
+@click.option("--database-url", envvar="TREU_DATABASE_URL")
+@click.option("--public-url", envvar="TREU_PUBLIC_URL")
+@json_option
+@click.pass_context
+def cli(
+    click_ctx: click.Context,
+    data_dir: Path | None,
+    database_url: str | None,
+    public_url: str | None,
+    as_json: bool,
+) -> None:
+    """treu: anonymous stamp cards for small merchants."""
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url:
+        overrides["database_url"] = database_url
+    if public_url:
+        overrides["public_url"] = public_url
+    click_ctx.obj = Context(Settings(**overrides), as_json)
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def init(ctx: Context, as_json: bool) -> None:
+    """Create the keys (never overwriting any) and bring the database schema up to date."""
+    from app.migrations import upgrade
+    from app.tokens.keys import init_keys
+
+    _json(ctx, as_json)
+    ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    created = init_keys(ctx.settings)
+    upgrade(ctx.settings.resolved_database_url)
+    ctx.emit(
+        {"keys_created": created, "data_dir": str(ctx.settings.data_dir.resolve())},
+        f"keys: {', '.join(created) or 'all present'}; database up to date "
+        f"({ctx.settings.data_dir.resolve()})",
+    )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve treu over HTTP (no access log: customer requests are never logged)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    os.environ.setdefault("TREU_DATA_DIR", str(ctx.settings.data_dir))
+    app = create_app(ctx.settings)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
+                server_header=False, date_header=False)  # fmt: skip
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Apply every pending migration."""
+    from app.migrations import upgrade
+
+    upgrade(ctx.settings.resolved_database_url)
+    click.echo("database up to date")
+
+
+@cli.group()
+def merchant() -> None:
+    """Merchants and their programs."""
+
+
+@merchant.command("create")
+@click.option("--name", required=True)
+@click.option("--stamps-required", required=True, type=int)
+@click.option("--reward", required=True)
+@click.option("--slug")
+@click.option("--cooldown-seconds", default=60, show_default=True, type=int)
+@click.option("--max-stamps-per-scan", default=10, show_default=True, type=int)
+@click.option("--daily-cap", default=0, show_default=True, type=int, help="0: no cap")
+@click.option("--city", default="")
+@click.option("--category", default="")
+@click.option("--review-url", default="")
+@click.option("--owner-email")
+@json_option
+@pass_ctx
+def merchant_create(ctx: Context, /, as_json: bool, **options: Any) -> None:
+    """Create a merchant, its first program and the owner's login."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        new = merchants.create_merchant(
+            session=session,
+            name=options["name"],
+            stamps_required=options["stamps_required"],
+            reward=options["reward"],
+            slug=options["slug"],
+            cooldown_seconds=options["cooldown_seconds"],
+            max_stamps_per_scan=options["max_stamps_per_scan"],
+            daily_cap=options["daily_cap"],
+            city=options["city"],
+            category=options["category"],
+            review_url=options["review_url"],
+            owner_email=options["owner_email"],
+            now=utcnow(),
+        )
+    ctx.emit(
+        {
+            "slug": new.merchant.slug,
+            "program_id": new.program.id,
+            "owner_email": new.owner_email,
+            "owner_password": new.owner_password,
+        },
+        f"merchant {new.merchant.slug} created (program {new.program.id})\n"
+        f"owner login: {new.owner_email} / {new.owner_password}",
+    )
+
+
+@merchant.command("list")
+@json_option
+@pass_ctx
+def merchant_list(ctx: Context, as_json: bool) -> None:
+    """List the merchants."""
+    from sqlmodel import col, select
+
+    from app.merchants.models import Merchant
+
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        rows = session.exec(select(Merchant).order_by(col(Merchant.id))).all()
+        data = [{"id": m.id, "slug": m.slug, "name": m.name, "city": m.city} for m in rows]
+    ctx.emit({"merchants": data}, "\n".join(f"{m['slug']}\t{m['name']}" for m in data))
+
+
+@cli.group()
+def device() -> None:
+    """Cashier devices."""
+
+
+@device.command("create")
+@click.option("--merchant", "slug", required=True)
+@click.option("--label", default="")
+@json_option
+@pass_ctx
+def device_create(ctx: Context, slug: str, label: str, as_json: bool) -> None:
+    """Create a cashier device; its secret is shown once."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        dev, secret = merchants.create_device(
+            session=session, merchant=m, now=utcnow(), label=label
+        )
+    ctx.emit(
+        {"device_id": dev.id, "secret": secret, "label": dev.label},
+        f"device {dev.id} ({dev.label}) created; its secret (shown once):\n{secret}",
+    )
+
+
+@device.command("list")
+@click.option("--merchant", "slug", required=True)
+@json_option
+@pass_ctx
+def device_list(ctx: Context, slug: str, as_json: bool) -> None:
+    """List a merchant's devices."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        rows = merchants.list_devices(session=session, merchant=m)
+        data = [
+            {
+                "device_id": d.id,
+                "label": d.label,
+                "created_at": d.created_at,
+                "last_seen_at": d.last_seen_at,
+                "revoked_at": d.revoked_at,
+            }
+            for d in rows
+        ]
+    lines = [
+        f"{d['device_id']}\t{d['label']}\t{'revoked' if d['revoked_at'] else 'active'}"
+        f"\tlast seen {d['last_seen_at'] or 'never'}"
+        for d in data
+    ]
+    ctx.emit({"devices": data}, "\n".join(lines) or "no devices")
+
+
+@device.command("revoke")
+@click.option("--merchant", "slug", required=True)
+@click.option("--device", "device_id", required=True, type=int)
+@json_option
+@pass_ctx
+def device_revoke(ctx: Context, slug: str, device_id: int, as_json: bool) -> None:
+    """Revoke a device: it is refused from its next request on."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        dev = merchants.revoke_device(
+            session=session, merchant=m, device_id=device_id, now=utcnow()
+        )
+    ctx.emit({"device_id": dev.id, "revoked_at": dev.revoked_at}, f"device {dev.id} revoked")
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys."""
+
+
+@keys.command("rotate")
+@json_option
+@pass_ctx
+def keys_rotate(ctx: Context, as_json: bool) -> None:
+    """Make a new signing key; the old one keeps verifying the cards it signed."""
+    from app.tokens.keys import rotate_signing_key
+
+    _json(ctx, as_json)
+    kid = rotate_signing_key(ctx.settings)
+    ctx.emit({"kid": kid}, f"new signing key {kid}; restart treu to use it")
+
+
+@cli.command()
+@click.option("--cards", default=400, show_default=True, type=int)
+@click.option("--months", default=4, show_default=True, type=int)
+@click.option("--visits", default=4000, show_default=True, type=int)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--if-empty", is_flag=True, help="Do nothing if merchants exist already.")
+@json_option
+@pass_ctx
+def demo(
+    ctx: Context, cards: int, months: int, visits: int, seed: int, if_empty: bool, as_json: bool
+) -> None:
+    """Seed demo merchants, devices and months of realistic history."""
+    from app import demo as demo_data
+
+    _json(ctx, as_json)
+    result = demo_data.seed(
+        ctx.settings, cards=cards, months=months, visits=visits, seed=seed, if_empty=if_empty
+    )
+    ctx.emit(result, demo_data.describe(result))
+
+
+@cli.group()
+def cards() -> None:
+    """Anonymous cards."""
+
+
+@cards.command("print")
+@click.option("--merchant", "slug", required=True)
+@click.option("--count", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--out", type=click.Path(path_type=Path), help="HTML file (default: stdout)")
+@pass_ctx
+def cards_print(ctx: Context, slug: str, count: int, out: Path | None) -> None:
+    """A printable sheet of new anonymous cards (QR and recovery code), 10 per A4 page."""
+    from app.printing import card_sheet
+
+    with ctx.session() as session:
+        html = card_sheet(session=session, settings=ctx.settings, slug=slug, count=count)
+    if out is None:
+        click.echo(html)
+    else:
+        out.write_text(html)
+        click.echo(f"{count} cards written to {out}; open it in a browser and print")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except AppError as error:
+        click.echo(f"treu: {error.detail}", err=True)
+        sys.exit(1)

@@ -1,0 +1,39 @@
+"""Settings from the environment (TREU_*), one instance per process."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TREU_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    # Keys may come from the environment (base64) instead of files under data_dir/keys.
+    signing_key: str = ""
+    retired_signing_keys: str = ""
+    holder_key: str = ""
+    card_ref_key: str = ""
+    wallet_key: str = ""
+    session_key: str = ""
+    # Ledger rules that are not per program.
+    undo_window_seconds: int = 600
+    idempotency_retention_hours: int = 72
+    max_body_bytes: int = 16_384
+    k_anonymity: int = 10
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'treu.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/")

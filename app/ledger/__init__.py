@@ -1,0 +1,1 @@
+"""Stamps, redemptions and voids: an append-only ledger with materialised balances."""

@@ -1,0 +1,59 @@
+"""Ledger tables. Entry ids are random, not a sequence, so they reveal no global order."""
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Balance(SQLModel, table=True):
+    # The card page finds a card's balances by its holders at every merchant.
+    __table_args__ = (Index("ix_balance_holder", "holder"),)
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    program_id: int = Field(foreign_key="program.id", primary_key=True)
+    holder: str = Field(primary_key=True, max_length=32)
+    stamps: int = 0
+    lifetime_stamps: int = 0
+    redeemed: int = 0
+    visits: int = 0
+    first_visit_at: datetime
+    last_visit_at: datetime
+    # Cooldown and daily cap are decided from here, never by reading the ledger's history.
+    last_stamp_at: datetime
+    stamp_day: date
+    day_stamps: int = 0
+
+
+class LedgerEntry(SQLModel, table=True):
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "idempotency_key"),
+        # A ledger entry can be voided at most once.
+        UniqueConstraint("voids_entry_id"),
+        Index("ix_ledger_entry_merchant_holder", "merchant_id", "holder", "created_at"),
+        Index("ix_ledger_entry_merchant_created", "merchant_id", "created_at"),
+    )
+
+    merchant_id: int = Field(foreign_key="merchant.id")
+    id: str = Field(primary_key=True, max_length=32)
+    program_id: int = Field(foreign_key="program.id")
+    holder: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # stamp | redemption | void | adjustment
+    delta: int
+    device_id: int | None = Field(default=None, foreign_key="device.id")
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    voids_entry_id: str | None = Field(default=None, max_length=32)
+    created_at: datetime
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_record"
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    key: str = Field(primary_key=True, max_length=255)
+    # Keyed per merchant: the body holds the token, and a plain hash would link merchants.
+    fingerprint: str = Field(max_length=32)
+    status_code: int
+    response: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(index=True)

@@ -1,0 +1,151 @@
+"""Device routes: stamp, redeem, void. Each write is queued to the ledger writer."""
+
+import json
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+
+from app.errors import PROBLEM_JSON, AppError, Conflict
+from app.ledger.schemas import EntryOut, RedemptionIn, StampIn
+from app.ledger.service import Command, Operation
+from app.merchants.dependencies import CurrentDevice, DeviceIdentity
+from app.tokens.crypto import (
+    Keyring,
+    TokenError,
+    card_ref,
+    find_card,
+    holder_for,
+    request_fingerprint,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["ledger"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Any unique string (a UUID): a retry with the same key returns the first "
+        "result; kept at least 72 hours.",
+    ),
+]
+_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"content": {PROBLEM_JSON: {}}} for code in (400, 401, 404, 409, 410, 413, 422, 429)
+}
+
+
+class NotACard(AppError):
+    status = 422
+    title = "Not a treu card"
+
+
+def _card(keyring: Keyring, scanned: str) -> tuple[bytes, str]:
+    try:
+        _token, card_id = find_card(keyring, scanned)
+    except TokenError:
+        raise NotACard(
+            "What was scanned is not a treu card (or it was damaged). Scan it again.",
+            code="not-a-card",
+        ) from None
+    return card_id, card_ref(keyring, card_id)
+
+
+def _check_key(key: str | None) -> None:
+    if key is not None and not _KEY_PATTERN.fullmatch(key):
+        raise AppError(
+            "An Idempotency-Key is 1 to 255 printable ASCII characters.",
+            title="Bad Idempotency-Key",
+            code="bad-idempotency-key",
+        )
+
+
+async def _submit(request: Request, command: Command) -> JSONResponse:
+    """Queue a command; answer once it has committed. A key still being processed is a 409."""
+    state = request.app.state
+    in_flight: set[tuple[int, str]] = state.in_flight
+    marker = (command.merchant_id, command.idempotency_key) if command.idempotency_key else None
+    if marker is not None:
+        if marker in in_flight:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+                title="Request in progress",
+                code="in-flight",
+                headers={"Retry-After": "1"},
+            )
+        in_flight.add(marker)
+    try:
+        outcome = await state.writer.submit(command)
+    except AppError as refusal:
+        if refusal.code == "device-revoked":
+            state.device_cache.clear()
+        raise
+    finally:
+        if marker is not None:
+            in_flight.discard(marker)
+    return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+
+
+def _command(
+    request: Request,
+    device: DeviceIdentity,
+    op: Operation,
+    key: str | None,
+    *,
+    token: str | None = None,
+    **fields: object,
+) -> Command:
+    _check_key(key)
+    state = request.app.state
+    holder = ref = None
+    if token is not None:
+        card_id, ref = _card(state.keyring, token)
+        holder = holder_for(state.keyring, card_id, device.merchant_id)
+    canonical = json.dumps([op, holder, fields], sort_keys=True).encode()
+    return Command(
+        op=op,
+        merchant_id=device.merchant_id,
+        device_id=device.device_id,
+        now=state.clock(),
+        holder=holder,
+        card_ref=ref,
+        idempotency_key=key,
+        fingerprint=request_fingerprint(state.keyring, device.merchant_id, canonical),
+        undo_window_seconds=state.settings.undo_window_seconds,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@router.post("/stamps", status_code=201, response_model=EntryOut, responses=_RESPONSES)
+async def stamp(
+    body: StampIn, request: Request, device: CurrentDevice, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Add stamps to a card at this device's merchant. `token` may be the card URL."""
+    command = _command(
+        request, device, "stamp", key, token=body.token, count=body.count,
+        program_id=body.program_id,
+    )  # fmt: skip
+    return await _submit(request, command)
+
+
+@router.post("/redemptions", status_code=201, response_model=EntryOut, responses=_RESPONSES)
+async def redeem(
+    body: RedemptionIn, request: Request, device: CurrentDevice, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Redeem one reward; 409 when none is due. Concurrent redemptions never overdraw."""
+    command = _command(request, device, "redeem", key, token=body.token, program_id=body.program_id)
+    return await _submit(request, command)
+
+
+@router.post(
+    "/entries/{entry_id}/void", status_code=201, response_model=EntryOut, responses=_RESPONSES
+)
+async def void(
+    entry_id: str, request: Request, device: CurrentDevice, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Undo a stamp or redemption of this merchant within the undo window (a new entry)."""
+    if not re.fullmatch(r"[0-9a-f]{32}", entry_id):
+        raise AppError("No such entry.", status=404, title="Not found", code="unknown-entry")
+    command = _command(request, device, "void", key, entry_id=entry_id)
+    return await _submit(request, command)

@@ -1,0 +1,33 @@
+"""Ledger API bodies."""
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StampIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=4096, description="Card token or card URL")
+    count: int = Field(default=1, ge=1, le=100)
+    program_id: int | None = Field(default=None, ge=1)
+
+
+class RedemptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=4096, description="Card token or card URL")
+    program_id: int | None = Field(default=None, ge=1)
+
+
+class ProgramOut(BaseModel):
+    id: int
+    name: str
+    stamps_required: int
+    reward: str
+
+
+class EntryOut(BaseModel):
+    entry_id: str
+    kind: str
+    delta: int
+    stamps: int
+    rewards_available: int
+    program: ProgramOut
+    voids_entry_id: str | None = None

@@ -1,0 +1,502 @@
+"""Ledger writes on a SQLAlchemy Core connection: stamp, redeem, void.
+
+Every rule is decided before the first write of a command, and every balance change is a
+conditional statement, so concurrent writers (threads, processes, app instances) can neither
+lose an update nor drive a balance below zero. Nothing here reads the ledger's history except
+the single entry a void names: the stamp path costs the same however long the ledger grows.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from app.ledger import exceptions
+from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
+from app.merchants.models import Device, Program
+from app.tokens.models import Card
+
+balance = Balance.__table__  # type: ignore[attr-defined]
+ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+idempotency = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+device_table = Device.__table__  # type: ignore[attr-defined]
+program_table = Program.__table__  # type: ignore[attr-defined]
+card_table = Card.__table__  # type: ignore[attr-defined]
+
+# A cooldown reset to this instant lets an undone stamp be stamped again at once.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Operation = Literal["stamp", "redeem", "void"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ledger write as a device asked for it, already authenticated and parsed."""
+
+    op: Operation
+    merchant_id: int
+    device_id: int
+    now: datetime
+    holder: str | None = None
+    card_ref: str | None = None
+    program_id: int | None = None
+    count: int = 1
+    entry_id: str | None = None
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    undo_window_seconds: int = 600
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+def _balance_upsert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE <cooldown and daily cap allow it> RETURNING."""
+    make_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    n: Any = bindparam("n")
+    now = bindparam("now", type_=balance.c.last_stamp_at.type)
+    today = bindparam("today", type_=balance.c.stamp_day.type)
+    stmt = make_insert(balance).values(
+        merchant_id=bindparam("merchant_id"),
+        program_id=bindparam("program_id"),
+        holder=bindparam("holder"),
+        stamps=n,
+        lifetime_stamps=n,
+        redeemed=0,
+        visits=1,
+        first_visit_at=now,
+        last_visit_at=now,
+        last_stamp_at=now,
+        stamp_day=today,
+        day_stamps=n,
+    )
+    b = balance.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[b.merchant_id, b.program_id, b.holder],
+        set_={
+            "stamps": b.stamps + n,
+            "lifetime_stamps": b.lifetime_stamps + n,
+            "visits": b.visits + 1,
+            "last_visit_at": now,
+            "last_stamp_at": now,
+            "stamp_day": today,
+            "day_stamps": case((b.stamp_day == today, b.day_stamps + n), else_=n),
+        },
+        where=and_(
+            b.last_stamp_at <= bindparam("cooldown_cutoff", type_=b.last_stamp_at.type),
+            or_(
+                bindparam("cap") == literal(0),
+                b.stamp_day != today,
+                b.day_stamps + n <= bindparam("cap"),
+            ),
+        ),
+    )
+    return stmt.returning(b.stamps, b.lifetime_stamps, b.redeemed)
+
+
+_UPSERTS = {name: _balance_upsert(name) for name in ("sqlite", "postgresql")}
+
+# UPDATE statements may not reuse a column's name for a bind parameter, hence the k_ prefix.
+_KEY = and_(
+    balance.c.merchant_id == bindparam("k_merchant_id"),
+    balance.c.program_id == bindparam("k_program_id"),
+    balance.c.holder == bindparam("k_holder"),
+)
+_REDEEM = (
+    update(balance)
+    .where(_KEY, balance.c.stamps >= bindparam("required"))
+    .values(
+        stamps=balance.c.stamps - bindparam("required"),
+        redeemed=balance.c.redeemed + 1,
+        last_visit_at=bindparam("now", type_=balance.c.last_visit_at.type),
+    )
+    .returning(balance.c.stamps)
+)
+_VOID_STAMP = (
+    update(balance)
+    .where(_KEY, balance.c.stamps >= bindparam("n"))
+    .values(
+        stamps=balance.c.stamps - bindparam("n"),
+        lifetime_stamps=balance.c.lifetime_stamps - bindparam("n"),
+        last_stamp_at=bindparam("epoch", type_=balance.c.last_stamp_at.type),
+        day_stamps=case(
+            (balance.c.day_stamps >= bindparam("n"), balance.c.day_stamps - bindparam("n")),
+            else_=0,
+        ),
+    )
+    .returning(balance.c.stamps)
+)
+_VOID_REDEMPTION = (
+    update(balance)
+    .where(_KEY, balance.c.redeemed >= 1)
+    .values(stamps=balance.c.stamps + bindparam("n"), redeemed=balance.c.redeemed - 1)
+    .returning(balance.c.stamps)
+)
+_SELECT_BALANCE = select(
+    balance.c.stamps, balance.c.last_stamp_at, balance.c.stamp_day, balance.c.day_stamps
+).where(_KEY)
+_SELECT_DEVICE = select(device_table.c.merchant_id, device_table.c.revoked_at).where(
+    device_table.c.id == bindparam("device_id")
+)
+_SELECT_CARDS = select(card_table.c.ref, card_table.c.deleted_day).where(
+    card_table.c.ref.in_(bindparam("refs", expanding=True))
+)
+_SELECT_IDEMPOTENCY = select(
+    idempotency.c.key, idempotency.c.fingerprint, idempotency.c.status_code, idempotency.c.response
+).where(
+    idempotency.c.merchant_id == bindparam("merchant_id"),
+    idempotency.c.key.in_(bindparam("keys", expanding=True)),
+)
+_PROGRAM_COLUMNS = (
+    program_table.c.id,
+    program_table.c.name,
+    program_table.c.stamps_required,
+    program_table.c.reward_text,
+    program_table.c.max_stamps_per_scan,
+    program_table.c.cooldown_seconds,
+    program_table.c.daily_cap,
+    program_table.c.active,
+)
+_SELECT_PROGRAM = select(*_PROGRAM_COLUMNS).where(
+    program_table.c.merchant_id == bindparam("merchant_id"),
+    program_table.c.id == bindparam("program_id"),
+)
+_SELECT_DEFAULT_PROGRAM = (
+    select(*_PROGRAM_COLUMNS)
+    .where(program_table.c.merchant_id == bindparam("merchant_id"))
+    .order_by(program_table.c.active.desc(), program_table.c.id)
+    .limit(1)
+)
+_SELECT_ENTRY = select(
+    ledger.c.program_id,
+    ledger.c.holder,
+    ledger.c.kind,
+    ledger.c.delta,
+    ledger.c.created_at,
+).where(ledger.c.merchant_id == bindparam("merchant_id"), ledger.c.id == bindparam("entry_id"))
+_SELECT_VOIDED = select(ledger.c.id).where(ledger.c.voids_entry_id == bindparam("entry_id"))
+_INSERT_ENTRY = insert(ledger)
+_INSERT_IDEMPOTENCY = insert(idempotency)
+
+
+def _key(merchant_id: int, program_id: int, holder: str | None) -> dict[str, Any]:
+    return {"k_merchant_id": merchant_id, "k_program_id": program_id, "k_holder": holder}
+
+
+def new_entry_id() -> str:
+    return uuid.uuid4().hex
+
+
+_MISSING = object()
+
+
+class Batch:
+    """The commands of one transaction.
+
+    Lookups that every command needs (device, program, card, idempotency key) are made once for
+    the whole batch, and the new ledger entries and idempotency records are written together by
+    flush(); only the balance change itself is one statement per command. The caller commits.
+    """
+
+    def __init__(self, conn: Connection, commands: list[Command]) -> None:
+        self.conn = conn
+        self.devices: dict[int, Any] = {}
+        self.programs: dict[tuple[int, int | None], Any] = {}
+        self.cards: dict[str, Any] = {}
+        self.replays: dict[tuple[int, str], tuple[str, int, str]] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.records: list[dict[str, Any]] = []
+        self.voided: set[str] = set()
+        self._prefetch(commands)
+
+    def _prefetch(self, commands: list[Command]) -> None:
+        refs = sorted({c.card_ref for c in commands if c.card_ref is not None})
+        if refs:
+            for row in self.conn.execute(_SELECT_CARDS, {"refs": refs}):
+                self.cards[row.ref] = row.deleted_day
+        wanted: dict[int, set[str]] = {}
+        for c in commands:
+            if c.idempotency_key is not None:
+                wanted.setdefault(c.merchant_id, set()).add(c.idempotency_key)
+        for merchant_id, keys in wanted.items():
+            params = {"merchant_id": merchant_id, "keys": sorted(keys)}
+            for row in self.conn.execute(_SELECT_IDEMPOTENCY, params):
+                self.replays[(merchant_id, row.key)] = (
+                    row.fingerprint,
+                    row.status_code,
+                    row.response,
+                )
+
+    def run(self, cmd: Command) -> Outcome:
+        """Apply one command; a refusal is raised before it has written anything."""
+        self._check_device(cmd)
+        marker = None
+        if cmd.idempotency_key is not None:
+            marker = (cmd.merchant_id, cmd.idempotency_key)
+            replay = self._replay(cmd, marker)
+            if replay is not None:
+                return replay
+        if cmd.op == "stamp":
+            outcome = _stamp(self, cmd)
+        elif cmd.op == "redeem":
+            outcome = _redeem(self, cmd)
+        else:
+            outcome = _void(self, cmd)
+        if marker is not None:
+            response = json.dumps(outcome.body, separators=(",", ":"))
+            self.replays[marker] = (cmd.fingerprint, outcome.status, response)
+            self.records.append(
+                {
+                    "merchant_id": cmd.merchant_id,
+                    "key": cmd.idempotency_key,
+                    "fingerprint": cmd.fingerprint,
+                    "status_code": outcome.status,
+                    "response": response,
+                    "created_at": cmd.now,
+                }
+            )
+        return outcome
+
+    def flush(self) -> None:
+        """Write the batch's new ledger entries and idempotency records."""
+        if self.entries:
+            self.conn.execute(_INSERT_ENTRY, list(self.entries.values()))
+            self.entries = {}
+        if self.records:
+            self.conn.execute(_INSERT_IDEMPOTENCY, self.records)
+            self.records = []
+
+    def _check_device(self, cmd: Command) -> None:
+        row = self.devices.get(cmd.device_id)
+        if row is None:
+            row = self.conn.execute(_SELECT_DEVICE, {"device_id": cmd.device_id}).first()
+            self.devices[cmd.device_id] = row if row is not None else _MISSING
+        if row is None or row is _MISSING or row.merchant_id != cmd.merchant_id:
+            raise Unauthorized("This device is not paired with treu.", code="unknown-device")
+        if row.revoked_at is not None:
+            raise Unauthorized(
+                "This device was revoked by the shop owner. Pair it again to keep using it.",
+                title="Device revoked",
+                code="device-revoked",
+            )
+
+    def _replay(self, cmd: Command, marker: tuple[int, str]) -> Outcome | None:
+        found = self.replays.get(marker)
+        if found is None:
+            return None
+        fingerprint, status_code, response = found
+        if fingerprint != cmd.fingerprint:
+            raise Unprocessable(
+                "This Idempotency-Key was already used for a different request.",
+                title="Idempotency-Key reused",
+                code="idempotency-mismatch",
+            )
+        return Outcome(
+            status=status_code,
+            body=json.loads(response),
+            headers={"Idempotent-Replayed": "true"},
+            replayed=True,
+        )
+
+    def check_card(self, card_ref: str | None) -> None:
+        if card_ref is None:
+            raise NotFound(
+                "This card is not known here.", title="Unknown card", code="unknown-card"
+            )
+        if card_ref not in self.cards:
+            row = self.conn.execute(_SELECT_CARDS, {"refs": [card_ref]}).first()
+            self.cards[card_ref] = row.deleted_day if row is not None else _MISSING
+        deleted = self.cards[card_ref]
+        if deleted is _MISSING:
+            raise NotFound(
+                "This card is not known here.", title="Unknown card", code="unknown-card"
+            )
+        if deleted is not None:
+            raise exceptions.LedgerRefusal(
+                "This card was deleted by its owner.",
+                status=410,
+                title="Card deleted",
+                code="card-deleted",
+            )
+
+    def program(self, merchant_id: int, program_id: int | None) -> Any:
+        key = (merchant_id, program_id)
+        if key not in self.programs:
+            if program_id is None:
+                params: dict[str, Any] = {"merchant_id": merchant_id}
+                row = self.conn.execute(_SELECT_DEFAULT_PROGRAM, params).first()
+            else:
+                params = {"merchant_id": merchant_id, "program_id": program_id}
+                row = self.conn.execute(_SELECT_PROGRAM, params).first()
+            self.programs[key] = row
+        row = self.programs[key]
+        if row is None:
+            raise NotFound("This shop has no such stamp program.", code="unknown-program")
+        return row
+
+    def add_entry(self, cmd: Command, program_id: int, holder: str, **kw: Any) -> str:
+        entry_id = new_entry_id()
+        self.entries[entry_id] = {
+            "id": entry_id,
+            "merchant_id": cmd.merchant_id,
+            "program_id": program_id,
+            "holder": holder,
+            "device_id": cmd.device_id,
+            "idempotency_key": cmd.idempotency_key,
+            "created_at": cmd.now,
+            "voids_entry_id": None,
+            **kw,
+        }
+        return entry_id
+
+
+def run_command(conn: Connection, cmd: Command) -> Outcome:
+    """Apply one command inside the caller's transaction."""
+    batch = Batch(conn, [cmd])
+    outcome = batch.run(cmd)
+    batch.flush()
+    return outcome
+
+
+def _result(entry_id: str, kind: str, program: Any, stamps: int, delta: int) -> Outcome:
+    required = program.stamps_required
+    return Outcome(
+        status=201,
+        body={
+            "entry_id": entry_id,
+            "kind": kind,
+            "delta": delta,
+            "stamps": stamps,
+            "rewards_available": stamps // required,
+            "program": {
+                "id": program.id,
+                "name": program.name,
+                "stamps_required": required,
+                "reward": program.reward_text,
+            },
+        },
+    )
+
+
+def _stamp(batch: Batch, cmd: Command) -> Outcome:
+    conn = batch.conn
+    batch.check_card(cmd.card_ref)
+    program = batch.program(cmd.merchant_id, cmd.program_id)
+    if not program.active:
+        raise Conflict(
+            "This stamp program is paused; the shop owner can resume it.",
+            title="Program paused",
+            code="program-paused",
+        )
+    if cmd.count > program.max_stamps_per_scan:
+        raise Unprocessable(
+            f"At most {program.max_stamps_per_scan} stamps per scan in this program.",
+            title="Too many stamps",
+            code="too-many-stamps",
+        )
+    if program.daily_cap and cmd.count > program.daily_cap:
+        raise exceptions.daily_cap(program.daily_cap)
+    key = _key(cmd.merchant_id, program.id, cmd.holder)
+    today = cmd.now.date()
+    row = conn.execute(
+        _UPSERTS[conn.dialect.name],
+        {
+            "merchant_id": cmd.merchant_id,
+            "program_id": program.id,
+            "holder": cmd.holder,
+            "n": cmd.count,
+            "now": cmd.now,
+            "today": today,
+            "cap": program.daily_cap,
+            "cooldown_cutoff": cmd.now - timedelta(seconds=program.cooldown_seconds),
+        },
+    ).first()
+    if row is None:
+        raise _why_refused(conn, key, program, cmd)
+    entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="stamp", delta=cmd.count)
+    return _result(entry_id, "stamp", program, row.stamps, cmd.count)
+
+
+def _why_refused(conn: Connection, key: dict[str, Any], program: Any, cmd: Command) -> Exception:
+    current = conn.execute(_SELECT_BALANCE, key).one()
+    over_cap = current.day_stamps + cmd.count > program.daily_cap
+    if program.daily_cap and current.stamp_day == cmd.now.date() and over_cap:
+        return exceptions.daily_cap(program.daily_cap)
+    ago = max(int((cmd.now - current.last_stamp_at).total_seconds()), 0)
+    return exceptions.cooldown(ago, program.cooldown_seconds - ago)
+
+
+def _redeem(batch: Batch, cmd: Command) -> Outcome:
+    conn = batch.conn
+    batch.check_card(cmd.card_ref)
+    program = batch.program(cmd.merchant_id, cmd.program_id)
+    key = _key(cmd.merchant_id, program.id, cmd.holder)
+    required = program.stamps_required
+    row = conn.execute(_REDEEM, {**key, "required": required, "now": cmd.now}).first()
+    if row is None:
+        current = conn.execute(_SELECT_BALANCE, key).first()
+        raise exceptions.no_reward_due(current.stamps if current else 0, required)
+    entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="redemption", delta=-required)
+    return _result(entry_id, "redemption", program, row.stamps, -required)
+
+
+def _void(batch: Batch, cmd: Command) -> Outcome:
+    conn = batch.conn
+    params = {"merchant_id": cmd.merchant_id, "entry_id": cmd.entry_id}
+    entry = conn.execute(_SELECT_ENTRY, params).first()
+    if entry is None:
+        raise NotFound("No such entry at this shop.", code="unknown-entry")
+    if entry.kind not in ("stamp", "redemption"):
+        raise Unprocessable("Only a stamp or a redemption can be undone.", code="not-voidable")
+    if entry.created_at < cmd.now - timedelta(seconds=cmd.undo_window_seconds):
+        minutes = cmd.undo_window_seconds // 60
+        raise Conflict(
+            f"Too late to undo: entries can be undone within {minutes} minutes.",
+            title="Undo window passed",
+            code="undo-window",
+        )
+    already = cmd.entry_id in batch.voided
+    if already or conn.execute(_SELECT_VOIDED, {"entry_id": cmd.entry_id}).first() is not None:
+        raise Conflict("This entry was already undone.", title="Already undone", code="voided")
+    program = batch.program(cmd.merchant_id, entry.program_id)
+    key = _key(cmd.merchant_id, entry.program_id, entry.holder)
+    n = abs(entry.delta)
+    if entry.kind == "stamp":
+        row = conn.execute(_VOID_STAMP, {**key, "n": n, "epoch": EPOCH}).first()
+    else:
+        row = conn.execute(_VOID_REDEMPTION, {**key, "n": n}).first()
+    if row is None:
+        raise Conflict(
+            "These stamps were already redeemed; undo the redemption first.",
+            title="Cannot undo",
+            code="void-would-go-negative",
+        )
+    batch.voided.add(str(cmd.entry_id))
+    entry_id = batch.add_entry(
+        cmd,
+        entry.program_id,
+        entry.holder,
+        kind="void",
+        delta=-entry.delta,
+        voids_entry_id=cmd.entry_id,
+    )
+    outcome = _result(entry_id, "void", program, row.stamps, -entry.delta)
+    outcome.body["voids_entry_id"] = cmd.entry_id
+    return outcome
+
+
+def touch_devices(conn: Connection, device_ids: set[int], now: datetime) -> None:
+    """Record when devices were last seen (the merchant's device list shows it)."""
+    conn.execute(
+        update(device_table).where(device_table.c.id.in_(device_ids)).values(last_seen_at=now)
+    )

@@ -1,0 +1,183 @@
+"""The ledger writer: one thread that commits the writes waiting at that moment together.
+
+SQLite allows one writer at a time; a thread pool fighting over its lock spends its time
+waiting. Here every ledger write is queued, the writer drains the queue, runs each command in
+one transaction and commits once, and only then answers each request with its own outcome. If
+anything unexpected fails, the batch is rolled back and replayed one command per transaction,
+so one bad command never costs the others their write.
+"""
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Connection, Engine, delete
+from sqlalchemy.exc import IntegrityError
+
+from app.clock import utcnow
+from app.db import write_engine
+from app.errors import AppError, Conflict
+from app.ledger.models import IdempotencyRecord
+from app.ledger.service import Batch, Command, Outcome, run_command, touch_devices
+
+log = logging.getLogger("treu.writer")
+
+MAX_BATCH = 256
+DEVICE_TOUCH_SECONDS = 60
+CLEANUP_EVERY = timedelta(minutes=10)
+
+
+@dataclass
+class _Job:
+    command: Command
+    loop: asyncio.AbstractEventLoop | None
+    future: "asyncio.Future[Outcome] | None"
+    done: threading.Event | None = None
+    result: "Outcome | BaseException | None" = None
+
+
+class LedgerWriter:
+    def __init__(self, engine: Engine, retention_hours: int = 72) -> None:
+        self.engine = write_engine(engine)
+        self.retention = timedelta(hours=retention_hours)
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._device_seen: dict[int, float] = {}
+        self._last_cleanup = utcnow()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="treu-ledger", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout=10)
+
+    async def submit(self, command: Command) -> Outcome:
+        """Queue a command and wait until its transaction has committed."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._queue.put(_Job(command, loop, future))
+        return await future
+
+    def submit_sync(self, command: Command) -> Outcome:
+        """The same for callers without an event loop (CLI, tests)."""
+        self.start()
+        job = _Job(command, None, None, done=threading.Event())
+        self._queue.put(job)
+        assert job.done is not None
+        job.done.wait()
+        if isinstance(job.result, BaseException):
+            raise job.result
+        assert job.result is not None
+        return job.result
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+            self._process(jobs)
+            if stop:
+                return
+
+    def _process(self, jobs: list[_Job]) -> None:
+        try:
+            results = self._run_batch(jobs)
+        except Exception:
+            log.warning("batch of %d failed; replaying one by one", len(jobs), exc_info=True)
+            results = [self._run_alone(job) for job in jobs]
+        _deliver(jobs, results)
+
+    def _run_batch(self, jobs: list[_Job]) -> list[Outcome | BaseException]:
+        results: list[Outcome | BaseException] = []
+        with self.engine.begin() as conn:
+            batch = Batch(conn, [job.command for job in jobs])
+            for job in jobs:
+                try:
+                    results.append(batch.run(job.command))
+                except AppError as refusal:
+                    results.append(refusal)
+            batch.flush()
+            self._housekeeping(conn, jobs)
+        return results
+
+    def _run_alone(self, job: _Job) -> Outcome | BaseException:
+        try:
+            with self.engine.begin() as conn:
+                return run_command(conn, job.command)
+        except AppError as refusal:
+            return refusal
+        except IntegrityError:
+            # Another instance wrote the same idempotency key or void first.
+            return Conflict(
+                "This request conflicts with one that was already made; reload and retry.",
+                code="conflict",
+            )
+        except Exception as exc:
+            log.exception("ledger command failed")
+            return exc
+
+    def _housekeeping(self, conn: Connection, jobs: list[_Job]) -> None:
+        now = jobs[-1].command.now
+        stamp = now.timestamp()
+        stale = {
+            j.command.device_id
+            for j in jobs
+            if stamp - self._device_seen.get(j.command.device_id, 0) > DEVICE_TOUCH_SECONDS
+        }
+        if stale:
+            touch_devices(conn, stale, now)
+            self._device_seen.update(dict.fromkeys(stale, stamp))
+        if now - self._last_cleanup > CLEANUP_EVERY:
+            table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+            conn.execute(delete(table).where(table.c.created_at < now - self.retention))
+            self._last_cleanup = now
+
+
+def _deliver(jobs: list[_Job], results: list[Outcome | BaseException]) -> None:
+    """Answer every job; one wake-up per event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], object]]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        if job.future is not None and job.loop is not None:
+            by_loop.setdefault(job.loop, []).append((job.future, result))
+        else:
+            job.result = result
+            assert job.done is not None
+            job.done.set()
+    for loop, answers in by_loop.items():
+        # The waiting request's event loop may be gone (client left, server stopping).
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(answers: list[tuple["asyncio.Future[Outcome]", object]]) -> None:
+    for future, result in answers:
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Merchants, their programs, owners and cashier devices."""

@@ -1,0 +1,56 @@
+"""Merchant-owned tables: every one leads with merchant_id (the shard key)."""
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class MerchantBase(SQLModel):
+    slug: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=120)
+    city: str = Field(default="", max_length=80)
+    category: str = Field(default="", max_length=80)
+    review_url: str = Field(default="", max_length=500)
+    locale: str = Field(default="de", max_length=8)
+    timezone: str = Field(default="Europe/Vienna", max_length=64)
+
+
+class Merchant(MerchantBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+
+
+class ProgramBase(SQLModel):
+    name: str = Field(max_length=120)
+    stamps_required: int = Field(ge=1, le=100)
+    reward_text: str = Field(max_length=200)
+    max_stamps_per_scan: int = Field(default=10, ge=1, le=100)
+    cooldown_seconds: int = Field(default=60, ge=0, le=86_400)
+    # 0 means no daily cap.
+    daily_cap: int = Field(default=0, ge=0, le=1000)
+    active: bool = True
+
+
+class Program(ProgramBase, table=True):
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+
+
+class Owner(SQLModel, table=True):
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True)
+    password_hash: str = Field(max_length=255)
+    created_at: datetime
+
+
+class Device(SQLModel, table=True):
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(default="", max_length=80)
+    # SHA-256 of a 192-bit random secret: a slow hash adds nothing at that entropy.
+    secret_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime
+    last_seen_at: datetime | None = None
+    revoked_at: datetime | None = None

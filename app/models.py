@@ -1,0 +1,16 @@
+"""Every table, imported in one place for Alembic and the test suite."""
+
+from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
+from app.merchants.models import Device, Merchant, Owner, Program
+from app.tokens.models import Card
+
+__all__ = [
+    "Balance",
+    "Card",
+    "Device",
+    "IdempotencyRecord",
+    "LedgerEntry",
+    "Merchant",
+    "Owner",
+    "Program",
+]

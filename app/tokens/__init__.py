@@ -1,0 +1,1 @@
+"""Card tokens: signing, parsing and the per-merchant pseudonyms derived from a card."""

@@ -1,0 +1,15 @@
+"""The card table: keyed by a keyed hash of the card id, with only day-precision dates."""
+
+from datetime import date
+
+from sqlalchemy import Column
+from sqlmodel import Field, LargeBinary, SQLModel
+
+
+class Card(SQLModel, table=True):
+    ref: str = Field(primary_key=True, max_length=32)
+    created_day: date
+    last_seen_day: date
+    # The merchants this card has visited, sealed under a key derived from the card id.
+    sealed_wallet: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    deleted_day: date | None = None
