@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ASSETS := node_modules/.package-lock.json
 export TREU_DATA_DIR ?= ./data
 
-.PHONY: run test check fmt lint bench migrate revision demo clean install browsers
+.PHONY: run test check fmt lint bench migrate revision demo clean install browsers assets messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Browser libraries (the till's QR decoder) come from npm, exactly as the lock file says.
+$(ASSETS): package.json package-lock.json
+	@command -v npm > /dev/null || (echo "treu needs Node.js 18+ (npm) for its browser assets" >&2; exit 1)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(ASSETS)
 
-run: $(STAMP)
+install: $(STAMP) $(ASSETS)
+
+assets: $(ASSETS)
+
+run: $(STAMP) $(ASSETS)
 	$(BIN)/treu init
 	$(BIN)/treu demo --if-empty > /dev/null
 	@echo
@@ -26,7 +35,7 @@ run: $(STAMP)
 	@echo
 	$(BIN)/treu serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP) browsers
+test: $(STAMP) $(ASSETS) browsers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
@@ -51,6 +60,10 @@ bench: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/treu db upgrade
 
+# Extract every translatable string (to update a catalog under app/web/locale/de/LC_MESSAGES).
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -o app/web/locale/messages.pot --no-location .
+
 revision: $(STAMP)
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
@@ -59,4 +72,4 @@ demo: $(STAMP)
 	$(BIN)/treu demo
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache test-artifacts

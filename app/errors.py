@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("treu")
@@ -87,8 +87,29 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+def wants_html(request: Request) -> bool:
+    """A person in a browser (a page, not the API) gets a friendly page instead of JSON."""
+    path = request.url.path
+    if path.startswith(("/api/", "/.well-known/", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def error_page(
+    request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    from app.web import render
+
+    # The template translates title and detail into the visitor's language.
+    response = render(request, "error.html", status_code=status, title=title, detail=detail)
+    response.headers.update(headers or {})
+    return response
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
+    if wants_html(request):
+        return error_page(request, exc.status, exc.title, exc.detail, exc.headers)
     return JSONResponse(
         exc.problem(), status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
     )
@@ -104,17 +125,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "Invalid request", detail, errors=fields)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
     title = titles.get(exc.status_code, "Error")
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem_response(exc.status_code, title, detail, headers=dict(exc.headers or {}))
+    if exc.status_code == 404:
+        detail = "There is nothing at this address."
+    headers = dict(exc.headers or {})
+    if wants_html(request):
+        return error_page(request, exc.status_code, title, detail, headers)
+    return problem_response(exc.status_code, title, detail, headers=headers)
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", exc_info=exc)
-    return problem_response(500, "Internal error", "Something went wrong on our side.")
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The message and traceback only: never the request (its path may hold a card token).
+    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+    title, detail = "Internal error", "Something went wrong on our side."
+    if wants_html(request):
+        return error_page(request, 500, title, detail)
+    return problem_response(500, title, detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,10 +3,9 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
@@ -21,8 +20,9 @@ from app.merchants.dependencies import DeviceIdentity
 from app.tokens.keys import load_keyring
 from app.tokens.router import keys_router
 from app.tokens.router import router as cards_router
-
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+from app.web import customer, merchant, till
+from app.web.assets import NODE_MODULES, STATIC_DIR, VENDOR
+from app.web.security import SecurityHeaders
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastAPI:
@@ -67,7 +67,26 @@ def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastA
             return problem_response(503, "Unavailable", "The database does not answer.")
         return JSONResponse({"status": "ok"})
 
-    if STATIC_DIR.is_dir():
-        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    @app.get("/sw.js", include_in_schema=False)
+    def service_worker() -> FileResponse:
+        """The service worker, served from the root so that it may control every page."""
+        return FileResponse(
+            STATIC_DIR / "sw.js",
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"},
+        )
+
+    for web_router in (customer.router, till.router, merchant.router):
+        app.include_router(web_router)
+    mount_static(app)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def mount_static(app: FastAPI) -> None:
+    """static/ and the browser libraries installed by npm (served by treu: no CDN)."""
+    for prefix, folder in VENDOR.items():
+        if (NODE_MODULES / folder).is_dir():
+            app.mount(f"/static/vendor/{prefix}", StaticFiles(directory=NODE_MODULES / folder))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,67 @@
+// treu service worker: the pages and the card open without a network once they were loaded.
+// Pages and card data: network first, the last good copy when offline (marked so the page can
+// say its figures may be old). Static files: from the cache, refreshed in the background.
+// Writes (POST, DELETE) are never cached: the till queues them itself.
+const CACHE = "treu-v1";
+const OFFLINE_HEADER = "X-Treu-Offline";
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(self.skipWaiting());
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((names) => Promise.all(names.filter((n) => n !== CACHE).map((n) => caches.delete(n))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+function cacheable(request, url) {
+  if (request.method !== "GET" || url.origin !== self.location.origin) return false;
+  if (url.pathname.endsWith("/export")) return false; // a download, asked for on purpose
+  // The merchant area holds a business's figures: never left in a cache after logout.
+  if (url.pathname.startsWith("/merchant") || url.pathname.startsWith("/api/v1/merchant")) {
+    return false;
+  }
+  // Live streams (server-sent events) cannot be cached.
+  if ((request.headers.get("accept") || "").includes("text/event-stream")) return false;
+  return true;
+}
+
+async function networkFirst(request) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(request);
+    if (response.ok) await cache.put(request, response.clone());
+    return response;
+  } catch (error) {
+    const cached = await cache.match(request, { ignoreSearch: request.mode === "navigate" });
+    if (!cached) throw error;
+    const headers = new Headers(cached.headers);
+    headers.set(OFFLINE_HEADER, "1");
+    return new Response(await cached.blob(), { status: cached.status, headers });
+  }
+}
+
+async function cacheFirst(request) {
+  const cache = await caches.open(CACHE);
+  const cached = await cache.match(request);
+  const refresh = fetch(request)
+    .then((response) => {
+      if (response.ok) cache.put(request, response.clone());
+      return response;
+    })
+    .catch(() => cached);
+  return cached || refresh;
+}
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (!cacheable(event.request, url)) return;
+  if (url.pathname.startsWith("/static/")) {
+    event.respondWith(cacheFirst(event.request));
+  } else {
+    event.respondWith(networkFirst(event.request));
+  }
+});
