@@ -16,7 +16,7 @@ import nacl.utils
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -27,8 +27,6 @@ from app.merchants import service as merchants
 from app.migrations import upgrade
 
 PG_URL = os.environ.get("TREU_TEST_DATABASE_URL", "")
-TABLES = ("idempotency_record", "ledger_entry", "balance", "card", "device", "owner", "program",
-          "merchant")  # fmt: skip
 
 
 class Clock:
@@ -83,7 +81,9 @@ def database_url(database_template: str, tmp_path: Path) -> str:
     if PG_URL:
         engine = make_engine(database_template)
         with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            # Every table the migrations made, so a new table is emptied without editing this.
+            tables = [f'"{t}"' for t in inspect(conn).get_table_names() if t != "alembic_version"]
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return database_template
     target = tmp_path / "data" / "treu.db"
