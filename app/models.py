@@ -1,7 +1,7 @@
 """Every table, imported in one place for Alembic and the test suite."""
 
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
-from app.merchants.models import Device, Merchant, Owner, Program
+from app.merchants.models import Device, Merchant, Owner, PairingCode, Program
 from app.tokens.models import Card
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "LedgerEntry",
     "Merchant",
     "Owner",
+    "PairingCode",
     "Program",
 ]

@@ -54,3 +54,19 @@ class Device(SQLModel, table=True):
     created_at: datetime
     last_seen_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class PairingCode(SQLModel, table=True):
+    """A one-time code that turns a browser into a cashier device (valid minutes, single use)."""
+
+    __tablename__ = "pairing_code"
+
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    id: int | None = Field(default=None, primary_key=True)
+    # SHA-256 of the code: for its few minutes the code is as good as a device secret.
+    code_hash: str = Field(max_length=64, unique=True)
+    label: str = Field(default="", max_length=80)
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    device_id: int | None = Field(default=None, foreign_key="device.id")
