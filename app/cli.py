@@ -253,6 +253,38 @@ def device_revoke(ctx: Context, slug: str, device_id: int, as_json: bool) -> Non
     ctx.emit({"device_id": dev.id, "revoked_at": dev.revoked_at}, f"device {dev.id} revoked")
 
 
+@device.command("pair")
+@click.option("--merchant", "slug", required=True)
+@click.option("--label", default="", help="Name of the new till, e.g. 'Counter'.")
+@json_option
+@pass_ctx
+def device_pair(ctx: Context, slug: str, label: str, as_json: bool) -> None:
+    """Make a one-time pairing code: open its URL (or scan its QR) on the till's browser."""
+    import io
+
+    import qrcode
+
+    from app.merchants.pairing import create_pairing_code, display_code
+
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        code, url, expires_at = create_pairing_code(
+            session=session, merchant=m, now=utcnow(), base_url=ctx.settings.base_url,
+            label=label,
+        )  # fmt: skip
+    drawing = io.StringIO()
+    if not ctx.as_json:
+        image = qrcode.QRCode(border=2)
+        image.add_data(url)
+        image.print_ascii(out=drawing, invert=True)
+    ctx.emit(
+        {"code": code, "url": url, "expires_at": expires_at},
+        f"{drawing.getvalue()}\nOpen this on the till (or scan the QR above), once, within "
+        f"10 minutes:\n  {url}\nor type the code on its /till page: {display_code(code)}",
+    )
+
+
 @cli.group()
 def keys() -> None:
     """Signing keys."""
