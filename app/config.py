@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     idempotency_retention_hours: int = 72
     max_body_bytes: int = 16_384
     k_anonymity: int = 10
+    # How long a till's claim code (a QR for N stamps) can be claimed.
+    claim_ttl_seconds: int = 120
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app.claims.router import router as claims_router
 from app.clock import Clock, utcnow
 from app.config import Settings
 from app.db import make_engine
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastA
     app.include_router(cards_router)
     app.include_router(ledger_router)
     app.include_router(keys_router)
+    app.include_router(claims_router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> JSONResponse:

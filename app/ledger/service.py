@@ -15,7 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from app.claims.models import ClaimCode
+from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
 from app.ledger import exceptions
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
 from app.merchants.models import Device, Program
@@ -31,7 +32,7 @@ card_table = Card.__table__  # type: ignore[attr-defined]
 # A cooldown reset to this instant lets an undone stamp be stamped again at once.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Operation = Literal["stamp", "redeem", "void"]
+Operation = Literal["stamp", "redeem", "void", "claim"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Command:
     idempotency_key: str | None = None
     fingerprint: str = ""
     undo_window_seconds: int = 600
+    # op "claim": the keyed hash of the claim code being redeemed for stamps.
+    claim_hash: str | None = None
 
 
 @dataclass
@@ -250,6 +253,8 @@ class Batch:
             outcome = _stamp(self, cmd)
         elif cmd.op == "redeem":
             outcome = _redeem(self, cmd)
+        elif cmd.op == "claim":
+            outcome = _claim(self, cmd)
         else:
             outcome = _void(self, cmd)
         if marker is not None:
@@ -500,3 +505,90 @@ def touch_devices(conn: Connection, device_ids: set[int], now: datetime) -> None
     conn.execute(
         update(device_table).where(device_table.c.id.in_(device_ids)).values(last_seen_at=now)
     )
+
+
+# --- Claim codes (app/claims) -------------------------------------------------------------
+# A claim is a stamp booked on the till that made the code, once. Marking the code used is a
+# conditional UPDATE, so of any number of concurrent claims exactly one wins (on PostgreSQL the
+# others wait for its row lock and then find the code used); the stamp and the mark commit in
+# the same transaction, and a refused stamp takes the mark back before anything else runs.
+
+claim_table = ClaimCode.__table__  # type: ignore[attr-defined]
+_MARK_CLAIMED = (
+    update(claim_table)
+    .where(
+        claim_table.c.code_hash == bindparam("k_code"),
+        claim_table.c.claimed_at.is_(None),
+        claim_table.c.expires_at > bindparam("now", type_=claim_table.c.expires_at.type),
+    )
+    .values(claimed_at=bindparam("now", type_=claim_table.c.claimed_at.type))
+)
+_UNMARK_CLAIMED = (
+    update(claim_table)
+    .where(claim_table.c.code_hash == bindparam("k_code"))
+    .values(claimed_at=None, entry_id=None)
+)
+_SET_CLAIM_ENTRY = (
+    update(claim_table)
+    .where(claim_table.c.code_hash == bindparam("k_code"))
+    .values(entry_id=bindparam("k_entry_id"))
+)
+_SELECT_CLAIM = select(claim_table.c.claimed_at, claim_table.c.entry_id).where(
+    claim_table.c.code_hash == bindparam("k_code")
+)
+_SELECT_ENTRY_HOLDER = select(ledger.c.holder).where(
+    ledger.c.merchant_id == bindparam("merchant_id"), ledger.c.id == bindparam("entry_id")
+)
+
+
+def _claim(batch: Batch, cmd: Command) -> Outcome:
+    conn = batch.conn
+    batch.check_card(cmd.card_ref)
+    params = {"k_code": cmd.claim_hash, "now": cmd.now}
+    if not conn.execute(_MARK_CLAIMED, params).rowcount:
+        return _claim_again(batch, cmd)
+    try:
+        outcome = _stamp(batch, cmd)
+    except AppError:
+        conn.execute(_UNMARK_CLAIMED, {"k_code": cmd.claim_hash})
+        raise
+    conn.execute(
+        _SET_CLAIM_ENTRY, {"k_code": cmd.claim_hash, "k_entry_id": outcome.body["entry_id"]}
+    )
+    return outcome
+
+
+def _claim_again(batch: Batch, cmd: Command) -> Outcome:
+    """A code that cannot be claimed: the same card retrying gets its first answer again."""
+    conn = batch.conn
+    row = conn.execute(_SELECT_CLAIM, {"k_code": cmd.claim_hash}).first()
+    if row is None:
+        raise NotFound("This code is not known.", title="Unknown code", code="unknown-claim")
+    if row.claimed_at is None:
+        raise exceptions.LedgerRefusal(
+            "This code has expired. Ask at the till for a new one.",
+            status=410,
+            title="Code expired",
+            code="claim-expired",
+        )
+    entry = batch.entries.get(row.entry_id or "")
+    if entry is not None:
+        holder = entry["holder"]
+    else:
+        params = {"merchant_id": cmd.merchant_id, "entry_id": row.entry_id}
+        holder = conn.execute(_SELECT_ENTRY_HOLDER, params).scalar()
+    if holder is None or holder != cmd.holder:
+        raise exceptions.LedgerRefusal(
+            "This code was already used. Ask at the till for a new one.",
+            status=410,
+            title="Code already used",
+            code="claim-used",
+        )
+    program = batch.program(cmd.merchant_id, cmd.program_id)
+    current = conn.execute(_SELECT_BALANCE, _key(cmd.merchant_id, program.id, cmd.holder)).first()
+    outcome = _result(
+        str(row.entry_id), "stamp", program, current.stamps if current else 0, cmd.count
+    )
+    outcome.headers["Idempotent-Replayed"] = "true"
+    outcome.replayed = True
+    return outcome
