@@ -70,3 +70,32 @@ class PairingCode(SQLModel, table=True):
     expires_at: datetime
     used_at: datetime | None = None
     device_id: int | None = Field(default=None, foreign_key="device.id")
+
+
+class OwnerSession(SQLModel, table=True):
+    """A logged-in browser of an owner. The cookie holds a random id; this table only its
+    keyed hash, so a copy of the table cannot be replayed as a login."""
+
+    __tablename__ = "owner_session"
+
+    merchant_id: int = Field(foreign_key="merchant.id", index=True)
+    id: str = Field(primary_key=True, max_length=64)
+    owner_id: int = Field(foreign_key="owner.id", index=True)
+    created_at: datetime
+    expires_at: datetime
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per e-mail address, to slow down password guessing.
+
+    Keyed by a keyed hash of the address: attempts on addresses that belong to no owner are
+    throttled alike (so the answer does not tell which addresses exist) without storing them.
+    Not merchant-owned, hence no merchant_id. No IP address is ever recorded.
+    """
+
+    __tablename__ = "login_throttle"
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    last_failure_at: datetime
+    locked_until: datetime | None = None

@@ -168,3 +168,17 @@ def revoke_device(*, session: Session, merchant: Merchant, device_id: int, now: 
 def find_device(*, session: Session, secret: str) -> Device | None:
     query = select(Device).where(Device.secret_hash == hash_device_secret(secret))
     return session.exec(query).first()
+
+
+MIN_PASSWORD_LENGTH = 10
+
+
+def set_owner_password(*, session: Session, owner: Owner, password: str) -> None:
+    """Store a new password (Argon2id) for the owner; the caller has checked the old one."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise MerchantError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > 200:
+        raise MerchantError("A password may have at most 200 characters.")
+    owner.password_hash = hash_password(password)
+    session.add(owner)
+    session.flush()

@@ -1,0 +1,197 @@
+"""Owner login: sessions, cookie flags, CSRF, throttling, logout, password change."""
+
+import re
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.merchants import auth
+from app.merchants.models import LoginThrottle, OwnerSession
+from tests.conftest import Shop
+
+HTML = {"Accept": "text/html"}
+
+
+def form_token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([0-9a-f]*)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def log_in(client: TestClient, email: str, password: str, next_path: str = "") -> object:
+    page = client.get("/merchant/login", headers=HTML)
+    data = {"email": email, "password": password, "csrf_token": form_token(page.text)}
+    if next_path:
+        data["next"] = next_path
+    return client.post("/merchant/login", data=data, headers=HTML, follow_redirects=False)
+
+
+def test_login_sets_a_strict_session_cookie_and_stores_only_its_hash(
+    client: TestClient, shop: Shop, app: FastAPI
+) -> None:
+    response = log_in(client, shop.owner_email.upper() + " ", shop.owner_password)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/merchant/dashboard"
+    cookie = next(c for c in response.headers.get_list("set-cookie") if "treu_owner=" in c)
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http in the test, public URL http
+    value = client.cookies.get("treu_owner")
+    assert value
+    with Session(app.state.engine) as session:
+        stored = session.exec(select(OwnerSession)).all()
+    assert len(stored) == 1
+    assert stored[0].id != value and value not in stored[0].id
+    assert stored[0].merchant_id == shop.merchant_id
+
+
+def test_cookie_is_secure_behind_https(app: FastAPI, shop: Shop) -> None:
+    with TestClient(app, base_url="https://treu.test") as client:
+        response = log_in(client, shop.owner_email, shop.owner_password)
+        assert response.status_code == 303
+        cookie = next(c for c in response.headers.get_list("set-cookie") if "treu_owner=" in c)
+        assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_cookie_is_secure_when_the_public_url_is_https(app: FastAPI, shop: Shop) -> None:
+    # TLS ends at a reverse proxy: the app sees http, the browser https.
+    app.state.settings.public_url = "https://stamps.example"
+    with TestClient(app) as client:
+        response = client.get("/merchant/login", headers=HTML)
+        cookie = next(c for c in response.headers.get_list("set-cookie") if "treu_login=" in c)
+        assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_wrong_password_is_refused_with_the_form_again(client: TestClient, shop: Shop) -> None:
+    response = log_in(client, shop.owner_email, "not-the-password")
+    assert response.status_code == 401
+    assert "The e-mail address or the password is wrong." in response.text
+    assert "treu_owner" not in client.cookies
+    unknown = log_in(client, "nobody@example.org", "whatever")
+    assert unknown.status_code == 401
+    assert "The e-mail address or the password is wrong." in unknown.text
+
+
+def test_login_without_or_with_a_wrong_csrf_token_is_refused(
+    client: TestClient, shop: Shop
+) -> None:
+    client.get("/merchant/login", headers=HTML)
+    for token in ("", "00" * 32):
+        data = {"email": shop.owner_email, "password": shop.owner_password, "csrf_token": token}
+        response = client.post("/merchant/login", data=data, headers=HTML, follow_redirects=False)
+        assert response.status_code == 403
+        assert "treu_owner" not in client.cookies
+    # A token from another browser (another login cookie) does not work either.
+    with TestClient(client.app) as other:
+        foreign = form_token(other.get("/merchant/login", headers=HTML).text)
+    data = {"email": shop.owner_email, "password": shop.owner_password, "csrf_token": foreign}
+    response = client.post("/merchant/login", data=data, headers=HTML, follow_redirects=False)
+    assert response.status_code == 403
+
+
+def test_lockout_after_five_failures_grows_and_ends(
+    client: TestClient, shop: Shop, app: FastAPI, clock: object
+) -> None:
+    for _ in range(4):
+        assert log_in(client, shop.owner_email, "wrong").status_code == 401
+    fifth = log_in(client, shop.owner_email, "wrong")
+    assert fifth.status_code == 401 and "try again in 30 seconds" in fifth.text
+    # Even the right password is refused while the wait lasts, without being checked.
+    locked = log_in(client, shop.owner_email, shop.owner_password)
+    assert locked.status_code == 429
+    assert locked.headers["retry-after"] == "30"
+    assert "treu_owner" not in client.cookies
+    clock.advance(31)  # type: ignore[attr-defined]
+    sixth = log_in(client, shop.owner_email, "wrong")
+    assert "try again in 60 seconds" in sixth.text
+    clock.advance(61)  # type: ignore[attr-defined]
+    assert log_in(client, shop.owner_email, shop.owner_password).status_code == 303
+    with Session(app.state.engine) as session:
+        assert session.exec(select(LoginThrottle)).all() == []
+
+
+def test_lockout_is_per_address_and_stores_no_address(
+    client: TestClient, shop: Shop, other_shop: Shop, app: FastAPI
+) -> None:
+    for _ in range(5):
+        log_in(client, shop.owner_email, "wrong")
+    assert log_in(client, shop.owner_email, shop.owner_password).status_code == 429
+    assert log_in(client, other_shop.owner_email, other_shop.owner_password).status_code == 303
+    with Session(app.state.engine) as session:
+        rows = session.exec(select(LoginThrottle)).all()
+    assert len(rows) == 1 and rows[0].failures == 5
+    assert shop.owner_email not in rows[0].email_hash
+
+
+def test_delays_double_up_to_a_quarter_of_an_hour() -> None:
+    assert [auth.delay_after(n) for n in range(1, 9)] == [0, 0, 0, 0, 30, 60, 120, 240]
+    assert auth.delay_after(40) == 15 * 60
+
+
+def test_old_failures_are_forgotten(
+    client: TestClient, shop: Shop, app: FastAPI, clock: object
+) -> None:
+    for _ in range(4):
+        log_in(client, shop.owner_email, "wrong")
+    clock.advance(25 * 3600)  # type: ignore[attr-defined]
+    assert log_in(client, shop.owner_email, "wrong").status_code == 401
+    with Session(app.state.engine) as session:
+        assert session.exec(select(LoginThrottle)).one().failures == 1
+
+
+@pytest.mark.parametrize(
+    ("wanted", "landing"),
+    [
+        ("/merchant/devices", "/merchant/devices"),
+        ("https://evil.example/", "/merchant/dashboard"),
+        ("//evil.example/merchant", "/merchant/dashboard"),
+        ("/merchant/..//evil.example", "/merchant/dashboard"),
+        ("/merchant/login", "/merchant/dashboard"),
+    ],
+)
+def test_login_goes_back_only_inside_the_merchant_area(
+    client: TestClient, shop: Shop, wanted: str, landing: str
+) -> None:
+    response = log_in(client, shop.owner_email, shop.owner_password, next_path=wanted)
+    assert response.headers["location"] == landing
+
+
+def test_logout_ends_the_session_on_the_server(
+    client: TestClient, shop: Shop, app: FastAPI
+) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    stolen = client.cookies.get("treu_owner")
+    page = client.get("/merchant/account", headers=HTML)
+    assert page.status_code == 200
+    token = form_token(page.text)
+    response = client.post(
+        "/merchant/logout", data={"csrf_token": token}, headers=HTML, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/merchant/login?bye=1"
+    # Replaying the old cookie does not work: the session is gone, not just the cookie.
+    client.cookies.set("treu_owner", stolen or "")
+    again = client.get("/merchant/account", headers=HTML, follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/merchant/login?next=")
+    with Session(app.state.engine) as session:
+        assert session.exec(select(OwnerSession)).all() == []
+
+
+def test_sessions_expire(client: TestClient, shop: Shop, clock: object) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    assert client.get("/merchant/account", headers=HTML).status_code == 200
+    clock.advance(auth.SESSION_LIFETIME.total_seconds() + 1)  # type: ignore[attr-defined]
+    response = client.get("/merchant/account", headers=HTML, follow_redirects=False)
+    assert response.status_code == 303
+
+
+def test_without_login_pages_redirect_and_api_calls_get_401(client: TestClient) -> None:
+    page = client.get("/merchant/account?x=1", headers=HTML, follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/merchant/login?next=%2Fmerchant%2Faccount%3Fx%3D1"
+    api = client.get("/merchant/account", headers={"Accept": "application/json"})
+    assert api.status_code == 401
+    assert api.headers["content-type"] == "application/problem+json"
+    assert api.json()["code"] == "login-required"
