@@ -1,51 +1,84 @@
-"""Printable sheets of anonymous cards for customers without a smartphone."""
+"""Printables: sheets of anonymous cards for customers without a smartphone, and the counter
+poster's QR. The card sheet is one template and one stylesheet (static/css/cards.css), used by
+the merchant area's print page and by `treu cards print` (a self-contained HTML file)."""
 
-import html
+import re
+from dataclasses import dataclass
+from datetime import datetime
 
+from markupsafe import Markup
 from sqlmodel import Session
 
 from app.clock import utcnow
 from app.config import Settings
+from app.merchants.models import Merchant
 from app.merchants.service import get_merchant
 from app.tokens import crypto, qr
+from app.tokens.crypto import Keyring
 from app.tokens.keys import load_keyring
 from app.tokens.service import create_card
+from app.web.assets import STATIC_DIR
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>treu cards: {name}</title>
-<style>
-@page {{ size: A4; margin: 10mm; }}
-body {{ font-family: system-ui, sans-serif; margin: 0; }}
-.sheet {{ display: grid; grid-template-columns: 1fr 1fr; grid-auto-rows: 54mm; gap: 0; }}
-.card {{ border: 1px dashed #999; padding: 4mm; display: flex; gap: 4mm; align-items: center;
-  break-inside: avoid; }}
-.card svg {{ width: 44mm; height: 44mm; flex: none; }}
-.card h2 {{ font-size: 12pt; margin: 0 0 2mm; }}
-.card p {{ font-size: 8.5pt; margin: 0 0 1.5mm; }}
-.code {{ font-family: ui-monospace, monospace; font-size: 9pt; letter-spacing: .5px; }}
-.sheet:nth-of-type(n) {{ break-after: page; }}
-</style></head><body>
-{sheets}
-</body></html>
-"""
+CARDS_PER_SHEET = 10  # 2 by 5 on an A4 page
+
+
+@dataclass(frozen=True)
+class PrintedCard:
+    qr: Markup
+    recovery_code: str
+
+
+def inline_svg(svg: str) -> Markup:
+    """An SVG document as markup to place inside a page (without its XML declaration)."""
+    return Markup(re.sub(r"^<\?xml[^>]*\?>\s*", "", svg))
+
+
+def merchant_url(base_url: str, slug: str) -> str:
+    """Where the counter poster's QR leads: the merchant's page, which hands out a card."""
+    return f"{base_url}/m/{slug}"
+
+
+def restore_address(base_url: str) -> str:
+    """Where a recovery code is typed, short enough to copy from paper (no https://)."""
+    return base_url.split("://", 1)[-1] + "/restore"
+
+
+def new_printed_cards(
+    *, session: Session, keyring: Keyring, base_url: str, now: datetime, count: int
+) -> list[PrintedCard]:
+    """Create count new anonymous cards, each as its QR (the card URL) and recovery code.
+
+    The tokens exist only on the paper: the server keeps a keyed hash of each card id, as
+    for every other card, and the cards belong to no merchant until they are stamped.
+    """
+    cards = []
+    for _ in range(count):
+        card = create_card(session=session, keyring=keyring, now=now)
+        svg = qr.qr_svg(qr.card_qr_text(base_url, card.token))
+        cards.append(PrintedCard(inline_svg(svg), crypto.recovery_code(card.card_id)))
+    return cards
+
+
+def sheets(cards: list[PrintedCard]) -> list[list[PrintedCard]]:
+    """The cards in pages of CARDS_PER_SHEET."""
+    return [cards[i : i + CARDS_PER_SHEET] for i in range(0, len(cards), CARDS_PER_SHEET)]
 
 
 def card_sheet(*, session: Session, settings: Settings, slug: str, count: int) -> str:
-    """Create count new cards and lay them out, ten to an A4 page, with cut lines."""
-    merchant = get_merchant(session=session, slug=slug)
-    keyring = load_keyring(settings)
-    now = utcnow()
-    cells = []
-    for _ in range(count):
-        card = create_card(session=session, keyring=keyring, now=now)
-        svg = qr.qr_svg(qr.card_qr_text(settings.base_url, card.token))
-        cells.append(
-            f'<div class="card">{svg}<div><h2>{html.escape(merchant.name)}</h2>'
-            "<p>Your anonymous stamp card. Show it at the till. "
-            "Scan it with a phone to keep it there.</p>"
-            "<p>Recovery code:</p>"
-            f'<p class="code">{crypto.recovery_code(card.card_id)}</p></div></div>'
-        )
-    pages = [cells[i : i + 10] for i in range(0, len(cells), 10)]
-    sheets = "\n".join(f'<section class="sheet">{"".join(p)}</section>' for p in pages)
-    return _PAGE.format(name=html.escape(merchant.name), sheets=sheets)
+    """Create count new cards and lay them out, ten to an A4 page, with cut marks: a
+    self-contained HTML file (its stylesheet inline) to open in a browser and print."""
+    from app.web import templates
+
+    merchant: Merchant = get_merchant(session=session, slug=slug)
+    cards = new_printed_cards(
+        session=session, keyring=load_keyring(settings), base_url=settings.base_url,
+        now=utcnow(), count=count,
+    )  # fmt: skip
+    css = (STATIC_DIR / "css" / "cards.css").read_text()
+    return templates.get_template("merchant/cards_file.html").render(
+        merchant=merchant,
+        sheets=sheets(cards),
+        css=Markup(css),
+        lang="en",
+        restore=restore_address(settings.base_url),
+    )

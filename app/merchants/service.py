@@ -9,9 +9,12 @@ from datetime import datetime
 
 import nacl.pwhash
 from pydantic import ValidationError
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from app.errors import AppError, NotFound
+from app.ledger.models import Balance, LedgerEntry
+from app.ledger.service import new_entry_id
 from app.merchants.models import Device, Merchant, Owner, Program, ProgramBase
 
 DEVICE_SECRET_PREFIX = "treu_dev_"
@@ -182,3 +185,207 @@ def set_owner_password(*, session: Session, owner: Owner, password: str) -> None
     owner.password_hash = hash_password(password)
     session.add(owner)
     session.flush()
+
+
+# --- the merchant area: program, profile, devices ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramChange:
+    program: Program
+    # Cards whose stamps were scaled up because more stamps are now required.
+    rescaled_cards: int = 0
+
+
+def list_programs(*, session: Session, merchant: Merchant) -> list[Program]:
+    query = select(Program).where(Program.merchant_id == merchant.id).order_by(col(Program.id))
+    return list(session.exec(query).all())
+
+
+def get_program(*, session: Session, merchant: Merchant, program_id: int) -> Program:
+    """A program of this merchant; any other merchant's program is simply not found."""
+    program = session.get(Program, program_id)
+    if program is None or program.merchant_id != merchant.id:
+        raise NotFound(f"No program {program_id} at {merchant.slug}.")
+    return program
+
+
+def scaled_stamps(stamps: int, old_required: int, new_required: int) -> int:
+    """A card's stamps when the goal rises: the same share of the way, rounded in the card's
+    favour, so no progress is lost and a full card stays full (5 of 10 → 6 of 12)."""
+    if new_required <= old_required or stamps <= 0:
+        return stamps
+    return -(-stamps * new_required // old_required)
+
+
+def update_program(
+    *,
+    session: Session,
+    merchant: Merchant,
+    program_id: int,
+    now: datetime,
+    name: str,
+    stamps_required: int,
+    reward_text: str,
+    max_stamps_per_scan: int,
+    cooldown_seconds: int,
+    daily_cap: int,
+) -> ProgramChange:
+    """Change a program's rules. Collected stamps are never lost: a lower goal makes rewards
+    due sooner; a higher goal scales every card's stamps up in proportion (see scaled_stamps)."""
+    program = get_program(session=session, merchant=merchant, program_id=program_id)
+    try:
+        rules = ProgramBase(
+            name=name.strip() or program.name,
+            stamps_required=stamps_required,
+            reward_text=reward_text.strip(),
+            max_stamps_per_scan=max_stamps_per_scan,
+            cooldown_seconds=cooldown_seconds,
+            daily_cap=daily_cap,
+            active=program.active,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MerchantError(f"{first['loc'][0]}: {first['msg']}", status=422) from None
+    if not rules.reward_text:
+        raise MerchantError("reward_text: the reward needs a description", status=422)
+    rescaled = 0
+    if rules.stamps_required > program.stamps_required:
+        rescaled = _rescale_balances(
+            session, program, program.stamps_required, rules.stamps_required, now
+        )
+    for field, value in rules.model_dump().items():
+        setattr(program, field, value)
+    session.add(program)
+    session.flush()
+    return ProgramChange(program, rescaled)
+
+
+def _rescale_balances(
+    session: Session, program: Program, old_required: int, new_required: int, now: datetime
+) -> int:
+    """Scale every card's stamps up to the new goal, with one adjustment entry per card so the
+    ledger still adds up to the balances. Rows are locked in the ledger writer's order
+    (merchant, program, holder), so a concurrent stamp waits instead of deadlocking."""
+    balance = Balance.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        select(balance.c.holder, balance.c.stamps)
+        .where(
+            balance.c.merchant_id == program.merchant_id,
+            balance.c.program_id == program.id,
+            balance.c.stamps > 0,
+        )
+        .order_by(balance.c.holder)
+        .with_for_update()
+    ).all()
+    changes = [
+        (row.holder, row.stamps, scaled_stamps(row.stamps, old_required, new_required))
+        for row in rows
+    ]
+    changes = [c for c in changes if c[2] != c[1]]
+    if not changes:
+        return 0
+    session.execute(
+        update(balance)
+        .where(
+            balance.c.merchant_id == program.merchant_id,
+            balance.c.program_id == program.id,
+            balance.c.holder == bindparam("b_holder"),
+            balance.c.stamps == bindparam("b_old"),
+        )
+        .values(stamps=bindparam("b_new")),
+        [{"b_holder": h, "b_old": old, "b_new": new} for h, old, new in changes],
+    )
+    session.execute(
+        insert(LedgerEntry.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "id": new_entry_id(), "merchant_id": program.merchant_id,
+                "program_id": program.id, "holder": h, "kind": "adjustment",
+                "delta": new - old, "device_id": None, "idempotency_key": None,
+                "voids_entry_id": None, "created_at": now,
+            }
+            for h, old, new in changes
+        ],
+    )  # fmt: skip
+    return len(changes)
+
+
+def set_program_active(
+    *, session: Session, merchant: Merchant, program_id: int, active: bool
+) -> Program:
+    """Pause or resume stamping; collected stamps and due rewards stay redeemable."""
+    program = get_program(session=session, merchant=merchant, program_id=program_id)
+    program.active = active
+    session.add(program)
+    session.flush()
+    return program
+
+
+GOOGLE_REVIEW_URL = "https://search.google.com/local/writereview?placeid="
+_PLACE_ID = re.compile(r"[A-Za-z0-9_-]{16,200}")
+
+
+def review_url_from(text: str) -> str:
+    """The public review link from what the owner typed: a Google Place ID becomes Google's
+    'write a review' link; any other https address is kept as it is; empty removes it."""
+    text = text.strip()
+    if not text:
+        return ""
+    if _PLACE_ID.fullmatch(text):
+        return GOOGLE_REVIEW_URL + text
+    if text.lower().startswith("https://") and len(text) <= 500 and " " not in text:
+        host = text[8:].split("/", 1)[0]
+        if "." in host and "@" not in host:
+            return text
+    raise MerchantError(
+        "The review link must be a Google Place ID or an address starting with https://.",
+        status=422,
+        code="review-link",
+    )
+
+
+def update_profile(
+    *,
+    session: Session,
+    merchant: Merchant,
+    name: str,
+    city: str,
+    category: str,
+    review_link: str,
+    locale: str,
+) -> Merchant:
+    """Change the merchant's public profile (the slug, and so the poster's QR, stays)."""
+    name = name.strip()
+    if not name:
+        raise MerchantError("A merchant needs a name.", status=422, code="name")
+    if locale not in ("de", "en"):
+        raise MerchantError("The language is German (de) or English (en).", status=422)
+    merchant.name = name[:120]
+    merchant.city = city.strip()[:80]
+    merchant.category = category.strip()[:80]
+    merchant.review_url = review_url_from(review_link)
+    merchant.locale = locale
+    session.add(merchant)
+    session.flush()
+    return merchant
+
+
+def get_device(*, session: Session, merchant: Merchant, device_id: int) -> Device:
+    """A device of this merchant; any other merchant's device is simply not found."""
+    device = session.get(Device, device_id)
+    if device is None or device.merchant_id != merchant.id:
+        raise NotFound(f"No device {device_id} at {merchant.slug}.")
+    return device
+
+
+def rename_device(*, session: Session, merchant: Merchant, device_id: int, label: str) -> Device:
+    """Give a device of this merchant a new label (what the owner recognises it by)."""
+    device = get_device(session=session, merchant=merchant, device_id=device_id)
+    label = label.strip()[:80]
+    if not label:
+        raise MerchantError("A device needs a name.", status=422, code="label")
+    device.label = label
+    session.add(device)
+    session.flush()
+    return device

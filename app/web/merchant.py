@@ -5,16 +5,24 @@ so an owner can only ever reach their own merchant; ids in URLs (devices, progra
 up within that merchant and answer 404 otherwise.
 """
 
-from typing import Annotated
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.dates import format_date, format_time, format_timedelta
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlmodel import Session
 
+from app import printing
 from app.db import SessionDep, get_write_session
-from app.merchants import auth, service
-from app.merchants.models import Owner
-from app.web import render
+from app.errors import NotFound
+from app.merchants import auth, exports, service
+from app.merchants.models import Merchant, Owner, Program
+from app.merchants.pairing import create_pairing_code, display_code
+from app.tokens import qr
+from app.web import i18n, render
 from app.web.i18n import gettext as _
 from app.web.i18n import ngettext
 
@@ -29,6 +37,13 @@ LoginCsrf = Annotated[bool, Depends(auth.login_csrf_ok)]
 
 def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
+
+
+def _in(write: Session, merchant: Merchant) -> Merchant:
+    """The owner's merchant, loaded in the write session (the one the change commits in)."""
+    mine = write.get(Merchant, merchant.id)
+    assert mine is not None
+    return mine
 
 
 # --- login ------------------------------------------------------------------------------------
@@ -194,3 +209,451 @@ def logout_others(
     owner_id = login.owner.id or 0
     auth.end_other_sessions(session=write, owner_id=owner_id, keep=login.session_hash)
     return see_other("/merchant/account?done=others")
+
+
+# --- program and shop profile -----------------------------------------------------------------
+
+PROGRAM_NUMBERS = {
+    # field: (lowest, highest)
+    "stamps_required": (1, 100),
+    "max_stamps_per_scan": (1, 100),
+    "cooldown_seconds": (0, 86_400),
+    "daily_cap": (0, 1000),
+}
+
+
+def _program_values(program: Program) -> dict[str, object]:
+    return {
+        "name": program.name, "reward_text": program.reward_text,
+        **{name: getattr(program, name) for name in PROGRAM_NUMBERS},
+    }  # fmt: skip
+
+
+def _profile_values(merchant: Merchant) -> dict[str, str]:
+    return {
+        "shop_name": merchant.name, "city": merchant.city, "category": merchant.category,
+        "review_link": merchant.review_url, "locale": merchant.locale,
+    }  # fmt: skip
+
+
+def _program_page(
+    request: Request,
+    session: Session,
+    merchant: Merchant,
+    *,
+    status: int = 200,
+    notice: str | None = None,
+    failed_program: tuple[int, dict[str, str], dict[str, str]] | None = None,
+    profile: dict[str, dict[str, str]] | None = None,
+) -> HTMLResponse:
+    forms = []
+    for program in service.list_programs(session=session, merchant=merchant):
+        values: dict[str, object] = _program_values(program)
+        errors: dict[str, str] = {}
+        if failed_program is not None and failed_program[0] == program.id:
+            values, errors = dict(failed_program[1]), failed_program[2]
+        forms.append({"program": program, "values": values, "errors": errors})
+    profile = profile or {"values": _profile_values(merchant), "errors": {}}
+    return render(
+        request, "merchant/program.html", status_code=status, merchant=merchant,
+        program_forms=forms, profile=profile, notice=notice,
+        notice_kind="bad" if status >= 400 else "ok",
+    )  # fmt: skip
+
+
+@router.get("/merchant/program")
+def program_page(
+    request: Request, merchant: auth.CurrentMerchant, session: SessionDep, done: str = ""
+) -> HTMLResponse:
+    notices = {
+        "saved": _("The program was saved."),
+        "paused": _("The program is paused: the till adds no stamps until you resume it."),
+        "resumed": _("The program is running again."),
+        "profile": _("Your shop's details were saved."),
+    }
+    notice = notices.get(done)
+    rescaled = request.query_params.get("rescaled", "")
+    if done == "saved" and rescaled.isdigit() and int(rescaled):
+        notice = ngettext(
+            "The program was saved. %(n)s card had its stamps scaled up to the new goal.",
+            "The program was saved. %(n)s cards had their stamps scaled up to the new goal.",
+            int(rescaled),
+        ) % {"n": int(rescaled)}
+    return _program_page(request, session, merchant, notice=notice)
+
+
+def _read_program_form(form: dict[str, str]) -> tuple[dict[str, int], dict[str, str]]:
+    numbers: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for name, (low, high) in PROGRAM_NUMBERS.items():
+        text = form.get(name, "").strip()
+        if not text.isdigit() or not low <= int(text) <= high:
+            errors[name] = _("Enter a whole number from %(low)s to %(high)s.") % {
+                "low": low, "high": high,
+            }  # fmt: skip
+        else:
+            numbers[name] = int(text)
+    if not form.get("name", "").strip():
+        errors["name"] = _("The program needs a name.")
+    if not form.get("reward_text", "").strip():
+        errors["reward_text"] = _("Say what the reward is.")
+    for name, limit in (("name", 120), ("reward_text", 200)):
+        if len(form.get(name, "")) > limit:
+            errors[name] = _("At most %(n)s characters.") % {"n": limit}
+    return numbers, errors
+
+
+@router.post("/merchant/program/{program_id}")
+def save_program(
+    request: Request,
+    program_id: int,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    read: SessionDep,
+    write: WriteSession,
+    name: FormText = "",
+    reward_text: FormText = "",
+    stamps_required: FormText = "",
+    max_stamps_per_scan: FormText = "",
+    cooldown_seconds: FormText = "",
+    daily_cap: FormText = "",
+) -> Response:
+    form = {
+        "name": name, "reward_text": reward_text, "stamps_required": stamps_required,
+        "max_stamps_per_scan": max_stamps_per_scan, "cooldown_seconds": cooldown_seconds,
+        "daily_cap": daily_cap,
+    }  # fmt: skip
+    mine = _in(write, merchant)
+    # Another merchant's program is not found, before the form is even looked at.
+    service.get_program(session=write, merchant=mine, program_id=program_id)
+    numbers, errors = _read_program_form(form)
+    if errors:
+        return _program_page(
+            request, read, merchant, status=422, notice=_("Please correct the marked fields."),
+            failed_program=(program_id, form, errors),
+        )  # fmt: skip
+    change = service.update_program(
+        session=write, merchant=mine, program_id=program_id, now=auth.now_of(request),
+        name=name, reward_text=reward_text, **numbers,
+    )  # fmt: skip
+    return see_other(f"/merchant/program?done=saved&rescaled={change.rescaled_cards}")
+
+
+@router.post("/merchant/program/{program_id}/{action}")
+def pause_or_resume(
+    program_id: int,
+    action: str,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    write: WriteSession,
+) -> RedirectResponse:
+    if action not in ("pause", "resume"):
+        raise NotFound("There is nothing at this address.")
+    service.set_program_active(
+        session=write, merchant=_in(write, merchant), program_id=program_id,
+        active=action == "resume",
+    )  # fmt: skip
+    return see_other(f"/merchant/program?done={action}d")
+
+
+@router.post("/merchant/profile")
+def save_profile(
+    request: Request,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    read: SessionDep,
+    write: WriteSession,
+    shop_name: FormText = "",
+    city: FormText = "",
+    category: FormText = "",
+    review_link: FormText = "",
+    locale: FormText = "",
+) -> Response:
+    values = {"shop_name": shop_name, "city": city, "category": category,
+              "review_link": review_link, "locale": locale}  # fmt: skip
+    errors = {}
+    if not shop_name.strip():
+        errors["shop_name"] = _("Your shop needs a name.")
+    try:
+        service.review_url_from(review_link)
+    except service.MerchantError:
+        errors["review_link"] = _(
+            "Enter a Google Place ID (like ChIJN1t_tDeuEmsRUsoyG83frY4) "
+            "or an address that starts with https://."
+        )
+    for name, limit in (("shop_name", 120), ("city", 80), ("category", 80)):
+        if len(values[name]) > limit:
+            errors[name] = _("At most %(n)s characters.") % {"n": limit}
+    if errors or locale not in ("de", "en"):
+        return _program_page(
+            request, read, merchant, status=422, notice=_("Please correct the marked fields."),
+            profile={"values": values, "errors": errors},
+        )  # fmt: skip
+    service.update_profile(
+        session=write, merchant=_in(write, merchant), name=shop_name, city=city,
+        category=category, review_link=review_link, locale=locale,
+    )  # fmt: skip
+    return see_other("/merchant/program?done=profile#profile")
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+
+def _zone(merchant: Merchant) -> ZoneInfo:
+    try:
+        return ZoneInfo(merchant.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _ago(moment: datetime, now: datetime, language: str) -> str:
+    """'3 minutes ago' / 'vor 3 Minuten'; a date once it is more than a week back."""
+    if now - moment > timedelta(days=7):
+        return format_date(moment, "medium", locale=language)
+    return format_timedelta(moment - now, add_direction=True, threshold=1, locale=language)
+
+
+def _device_rows(request: Request, session: Session, merchant: Merchant) -> list[dict[str, object]]:
+    now, language = auth.now_of(request), i18n.choose_language(request)
+    devices = service.list_devices(session=session, merchant=merchant)
+    # Active devices first, most recently used on top; revoked ones at the end.
+    devices.sort(
+        key=lambda d: (d.revoked_at is not None, -(d.last_seen_at or d.created_at).timestamp())
+    )
+    return [
+        {
+            "id": d.id, "label": d.label,
+            "last_seen": _ago(d.last_seen_at, now, language) if d.last_seen_at else None,
+            "created": _ago(d.created_at, now, language),
+            "revoked": _ago(d.revoked_at, now, language) if d.revoked_at else None,
+        }
+        for d in devices
+    ]  # fmt: skip
+
+
+def _devices_page(
+    request: Request, session: Session, merchant: Merchant, **context: Any
+) -> HTMLResponse:
+    return render(
+        request, "merchant/devices.html", merchant=merchant,
+        devices=_device_rows(request, session, merchant), **context,
+    )  # fmt: skip
+
+
+@router.get("/merchant/devices")
+def devices_page(
+    request: Request, merchant: auth.CurrentMerchant, session: SessionDep, done: str = ""
+) -> HTMLResponse:
+    notices = {
+        "renamed": _("The device was renamed."),
+        "revoked": _("The device was revoked. It can no longer add stamps."),
+    }
+    return _devices_page(request, session, merchant, notice=notices.get(done))
+
+
+@router.post("/merchant/devices/pair")
+def pair_device(
+    request: Request,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    read: SessionDep,
+    write: WriteSession,
+    label: FormText = "",
+) -> HTMLResponse:
+    settings = request.app.state.settings
+    code, url, expires_at = create_pairing_code(
+        session=write, merchant=_in(write, merchant), now=auth.now_of(request),
+        base_url=settings.base_url, label=label.strip()[:80],
+    )  # fmt: skip
+    language = i18n.choose_language(request)
+    pairing = {
+        "qr": printing.inline_svg(qr.qr_svg(url)),
+        "code": display_code(code),
+        "url": url,
+        "expires": format_time(expires_at, "short", tzinfo=_zone(merchant), locale=language),
+    }
+    response = _devices_page(request, read, merchant, pairing=pairing)
+    # The code is shown once: no cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/merchant/devices/{device_id}/rename")
+def rename_device(
+    request: Request,
+    device_id: int,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    read: SessionDep,
+    write: WriteSession,
+    label: FormText = "",
+) -> Response:
+    mine = _in(write, merchant)
+    # Another merchant's device is not found, whatever the form says.
+    service.get_device(session=write, merchant=mine, device_id=device_id)
+    if not label.strip():
+        return _devices_page(
+            request, read, merchant, status_code=422, notice=_("A device needs a name."),
+            notice_kind="bad",
+        )  # fmt: skip
+    service.rename_device(session=write, merchant=mine, device_id=device_id, label=label)
+    return see_other(f"/merchant/devices?done=renamed#device-{device_id}")
+
+
+@router.post("/merchant/devices/{device_id}/revoke")
+def revoke_device(
+    request: Request,
+    device_id: int,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    write: WriteSession,
+) -> RedirectResponse:
+    service.revoke_device(
+        session=write, merchant=_in(write, merchant), device_id=device_id,
+        now=auth.now_of(request),
+    )  # fmt: skip
+    return see_other("/merchant/devices?done=revoked")
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+EXPORT_DEFAULT_DAYS = 30
+
+
+def _today(request: Request, merchant: Merchant) -> date:
+    return auth.now_of(request).astimezone(_zone(merchant)).date()
+
+
+def _period(request: Request, merchant: Merchant, start: str, end: str) -> tuple[date, date] | None:
+    """The chosen days, or None when they are not two dates in order."""
+    try:
+        first = date.fromisoformat(start) if start else date(2000, 1, 1)
+        last = date.fromisoformat(end) if end else _today(request, merchant)
+    except ValueError:
+        return None
+    return (first, last) if first <= last else None
+
+
+def _exports_page(
+    request: Request, merchant: Merchant, *, status: int = 200, error: str | None = None
+) -> HTMLResponse:
+    today = _today(request, merchant)
+    return render(
+        request, "merchant/exports.html", status_code=status, merchant=merchant,
+        start=(today - timedelta(days=EXPORT_DEFAULT_DAYS - 1)).isoformat(),
+        end=today.isoformat(), error=error,
+    )  # fmt: skip
+
+
+@router.get("/merchant/exports")
+def exports_page(request: Request, merchant: auth.CurrentMerchant) -> HTMLResponse:
+    return _exports_page(request, merchant)
+
+
+def _csv_response(lines: Iterator[str], filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/merchant/exports/ledger.csv", response_model=None)
+def export_ledger(
+    request: Request, merchant: auth.CurrentMerchant, start: str = "", end: str = ""
+) -> Response:
+    period = _period(request, merchant, start, end)
+    if period is None:
+        return _exports_page(
+            request,
+            merchant,
+            status=422,
+            error=_("Choose two dates, the first not after the second."),
+        )
+    engine = request.app.state.engine
+
+    def lines() -> Iterator[str]:
+        # Its own session: the response is streamed after the request's session has closed.
+        with Session(engine) as session:
+            yield from exports.ledger_csv(
+                session=session, merchant=merchant, start=period[0], end=period[1]
+            )
+
+    name = f"treu-{merchant.slug}-ledger-{period[0]}-{period[1]}.csv"
+    return _csv_response(lines(), name)
+
+
+@router.get("/merchant/exports/daily.csv", response_model=None)
+def export_daily(
+    request: Request,
+    merchant: auth.CurrentMerchant,
+    session: SessionDep,
+    start: str = "",
+    end: str = "",
+) -> Response:
+    period = _period(request, merchant, start, end)
+    if period is None:
+        return _exports_page(
+            request,
+            merchant,
+            status=422,
+            error=_("Choose two dates, the first not after the second."),
+        )
+    from app.analytics.service import daily_rows
+
+    rows = daily_rows(session=session, merchant_id=merchant.id or 0, start=period[0], end=period[1])
+    name = f"treu-{merchant.slug}-daily-{period[0]}-{period[1]}.csv"
+    return _csv_response(exports.daily_csv(rows), name)
+
+
+# --- printables -------------------------------------------------------------------------------
+
+PRINT_COUNTS = (10, 20, 30, 50, 100)
+
+
+@router.get("/merchant/print")
+def print_page(request: Request, merchant: auth.CurrentMerchant) -> HTMLResponse:
+    return render(request, "merchant/print.html", merchant=merchant)
+
+
+@router.get("/merchant/print/poster")
+def poster(
+    request: Request, merchant: auth.CurrentMerchant, session: SessionDep, size: str = "a4"
+) -> HTMLResponse:
+    if size not in ("a4", "a5"):
+        size = "a4"
+    url = printing.merchant_url(request.app.state.settings.base_url, merchant.slug)
+    programs = service.list_programs(session=session, merchant=merchant)
+    program = next((p for p in programs if p.active), programs[0] if programs else None)
+    return render(
+        request, "merchant/poster.html", merchant=merchant, size=size, url=url,
+        qr=printing.inline_svg(qr.qr_svg(url)), program=program,
+    )  # fmt: skip
+
+
+@router.post("/merchant/print/cards")
+def print_cards(
+    request: Request,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    write: WriteSession,
+    count: FormText = "10",
+) -> HTMLResponse:
+    number = int(count) if count.isdigit() else 0
+    if number not in PRINT_COUNTS:
+        number = PRINT_COUNTS[0]
+    cards = printing.new_printed_cards(
+        session=write, keyring=request.app.state.keyring,
+        base_url=request.app.state.settings.base_url, now=auth.now_of(request), count=number,
+    )  # fmt: skip
+    response = render(
+        request, "merchant/cards.html", merchant=merchant, count=number,
+        sheets=printing.sheets(cards),
+        restore=printing.restore_address(request.app.state.settings.base_url),
+    )  # fmt: skip
+    # The tokens are on this page only: no cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
