@@ -1,5 +1,194 @@
-"""Customer pages: get a card, the card itself, backup, my data, where it works."""
+"""Customer pages: get a card, the card itself, backup, my data, where it works, claim codes.
 
-from fastapi import APIRouter
+The card lives in the phone's browser (localStorage); the server never sets a cookie for it.
+Pages render in the visitor's language and work without JavaScript where they can (getting,
+restoring and opening a card are plain links and forms); the scripts add the live stamps,
+offline use and remembering the card.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlmodel import Session, col, select
+
+from app.claims import service as claims
+from app.db import SessionDep, get_write_session
+from app.errors import AppError, NotFound
+from app.merchants.models import Merchant, Program
+from app.tokens import crypto
+from app.tokens import service as cards
+from app.tokens.dependencies import CardDeleted, ValidCardInfo, load_card, parse_card
+from app.tokens.router import view_card
+from app.web import render
+from app.web.i18n import gettext as _
 
 router = APIRouter(include_in_schema=False)
+
+# Committed before the response leaves: the browser follows the redirect at once and must find
+# the card (a request-scoped dependency would commit only after the response was sent).
+PageWriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
+
+
+def _programs(session: Session, merchant_ids: list[int]) -> dict[int, list[Program]]:
+    query = (
+        select(Program)
+        .where(col(Program.merchant_id).in_(merchant_ids), col(Program.active).is_(True))
+        .order_by(col(Program.id))
+    )
+    found: dict[int, list[Program]] = {}
+    for program in session.exec(query):
+        found.setdefault(program.merchant_id, []).append(program)
+    return found
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    return render(request, "customer/home.html")
+
+
+@router.post("/cards/new")
+def new_card(request: Request, session: PageWriteSession) -> Response:
+    """One tap, no form: a new card, then its page (which keeps it in this browser)."""
+    state = request.app.state
+    card = cards.create_card(session=session, keyring=state.keyring, now=state.clock())
+    return RedirectResponse(f"/c/{card.token}#new", status_code=303)
+
+
+@router.get("/card", response_class=HTMLResponse)
+def my_card(request: Request) -> Response:
+    """The installed app's start page: opens the card this browser holds."""
+    return render(request, "customer/open.html")
+
+
+@router.get("/m/{slug}", response_class=HTMLResponse)
+def merchant_page(slug: str, request: Request, session: SessionDep) -> Response:
+    """What a shop's counter poster opens: the shop, its program, one tap to a card."""
+    merchant = session.exec(select(Merchant).where(Merchant.slug == slug)).first()
+    if merchant is None or merchant.id is None:
+        raise NotFound("There is no shop at this address.", title="Shop not found")
+    programs = _programs(session, [merchant.id]).get(merchant.id, [])
+    return render(request, "customer/merchant.html", merchant=merchant, programs=programs)
+
+
+@router.get("/merchants", response_class=HTMLResponse)
+def merchants_page(request: Request, session: SessionDep) -> Response:
+    """Every shop where the same card collects stamps."""
+    shops = session.exec(select(Merchant).order_by(col(Merchant.city), col(Merchant.name))).all()
+    programs = _programs(session, [m.id for m in shops if m.id is not None])
+    listed = [(m, programs[m.id]) for m in shops if m.id in programs]
+    cities = sorted({m.city for m, _ in listed if m.city})
+    return render(request, "customer/merchants.html", shops=listed, cities=cities)
+
+
+def _card_or_redirect(
+    request: Request, session: Session, token: str, suffix: str = ""
+) -> ValidCardInfo | Response:
+    keyring = request.app.state.keyring
+    try:
+        key = parse_card(keyring, token)
+    except NotFound:
+        # A card URL typed by hand or mangled by a scanner: find the token in it.
+        try:
+            canonical, _card_id = crypto.find_card(keyring, token)
+        except crypto.TokenError:
+            raise NotFound("This is not a treu card.", title="Not a treu card") from None
+        return RedirectResponse(f"/c/{canonical}{suffix}", status_code=308)
+    try:
+        return ValidCardInfo(key, load_card(session, key))
+    except CardDeleted:
+        return render(request, "customer/deleted.html", status_code=410, token=key.token)
+
+
+@router.get("/C/{token}")
+def card_page_upper(token: str) -> Response:
+    """The card QR says /C/… (upper case fits the QR alphanumeric mode): one canonical URL."""
+    return RedirectResponse(f"/c/{token}", status_code=308)
+
+
+@router.get("/c/{token}", response_class=HTMLResponse)
+def card_page(token: str, request: Request, session: SessionDep) -> Response:
+    """The card: its QR for the till, stamps per shop, backup. Kept in this browser by card.js."""
+    found = _card_or_redirect(request, session, token)
+    if isinstance(found, Response):
+        return found
+    # The card API's own view, so the page and the API can never disagree.
+    view = view_card(request, found, session)
+    state = request.app.state
+    return render(
+        request,
+        "customer/card.html",
+        token=found.key.token,
+        view=view.model_dump(),
+        recovery_code=view.recovery_code,
+        as_of=state.clock().isoformat(),
+    )
+
+
+@router.get("/c/{token}/data", response_class=HTMLResponse)
+def data_page(token: str, request: Request, session: SessionDep) -> Response:
+    """My data: what is stored about the card, export it, delete it."""
+    found = _card_or_redirect(request, session, token, "/data")
+    if isinstance(found, Response):
+        return found
+    return render(request, "customer/data.html", token=found.key.token)
+
+
+@router.get("/restore", response_class=HTMLResponse)
+def restore_page(request: Request, next: str = "") -> Response:
+    return render(request, "customer/restore.html", next=_local(next), error=None, code="")
+
+
+def _local(path: str) -> str:
+    """Only a claim page of this site may be where a restore continues (no open redirect)."""
+    return path if path.startswith("/k/") and "//" not in path and "\\" not in path else ""
+
+
+@router.post("/restore", response_class=HTMLResponse)
+def restore(
+    request: Request,
+    session: SessionDep,
+    recovery_code: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """A card back on a new phone from its recovery code: the same card, the same stamps."""
+    try:
+        card = cards.restore_card(
+            session=session, keyring=request.app.state.keyring, recovery_code=recovery_code
+        )
+    except AppError as refusal:
+        return render(
+            request, "customer/restore.html", status_code=refusal.status, next=_local(next),
+            error=_(refusal.detail), code=recovery_code,
+        )  # fmt: skip
+    target = f"/c/{card.token}#restored"
+    if _local(next):
+        # The claim page picks the restored card up from the fragment and keeps it.
+        target = f"{_local(next)}#card={card.token}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/K/{code}")
+def claim_page_upper(code: str) -> Response:
+    return RedirectResponse(f"/k/{code}", status_code=308)
+
+
+@router.get("/k/{code}", response_class=HTMLResponse)
+def claim_page(code: str, request: Request, session: SessionDep) -> Response:
+    """A till's claim QR: adds its stamps to the card in this browser (claim.js does the POST)."""
+    state = request.app.state
+    claim, merchant = claims.find_claim(session=session, keyring=state.keyring, code=code)
+    program = session.get(Program, claim.program_id)
+    status: dict[str, Any] = {
+        "used": claim.claimed_at is not None,
+        "expired": claim.claimed_at is None and claim.expires_at <= state.clock(),
+    }
+    return render(
+        request,
+        "customer/claim.html",
+        code=claims.parse_code(code),
+        claim=claim,
+        merchant=merchant,
+        program=program,
+        **status,
+    )

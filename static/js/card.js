@@ -1,0 +1,374 @@
+// The card page: keeps the card in this browser, draws a stamp card per shop, shows a new stamp
+// within about two seconds (polling while the page is visible), works offline (says so), and
+// the "save your card" tools. Words come from the page (#texts) via say().
+import { api, cards, say } from "./customer.js";
+
+const data = JSON.parse(document.getElementById("card-data").textContent);
+const token = data.token;
+const list = document.getElementById("stamp-cards");
+const lang = document.documentElement.lang || "en";
+const FAST = 1500; // ms between polls while someone may be standing at the till
+const CALM = 5000; // after five minutes without a change
+const OFFLINE = 8000;
+const MAX_DRAWN = 30; // larger programs get a bar instead of single stamps
+
+cards.keep(token);
+
+// --- drawing ------------------------------------------------------------------------------
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // merchant texts are shown as entered, never as HTML
+  return node;
+}
+
+const keyOf = (c) => `${c.merchant.slug}:${c.program.id}`;
+
+// How many stamps the card shows filled: a full card while a reward is waiting.
+function filledOf(stamps, required) {
+  return stamps >= required ? required : stamps;
+}
+
+function programLine(program) {
+  const reward = program.reward;
+  if (program.stamps_required === 1) return say("program_one", { reward });
+  return say("program_other", { n: program.stamps_required, reward });
+}
+
+function stampCard(c, before) {
+  const required = c.program.stamps_required;
+  const box = el("div", "program");
+  box.dataset.key = keyOf(c);
+  box.append(el("p", "program-line", programLine(c.program)));
+  const filled = filledOf(c.stamps, required);
+  const firstNew = before === null ? filled : filledOf(before, required);
+  if (required <= MAX_DRAWN) {
+    const row = el("ol", "stamps");
+    row.setAttribute("aria-hidden", "true");
+    for (let i = 0; i < required; i += 1) {
+      const stamp = el("li", i < filled ? "stamp filled" : "stamp");
+      if (i >= firstNew && i < filled) {
+        stamp.classList.add("new");
+        stamp.style.animationDelay = `${(i - firstNew) * 120}ms`; // CSSOM, allowed by the CSP
+      }
+      row.append(stamp);
+    }
+    box.append(row);
+  } else {
+    const bar = el("div", "bar");
+    bar.setAttribute("aria-hidden", "true");
+    const fill = el("span", firstNew < filled ? "new" : "");
+    fill.style.width = `${(100 * filled) / required}%`;
+    bar.append(fill);
+    box.append(bar);
+  }
+  if (c.rewards_available > 0) {
+    const ready = el("p", "reward-ready");
+    ready.append(el("strong", "", c.rewards_available === 1
+      ? say("ready_one") : say("ready_many", { n: c.rewards_available })));
+    const rest = c.stamps - c.rewards_available * required;
+    if (rest > 0) ready.append(" ", say(rest === 1 ? "toward_next_one" : "toward_next", { n: rest }));
+    box.append(ready);
+  } else {
+    box.append(el("p", "count", say("count", { stamps: c.stamps, required })));
+  }
+  return box;
+}
+
+function byShop(balances) {
+  const shops = new Map();
+  for (const c of balances) {
+    if (!shops.has(c.merchant.slug)) shops.set(c.merchant.slug, { merchant: c.merchant, cards: [] });
+    shops.get(c.merchant.slug).cards.push(c);
+  }
+  return [...shops.values()];
+}
+
+let shown = null;
+let known = new Map(); // program key → stamps last drawn
+
+// Draw the balances; returns the stamps gained since the last drawing (for the announcement).
+function render(balances, animate) {
+  const text = JSON.stringify(balances);
+  if (text === shown) return [];
+  shown = text;
+  const gained = [];
+  list.replaceChildren();
+  for (const shop of byShop(balances)) {
+    const article = el("article", "panel shop-card");
+    article.id = `m-${shop.merchant.slug}`;
+    article.append(el("h3", "", shop.merchant.name));
+    for (const c of shop.cards) {
+      const before = known.has(keyOf(c)) ? known.get(keyOf(c)) : animate ? 0 : null;
+      const grew = before !== null && c.stamps > before;
+      article.append(stampCard(c, grew ? before : null));
+      if (grew) gained.push({ c, n: c.stamps - before });
+    }
+    const slot = el("div", "feedback");
+    slot.dataset.feedback = shop.merchant.slug;
+    article.append(slot);
+    if (gained.some((g) => g.c.merchant.slug === shop.merchant.slug)) article.classList.add("bump");
+    list.append(article);
+  }
+  known = new Map(balances.map((c) => [keyOf(c), c.stamps]));
+  document.getElementById("no-stamps").hidden = balances.length > 0;
+  showFeedback();
+  return gained;
+}
+
+// --- telling about a new stamp ------------------------------------------------------------
+const live = el("p", "visually-hidden");
+live.setAttribute("aria-live", "polite");
+document.body.append(live);
+const toast = document.getElementById("toast");
+toast.removeAttribute("role");
+toast.removeAttribute("aria-live");
+toast.setAttribute("aria-hidden", "true"); // the live region above speaks; the toast is for eyes
+let toastTimer = 0;
+
+function announce(gained) {
+  if (!gained.length) return;
+  const lines = gained.map(({ c, n }) => (c.rewards_available > 0
+    ? say("stamped_ready", { n, shop: c.merchant.name })
+    : say("stamped", { n, shop: c.merchant.name, stamps: c.stamps, required: c.program.stamps_required })));
+  live.textContent = lines.join(" ");
+  toast.textContent = lines.join("\n");
+  toast.hidden = false;
+  toast.classList.remove("show");
+  void toast.offsetWidth; // restart the slide-in
+  toast.classList.add("show");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { toast.hidden = true; }, 6000);
+}
+
+// --- offline ------------------------------------------------------------------------------
+const offlineNote = document.getElementById("offline");
+
+function when(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return "";
+  const today = new Date().toDateString() === date.toDateString();
+  const options = today ? { timeStyle: "short" } : { dateStyle: "medium", timeStyle: "short" };
+  return new Intl.DateTimeFormat(lang, options).format(date);
+}
+
+function showOffline(asOf) {
+  if (asOf === false) {
+    offlineNote.hidden = true;
+    return;
+  }
+  const time = asOf ? when(asOf) : "";
+  offlineNote.textContent = time ? say("offline_since", { time }) : say("offline");
+  offlineNote.hidden = false;
+}
+
+function cardGone() {
+  cards.forget(token);
+  clearTimeout(timer);
+  const main = document.getElementById("main");
+  const box = el("section", "panel center");
+  box.append(el("h1", "", say("deleted")));
+  const home = el("a", "button", "treu");
+  home.href = "/";
+  box.append(home);
+  main.replaceChildren(box);
+}
+
+// --- polling ------------------------------------------------------------------------------
+let timer = 0;
+let lastChange = Date.now();
+
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(poll, ms);
+}
+
+async function poll() {
+  clearTimeout(timer);
+  if (document.visibilityState !== "visible") return; // resumes on visibilitychange
+  let response;
+  try {
+    response = await fetch(`/api/v1/cards/${token}`, { headers: { Accept: "application/json" } });
+  } catch {
+    showOffline(data.as_of);
+    schedule(OFFLINE);
+    return;
+  }
+  if (response.status === 410) {
+    cardGone();
+    return;
+  }
+  if (!response.ok) {
+    schedule(OFFLINE);
+    return;
+  }
+  const offline = response.headers.get("X-Treu-Offline") === "1";
+  const view = await response.json();
+  showOffline(offline ? response.headers.get("Date") || data.as_of : false);
+  const gained = render(view.cards, true);
+  if (gained.length) {
+    lastChange = Date.now();
+    announce(gained);
+    loadFeedback();
+  }
+  schedule(offline ? OFFLINE : Date.now() - lastChange > 300000 ? CALM : FAST);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") poll();
+});
+window.addEventListener("online", poll);
+
+// --- feedback (the feedback area's API; until it exists, nothing is shown) ----------------
+let feedback = [];
+
+async function loadFeedback() {
+  try {
+    const result = await api("GET", `/api/v1/cards/${token}/feedback`);
+    if (!result.ok || !result.data || !Array.isArray(result.data.merchants)) return;
+    feedback = result.data.merchants;
+  } catch {
+    return;
+  }
+  showFeedback();
+}
+
+function showFeedback() {
+  for (const shop of feedback) {
+    const slot = list.querySelector(`[data-feedback="${CSS.escape(String(shop.slug))}"]`);
+    if (!slot) continue;
+    slot.replaceChildren();
+    const name = slot.parentElement.querySelector("h3").textContent;
+    for (const reply of shop.replies || []) {
+      const box = el("div", "reply");
+      const head = el("p", "reply-head", say("reply_from", { shop: name }));
+      if (reply.unread) head.append(" ", el("span", "badge", say("new")));
+      box.append(head, el("p", "", reply.text));
+      if (reply.replied_at) box.append(el("p", "muted small", when(reply.replied_at)));
+      slot.append(box);
+    }
+    if (shop.can_give_feedback && shop.feedback_url) {
+      const link = el("a", "feedback-link", say("give_feedback"));
+      link.href = shop.feedback_url;
+      slot.append(link);
+    }
+  }
+}
+
+// --- save your card -----------------------------------------------------------------------
+const qr = document.getElementById("qr");
+const recoveryCode = document.getElementById("recovery-code").textContent.trim();
+
+async function saveImage() {
+  const image = new Image();
+  image.src = qr.currentSrc || qr.src;
+  await image.decode();
+  const canvas = el("canvas");
+  canvas.width = 1080;
+  canvas.height = 1400;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(image, 90, 150, 900, 900);
+  ctx.fillStyle = "#111827";
+  ctx.textAlign = "center";
+  ctx.font = "bold 64px system-ui, sans-serif";
+  ctx.fillText(say("card_image_title"), 540, 110);
+  ctx.font = "40px system-ui, sans-serif";
+  ctx.fillText(say("card_image_hint"), 540, 1130);
+  ctx.fillText(`${say("card_image_code")}:`, 540, 1230);
+  ctx.font = "bold 44px ui-monospace, monospace";
+  ctx.fillText(recoveryCode, 540, 1300);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+  const link = el("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = "treu-card.png";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+document.getElementById("save-image").addEventListener("click", () => saveImage().catch(() => {}));
+document.getElementById("print").addEventListener("click", () => window.print());
+
+const copyStatus = document.getElementById("copy-status");
+document.getElementById("copy-code").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(recoveryCode);
+    copyStatus.textContent = say("copied");
+  } catch {
+    copyStatus.textContent = say("copy_failed");
+  }
+});
+
+// Home screen: the browser's own install prompt where there is one, else the steps for it.
+const installButton = document.getElementById("install");
+let installPrompt = null;
+window.addEventListener("beforeinstallprompt", (event) => {
+  event.preventDefault();
+  installPrompt = event;
+  installButton.hidden = false;
+});
+installButton.addEventListener("click", async () => {
+  if (!installPrompt) return;
+  installPrompt.prompt();
+  await installPrompt.userChoice.catch(() => null);
+  installPrompt = null;
+  installButton.hidden = true;
+});
+const ua = navigator.userAgent;
+const platform = /iPhone|iPad|iPod/.test(ua) || (/Macintosh/.test(ua) && navigator.maxTouchPoints > 1)
+  ? "ios" : /Android/.test(ua) ? "android" : "other";
+const steps = document.querySelector(`details[data-platform="${platform}"]`);
+if (steps) steps.open = true;
+if (window.matchMedia("(display-mode: standalone)").matches || navigator.standalone) {
+  document.getElementById("installed").hidden = false;
+}
+
+// Other cards this browser holds (opening a card's URL never drops the one held before).
+const others = cards.all().filter((t) => t !== token);
+if (others.length) {
+  const box = document.getElementById("other-cards");
+  const ul = box.querySelector("ul");
+  for (const other of others) {
+    const li = el("li");
+    const link = el("a", "", say("other_card", { end: other.slice(-6) }));
+    link.href = `/c/${other}`;
+    li.append(link);
+    ul.append(li);
+  }
+  box.hidden = false;
+}
+
+// --- start --------------------------------------------------------------------------------
+function start() {
+  let claimed = null;
+  try {
+    claimed = JSON.parse(sessionStorage.getItem("treu.claimed") || "null");
+    sessionStorage.removeItem("treu.claimed");
+  } catch {
+    claimed = null;
+  }
+  if (claimed && location.hash === "#claimed") {
+    // Just claimed a till's code: draw the stamps it brought as new ones.
+    for (const c of data.view.cards) {
+      if (c.merchant.slug === claimed.slug && c.program.id === claimed.program) {
+        known.set(keyOf(c), Math.max(c.stamps - claimed.count, 0));
+      } else {
+        known.set(keyOf(c), c.stamps);
+      }
+    }
+    announce(render(data.view.cards, false));
+  } else {
+    render(data.view.cards, false);
+  }
+  const notice = { "#new": "welcome", "#restored": "restored" }[location.hash];
+  if (notice) document.getElementById(notice).hidden = false;
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  loadFeedback();
+  poll();
+}
+
+start();
