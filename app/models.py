@@ -1,14 +1,18 @@
 """Every table, imported in one place for Alembic and the test suite."""
 
+from app.analytics.models import ActivityRollup, CardRollup, CohortRollup, VisitRollup
 from app.claims.models import ClaimCode
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
 from app.merchants.models import Device, Merchant, Owner, PairingCode, Program
 from app.tokens.models import Card
 
 __all__ = [
+    "ActivityRollup",
     "Balance",
     "Card",
+    "CardRollup",
     "ClaimCode",
+    "CohortRollup",
     "Device",
     "IdempotencyRecord",
     "LedgerEntry",
@@ -16,4 +20,5 @@ __all__ = [
     "Owner",
     "PairingCode",
     "Program",
+    "VisitRollup",
 ]

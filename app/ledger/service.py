@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.analytics.service import record_entries
 from app.claims.models import ClaimCode
 from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
 from app.ledger import exceptions
@@ -275,7 +276,10 @@ class Batch:
     def flush(self) -> None:
         """Write the batch's new ledger entries and idempotency records."""
         if self.entries:
-            self.conn.execute(_INSERT_ENTRY, list(self.entries.values()))
+            entries = list(self.entries.values())
+            self.conn.execute(_INSERT_ENTRY, entries)
+            # The dashboard's rollups move with the ledger, in the same transaction.
+            record_entries(self.conn, entries, self.programs.values())
             self.entries = {}
         if self.records:
             self.conn.execute(_INSERT_IDEMPOTENCY, self.records)

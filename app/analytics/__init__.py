@@ -1,0 +1,1 @@
+"""Read-only KPIs over a merchant's own ledger, from rollups kept with the ledger."""

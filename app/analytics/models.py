@@ -1,0 +1,69 @@
+"""Rollup tables: what the dashboard reads instead of the ledger.
+
+They are kept in the ledger writer's transaction (app.analytics.service.record_entries) and
+can always be recomputed from the ledger (rebuild_rollups). Days are the merchant's local
+calendar days counted from 1970-01-01 and months are months since January 1970: plain integers,
+so window arithmetic ("the visit before this one was before day a") is the same SQL on SQLite
+and PostgreSQL. No table holds a time finer than the hour, and every row leads with merchant_id.
+"""
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+
+class ActivityRollup(SQLModel, table=True):
+    """Counts per merchant, local day, local hour and device (0: no device)."""
+
+    __tablename__ = "analytics_activity"
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    hour: int = Field(primary_key=True)
+    device_id: int = Field(primary_key=True)
+    scans: int = 0  # stamp entries not undone
+    stamps: int = 0
+    visits: int = 0  # a card's first stamp of its day (a visit is a card-day with stamps)
+    redemptions: int = 0
+    voids: int = 0  # entries undone, counted where the undone entry was
+    rewards_earned: int = 0  # times a card's lifetime stamps passed a multiple of the goal
+
+
+class VisitRollup(SQLModel, table=True):
+    """Visits per local day by the days since the same card's previous visit (gap 0: first).
+
+    The gap is what makes distinct-card counts over any window cheap: a card was active in
+    [a, b) exactly once for each visit in [a, b) whose previous visit lies before a.
+    """
+
+    __tablename__ = "analytics_visit"
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    gap: int = Field(primary_key=True)
+    visits: int = 0
+
+
+class CohortRollup(SQLModel, table=True):
+    """Cards first seen in first_month that visited in month."""
+
+    __tablename__ = "analytics_cohort"
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    first_month: int = Field(primary_key=True)
+    month: int = Field(primary_key=True)
+    cards: int = 0
+
+
+class CardRollup(SQLModel, table=True):
+    """Per holder at a merchant: the visit days the other rollups are derived from."""
+
+    __tablename__ = "analytics_card"
+    # New cards of a period, and whether they came back, are counted by first_day.
+    __table_args__ = (Index("ix_analytics_card_first_day", "merchant_id", "first_day"),)
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    holder: str = Field(primary_key=True, max_length=32)
+    first_day: int
+    second_day: int | None = None
+    last_day: int
+    visits: int = 0

@@ -1,0 +1,208 @@
+"""Ledger entries → rollup counts. Pure: no database.
+
+A card's share of every rollup is a function of its own ledger history at one merchant. `replay`
+computes it from a whole history (the rebuild, and a card whose entry was just undone);
+`CardTally.add` extends it by new entries at the end of the history, which is what the ledger
+writer does on every batch. Both run the same code per entry, so the rollups the writer keeps
+equal the ones a rebuild computes (tests/analytics/test_rollups.py holds them to it).
+
+Definitions: a *visit* is a card-day with stamps (a second scan the same day is the same visit);
+an undone entry counts nowhere except in `voids`, at the time and device of the undone entry.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+EPOCH = date(1970, 1, 1)
+# The order of the counters in ActivityRollup (and of Rollups.activity's lists).
+ACTIVITY_FIELDS = ("scans", "stamps", "visits", "redemptions", "voids", "rewards_earned")
+SCANS, STAMPS, VISITS, REDEMPTIONS, VOIDS, REWARDS = range(len(ACTIVITY_FIELDS))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The part of a ledger entry the rollups read."""
+
+    id: str
+    program_id: int
+    kind: str
+    delta: int
+    device_id: int | None
+    created_at: datetime
+    voids_entry_id: str | None = None
+
+
+@dataclass
+class CardState:
+    """A card's visit days at one merchant (None: no visit yet)."""
+
+    first_day: int | None = None
+    second_day: int | None = None
+    last_day: int | None = None
+    visits: int = 0
+
+
+def _counts() -> list[int]:
+    return [0] * len(ACTIVITY_FIELDS)
+
+
+@dataclass
+class Rollups:
+    """Rollup counts: added up over cards, and subtracted to undo a card's old share."""
+
+    activity: defaultdict[tuple[int, int, int], list[int]] = field(
+        default_factory=lambda: defaultdict(_counts)
+    )
+    visits: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    cohorts: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+
+    def merge(self, other: "Rollups", sign: int = 1) -> None:
+        for key, counts in other.activity.items():
+            mine = self.activity[key]
+            for i, n in enumerate(counts):
+                mine[i] += sign * n
+        for visit_key, n in other.visits.items():
+            self.visits[visit_key] += sign * n
+        for cohort_key, n in other.cohorts.items():
+            self.cohorts[cohort_key] += sign * n
+
+    def nonzero(self) -> "Rollups":
+        """The same counts without the keys that add up to nothing."""
+        out = Rollups()
+        out.activity.update({k: v for k, v in self.activity.items() if any(v)})
+        out.visits.update({k: v for k, v in self.visits.items() if v})
+        out.cohorts.update({k: v for k, v in self.cohorts.items() if v})
+        return out
+
+
+# --- local calendar -----------------------------------------------------------------------------
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@cache
+def _offset(tz: ZoneInfo, quarter: int) -> int:
+    # Zones change their offset only at quarter-hour instants: one lookup per quarter hour.
+    return int(datetime.fromtimestamp(quarter * 900, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+
+def local_slot(at: datetime, tz: ZoneInfo) -> tuple[int, int]:
+    """(local day number, local hour) of an aware instant."""
+    ts = int(at.timestamp())
+    local = ts + _offset(tz, ts // 900)
+    return local // 86_400, local % 86_400 // 3600
+
+
+def day_number(d: date) -> int:
+    return (d - EPOCH).days
+
+
+def day_date(day: int) -> date:
+    return EPOCH + timedelta(days=day)
+
+
+@cache
+def month_of(day: int) -> int:
+    d = day_date(day)
+    return (d.year - 1970) * 12 + d.month - 1
+
+
+def month_date(month: int) -> date:
+    return date(1970 + month // 12, month % 12 + 1, 1)
+
+
+def month_start(month: int) -> int:
+    return day_number(month_date(month))
+
+
+# --- one card -----------------------------------------------------------------------------------
+
+
+class CardTally:
+    """Adds one card's entries, in time order, to `out` and to the card's state."""
+
+    def __init__(
+        self,
+        *,
+        state: CardState,
+        lifetime: dict[int, int],
+        required: Mapping[int, int],
+        tz: ZoneInfo,
+        out: Rollups,
+    ) -> None:
+        self.state = state
+        self.lifetime = lifetime  # lifetime stamps per program before the next entry
+        self.required = required
+        self.tz = tz
+        self.out = out
+
+    def slot(self, entry: Entry) -> tuple[int, int, int]:
+        day, hour = local_slot(entry.created_at, self.tz)
+        return day, hour, entry.device_id or 0
+
+    def add(self, entry: Entry) -> None:
+        if entry.kind == "stamp":
+            self._stamp(entry)
+        elif entry.kind == "redemption":
+            self.out.activity[self.slot(entry)][REDEMPTIONS] += 1
+
+    def undone(self, target: Entry) -> None:
+        self.out.activity[self.slot(target)][VOIDS] += 1
+
+    def _stamp(self, entry: Entry) -> None:
+        key = self.slot(entry)
+        counts = self.out.activity[key]
+        counts[SCANS] += 1
+        counts[STAMPS] += entry.delta
+        before = self.lifetime.get(entry.program_id, 0)
+        after = before + entry.delta
+        self.lifetime[entry.program_id] = after
+        goal = self.required.get(entry.program_id, 0)
+        if goal > 0:
+            counts[REWARDS] += after // goal - before // goal
+        day, state = key[0], self.state
+        if state.last_day == day:
+            return
+        counts[VISITS] += 1
+        gap = 0 if state.last_day is None else day - state.last_day
+        self.out.visits[(day, gap)] += 1
+        if state.first_day is None:
+            state.first_day = day
+        elif state.visits == 1:
+            state.second_day = day
+        month = month_of(day)
+        if state.last_day is None or month_of(state.last_day) != month:
+            self.out.cohorts[(month_of(state.first_day), month)] += 1
+        state.last_day = day
+        state.visits += 1
+
+
+def in_order(entries: Iterable[Entry]) -> list[Entry]:
+    # Ties within a second are broken by id, the same way wherever entries are replayed.
+    return sorted(entries, key=lambda e: (e.created_at, e.id))
+
+
+def replay(
+    entries: Iterable[Entry], *, required: Mapping[int, int], tz: ZoneInfo
+) -> tuple[Rollups, CardState]:
+    """One card's whole share of the rollups, from its whole history at one merchant."""
+    history = in_order(entries)
+    by_id = {e.id: e for e in history}
+    undone = {e.voids_entry_id for e in history if e.kind == "void"}
+    out = Rollups()
+    tally = CardTally(state=CardState(), lifetime={}, required=required, tz=tz, out=out)
+    for entry in history:
+        if entry.kind == "void":
+            target = by_id.get(entry.voids_entry_id or "")
+            if target is not None:
+                tally.undone(target)
+        elif entry.id not in undone:
+            tally.add(entry)
+    return out, tally.state
