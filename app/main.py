@@ -14,6 +14,8 @@ from app.clock import Clock, utcnow
 from app.config import Settings
 from app.db import make_engine
 from app.errors import install_error_handlers, problem_response
+from app.feedback import pages as feedback_pages
+from app.feedback.router import router as feedback_router
 from app.ledger.router import router as ledger_router
 from app.ledger.writer import LedgerWriter
 from app.limits import BodyLimit
@@ -57,6 +59,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastA
     app.include_router(ledger_router)
     app.include_router(keys_router)
     app.include_router(claims_router)
+    app.include_router(feedback_router)
+    app.include_router(feedback_pages.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from app.analytics.models import ActivityRollup, CardRollup, CohortRollup, VisitRollup
 from app.claims.models import ClaimCode
+from app.feedback.models import Feedback, FeedbackSettings, ReviewClick
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
 from app.merchants.models import Device, Merchant, Owner, PairingCode, Program
 from app.tokens.models import Card
@@ -14,11 +15,14 @@ __all__ = [
     "ClaimCode",
     "CohortRollup",
     "Device",
+    "Feedback",
+    "FeedbackSettings",
     "IdempotencyRecord",
     "LedgerEntry",
     "Merchant",
     "Owner",
     "PairingCode",
     "Program",
+    "ReviewClick",
     "VisitRollup",
 ]
