@@ -1,0 +1,831 @@
+// The till: scan a card, see its stamps at once, stamp (+1 is Enter), redeem, undo; offline,
+// stamps wait in IndexedDB and are sent when the network is back.
+import { Keys, findCard } from "./till-card.js";
+import * as queue from "./till-queue.js";
+import { Camera, KeyboardWedge } from "./till-scan.js";
+import {
+  DEVICE_STORE, REVOKED_STORE, T, fmt, loadDevice, newKey, problemText, readProblem,
+} from "./till-text.js";
+
+const INFO_STORE = "treu.till.info";
+const SOUND_STORE = "treu.till.sound";
+const CAMERA_STORE = "treu.till.camera";
+const WRITE_TIMEOUT_MS = 5000; // then the stamp is kept on the till and sent later
+const READ_TIMEOUT_MS = 3000;
+const SAME_CODE_MS = 2500; // the camera sees a card many times a second: act once
+const PLUS_BUTTONS = 6; // +2 … +6 as buttons; larger counts by digit keys up to the limit
+
+const $ = (id) => document.getElementById(id);
+const keys = new Keys();
+const state = {
+  device: loadDevice(),
+  info: null,
+  online: navigator.onLine,
+  card: null, // {token, verified, balances: {program_id: balance} | null, stale, cooldownUntil}
+  programId: null,
+  busy: false,
+  last: null, // the last action, for undo: {kind, delta, token, programId, at, entryId?, seq?}
+  resultTimer: null,
+  lastCamera: { text: "", at: 0 },
+  cardSeq: 0,
+};
+
+// ------------------------------------------------------------------ talking to the server
+
+function withTimeout(ms) {
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), ms);
+  return controller.signal;
+}
+
+/** fetch with the device secret; throws when the network is down (or too slow). */
+async function api(path, { method = "GET", body, key, timeout = READ_TIMEOUT_MS } = {}) {
+  const headers = { Authorization: `Bearer ${state.device.secret}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (key) headers["Idempotency-Key"] = key;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+    signal: withTimeout(timeout),
+  });
+  // The service worker answers a GET from its cache when the network is gone, and says so.
+  setOnline(response.headers.get("X-Treu-Offline") !== "1");
+  if (response.status === 401) {
+    const problem = await readProblem(response.clone());
+    lock(problem);
+  }
+  return response;
+}
+
+// ------------------------------------------------------------------ the till's state
+
+function programs() {
+  return (state.info && state.info.programs) || [];
+}
+
+function program() {
+  return programs().find((p) => p.id === state.programId) || programs()[0] || null;
+}
+
+function balance() {
+  const p = program();
+  if (!state.card || !state.card.balances || !p) return null;
+  return state.card.balances[p.id] || { stamps: 0, rewards_available: 0, cooldown_remaining: 0 };
+}
+
+function setOnline(online) {
+  state.online = online;
+  const net = $("till-net");
+  net.textContent = online ? T.online : T.offline;
+  $("till-status").classList.toggle("is-offline", !online);
+  renderCard();
+}
+
+async function updateWaiting() {
+  const waiting = await queue.count().catch(() => 0);
+  const badge = $("till-waiting");
+  badge.hidden = waiting === 0;
+  badge.textContent = fmt(T.waiting, waiting);
+  return waiting;
+}
+
+// ------------------------------------------------------------------ showing things
+
+function showSection(id) {
+  for (const section of ["till-unpaired", "till-locked", "till-app"]) $(section).hidden = section !== id;
+  $("till-status").hidden = id !== "till-app";
+  $("till-sound").hidden = id !== "till-app";
+}
+
+function result(kind, text) {
+  const box = $("till-result");
+  box.hidden = false;
+  box.className = `till-result ${kind}`;
+  $("till-result-text").textContent = text;
+  // Restart the flash, so the same message twice still visibly arrives.
+  box.classList.remove("flash");
+  void box.offsetWidth;
+  box.classList.add("flash");
+  beep(kind === "ok" || kind === "queued");
+}
+
+function clearResult() {
+  $("till-result").hidden = true;
+}
+
+function renderPrograms() {
+  const row = $("till-programs");
+  const list = programs().filter((p) => p.active);
+  row.hidden = list.length < 2;
+  if (row.hidden) return;
+  row.replaceChildren(
+    ...list.map((p) => {
+      const tab = document.createElement("button");
+      tab.type = "button";
+      tab.className = "secondary";
+      tab.setAttribute("role", "tab");
+      tab.setAttribute("aria-selected", String(p.id === program().id));
+      tab.textContent = p.name;
+      tab.addEventListener("click", () => {
+        state.programId = p.id;
+        renderCard();
+      });
+      return tab;
+    }),
+  );
+}
+
+function renderPlusButtons() {
+  const p = program();
+  const row = $("till-plusn");
+  const max = p ? Math.min(p.max_stamps_per_scan, PLUS_BUTTONS) : 0;
+  row.replaceChildren();
+  for (let n = 2; n <= max; n += 1) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.textContent = `+${n}`;
+    button.dataset.count = String(n);
+    button.addEventListener("click", () => stamp(n));
+    row.append(button);
+  }
+}
+
+function renderCard() {
+  const card = state.card;
+  $("till-idle").hidden = Boolean(card);
+  $("till-current").hidden = !card;
+  if (!card) return;
+  const p = program();
+  if (!p) return;
+  renderPrograms();
+  const b = balance();
+  const required = p.stamps_required;
+  const count = $("till-count-text");
+  const dots = $("till-dots");
+  if (b) {
+    count.textContent = fmt(T.stamps_of, b.stamps, required);
+    const filled = b.stamps % required || (b.stamps > 0 && b.rewards_available > 0 ? required : 0);
+    dots.replaceChildren(
+      ...Array.from({ length: Math.min(required, 30) }, (_, i) => {
+        const dot = document.createElement("li");
+        if (i < filled) dot.className = "on";
+        return dot;
+      }),
+    );
+    dots.hidden = false;
+  } else {
+    count.textContent = state.card.verified === false ? "" : T.card_ok;
+    dots.hidden = true;
+  }
+  const due = b ? b.rewards_available : 0;
+  $("till-due").hidden = !due;
+  $("till-due").textContent = due > 1 ? fmt(T.rewards_due, due, p.reward) : fmt(T.reward_due, p.reward);
+  $("till-current").classList.toggle("is-due", due > 0);
+
+  renderHint();
+
+  const redeem = $("till-redeem");
+  redeem.hidden = !due;
+  redeem.textContent = fmt(T.redeem, p.reward);
+  renderPlusButtons();
+  for (const button of document.querySelectorAll(".till-actions button")) button.disabled = state.busy;
+}
+
+/** The line under the count: offline state, cooldown countdown, or how many to go. */
+function renderHint() {
+  const card = state.card;
+  const p = program();
+  if (!card || !p) return;
+  const b = balance();
+  const required = p.stamps_required;
+  const due = b ? b.rewards_available : 0;
+  const hint = $("till-hint");
+  let hintText = "";
+  if (card.stale || !state.online) {
+    hintText = b ? fmt(T.offline_balance, b.stamps, required) : T.offline_card;
+  } else if (b && b.cooldown_remaining > 0 && card.cooldownUntil > Date.now()) {
+    const wait = Math.ceil((card.cooldownUntil - Date.now()) / 1000);
+    hintText = fmt(T.cooldown, Math.max(p.cooldown_seconds - wait, 0), wait);
+  } else if (b && !due) {
+    hintText = fmt(T.to_go, required - (b.stamps % required), p.reward);
+  }
+  hint.hidden = !hintText;
+  hint.textContent = hintText;
+}
+
+function renderLast() {
+  const last = state.last;
+  const bar = $("till-last");
+  const windowMs = ((state.info && state.info.undo_window_seconds) || 600) * 1000;
+  if (!last || Date.now() - last.at > windowMs) {
+    bar.hidden = true;
+    return;
+  }
+  bar.hidden = false;
+  $("till-undo").textContent =
+    last.kind === "redemption" ? T.undo_what_redeem : fmt(T.undo_what_stamp, last.delta);
+  const seconds = Math.round((Date.now() - last.at) / 1000);
+  const ago = fmt(T.ago, seconds < 60 ? `${seconds} s` : `${Math.floor(seconds / 60)} min`);
+  // Undo acts on the last action, which may belong to the customer before this one.
+  const elsewhere = state.card && state.card.token !== last.token;
+  $("till-last-when").textContent = elsewhere ? `${T.previous_card}, ${ago}` : ago;
+}
+
+// ------------------------------------------------------------------ sound (off by default)
+
+let audio = null;
+function beep(ok) {
+  if (localStorage.getItem(SOUND_STORE) !== "on") return;
+  try {
+    audio = audio || new AudioContext();
+    const tones = ok ? [[1046, 0, 0.09]] : [[220, 0, 0.14], [196, 0.18, 0.2]];
+    for (const [frequency, start, length] of tones) {
+      const oscillator = audio.createOscillator();
+      const gain = audio.createGain();
+      oscillator.frequency.value = frequency;
+      oscillator.type = ok ? "sine" : "square";
+      gain.gain.value = ok ? 0.25 : 0.08;
+      oscillator.connect(gain).connect(audio.destination);
+      oscillator.start(audio.currentTime + start);
+      oscillator.stop(audio.currentTime + start + length);
+    }
+  } catch {
+    /* no audio on this device: the colours say the same */
+  }
+}
+
+function renderSound() {
+  const on = localStorage.getItem(SOUND_STORE) === "on";
+  $("till-sound").setAttribute("aria-pressed", String(on));
+}
+
+// ------------------------------------------------------------------ a scan arrives
+
+async function onScan(text, source) {
+  if (!state.device || $("till-app").hidden) return;
+  const now = Date.now();
+  if (source === "camera") {
+    if (anyDialogOpen()) return;
+    const same = text === state.lastCamera.text && now - state.lastCamera.at < SAME_CODE_MS;
+    state.lastCamera = { text, at: now };
+    if (same) return;
+  } else {
+    closeDialogs();
+  }
+  const found = await findCard(keys, text);
+  if (!found) {
+    state.card = null;
+    renderCard();
+    result("bad", T["not-a-card"]);
+    return;
+  }
+  if (source === "camera" && state.card && state.card.token === found.token) return;
+  flashCamera();
+  await openCard(found);
+}
+
+async function openCard(found, { keepResult = false } = {}) {
+  const seq = ++state.cardSeq;
+  state.card = { token: found.token, verified: found.verified, balances: null, stale: false, cooldownUntil: 0 };
+  if (!keepResult) clearResult();
+  renderCard();
+  renderLast();
+  try {
+    const response = await api(`/api/v1/till/cards/${found.token}`);
+    if (seq !== state.cardSeq) return; // another card was scanned meanwhile
+    if (!response.ok) {
+      const problem = await readProblem(response);
+      if (response.status === 401) return;
+      state.card = null;
+      renderCard();
+      result("bad", problemText(problem));
+      return;
+    }
+    const data = await response.json();
+    state.card.balances = Object.fromEntries(data.balances.map((b) => [b.program_id, b]));
+    state.card.stale = response.headers.get("X-Treu-Offline") === "1";
+    const b = balance();
+    state.card.cooldownUntil = b ? Date.now() + b.cooldown_remaining * 1000 : 0;
+  } catch {
+    if (seq !== state.cardSeq) return;
+    setOnline(false);
+    state.card.stale = true; // genuine (checked here), balance unknown until back online
+  }
+  renderCard();
+}
+
+function flashCamera() {
+  const camera = $("till-camera");
+  camera.classList.remove("seen");
+  void camera.offsetWidth;
+  camera.classList.add("seen");
+}
+
+// ------------------------------------------------------------------ stamp, redeem, undo
+
+function programIdForRequest() {
+  return programs().length > 1 && program() ? program().id : null;
+}
+
+async function stamp(count) {
+  const card = state.card;
+  const p = program();
+  if (!card || !p || state.busy || anyDialogOpen()) return;
+  if (count > p.max_stamps_per_scan) {
+    result("bad", fmt(T["too-many-stamps"], p.max_stamps_per_scan));
+    return;
+  }
+  const key = newKey();
+  const body = { token: card.token, count, program_id: programIdForRequest() };
+  state.busy = true;
+  renderCard();
+  try {
+    let response;
+    try {
+      response = await api("/api/v1/stamps", { method: "POST", body, key, timeout: WRITE_TIMEOUT_MS });
+    } catch {
+      setOnline(false);
+      await keepForLater(card, p, body, key);
+      return;
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      if (response.status !== 401) result("bad", problemText(data));
+      return;
+    }
+    setBalance(card, data);
+    state.last = { kind: "stamp", delta: count, token: card.token, at: Date.now(), entryId: data.entry_id };
+    result("ok", fmt(count === 1 ? T.stamped : T.stamped_many, count, data.stamps, p.stamps_required));
+  } finally {
+    state.busy = false;
+    renderCard();
+    renderLast();
+  }
+}
+
+/** Offline: keep the stamp (with its key) for later; refuse locally what the server would. */
+async function keepForLater(card, p, body, key) {
+  if (card.verified === false) {
+    result("bad", T["not-a-card"]);
+    return;
+  }
+  const now = Date.now();
+  const earlier = (await queue.all()).filter((i) => i.token === card.token && i.program_id === body.program_id);
+  const latest = earlier.length ? earlier[earlier.length - 1].queued_at : 0;
+  const ago = Math.floor((now - latest) / 1000);
+  if (latest && ago < p.cooldown_seconds) {
+    result("bad", fmt(T.cooldown, ago, p.cooldown_seconds - ago));
+    return;
+  }
+  const seq = await queue.add({ ...body, key, secret: state.device.secret, queued_at: now });
+  state.last = { kind: "stamp", delta: body.count, token: card.token, at: now, seq };
+  result("queued", fmt(T.queued, body.count));
+  await updateWaiting();
+}
+
+function setBalance(card, data) {
+  if (!card.balances) card.balances = {};
+  card.balances[data.program.id] = {
+    program_id: data.program.id,
+    stamps: data.stamps,
+    rewards_available: data.rewards_available,
+    cooldown_remaining: 0,
+  };
+  card.stale = false;
+  card.cooldownUntil = 0;
+}
+
+function askRedeem() {
+  const p = program();
+  if (!state.card || !p || state.busy) return;
+  if (!state.online || state.card.stale) {
+    result("bad", T.offline_redeem);
+    return;
+  }
+  $("till-confirm-title").textContent = fmt(T.confirm_redeem, p.reward);
+  $("till-confirm-detail").textContent = fmt(T.confirm_redeem_detail, p.stamps_required);
+  $("till-confirm").showModal();
+  $("till-confirm-yes").focus();
+}
+
+async function redeem() {
+  const card = state.card;
+  const p = program();
+  if (!card || !p || state.busy) return;
+  state.busy = true;
+  renderCard();
+  try {
+    let response;
+    try {
+      response = await api("/api/v1/redemptions", {
+        method: "POST",
+        body: { token: card.token, program_id: programIdForRequest() },
+        key: newKey(),
+        timeout: WRITE_TIMEOUT_MS,
+      });
+    } catch {
+      setOnline(false);
+      result("bad", T.offline_redeem);
+      return;
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      if (response.status !== 401) result("bad", problemText(data));
+      return;
+    }
+    setBalance(card, data);
+    state.last = { kind: "redemption", delta: 1, token: card.token, at: Date.now(), entryId: data.entry_id };
+    result("ok", fmt(T.redeemed, p.reward, data.stamps));
+  } finally {
+    state.busy = false;
+    renderCard();
+    renderLast();
+  }
+}
+
+async function undo() {
+  const last = state.last;
+  if (!last || state.busy) return;
+  if (last.seq !== undefined && !last.entryId) {
+    // Still on this till: taking it out of the queue is the whole undo.
+    const waiting = (await queue.all()).some((item) => item.seq === last.seq);
+    if (waiting) {
+      await queue.remove(last.seq);
+      state.last = null;
+      result("ok", T.undone_queued);
+      await updateWaiting();
+      renderLast();
+      return;
+    }
+    if (!last.entryId) return; // being sent right now: the entry id arrives with it
+  }
+  state.busy = true;
+  try {
+    let response;
+    try {
+      response = await api(`/api/v1/entries/${last.entryId}/void`, {
+        method: "POST", key: newKey(), timeout: WRITE_TIMEOUT_MS,
+      });
+    } catch {
+      setOnline(false);
+      result("bad", T.offline_undo);
+      return;
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      if (response.status !== 401) result("bad", problemText(data));
+      if (data.code === "voided" || data.code === "undo-window") state.last = null;
+      return;
+    }
+    state.last = null;
+    if (state.card && state.card.token === last.token) setBalance(state.card, data);
+    result("ok", fmt(T.undone, data.stamps, data.program.stamps_required));
+  } finally {
+    state.busy = false;
+    renderCard();
+    renderLast();
+  }
+}
+
+// ------------------------------------------------------------------ offline queue
+
+let syncing = false;
+async function sync() {
+  if (syncing || !state.device) return;
+  syncing = true;
+  try {
+    if ((await updateWaiting()) === 0) return;
+    $("till-waiting").textContent = T.sending;
+    const outcome = await queue.sync(async (item) => {
+      const response = await fetch("/api/v1/stamps", {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${item.secret}`,
+          "Content-Type": "application/json",
+          "Idempotency-Key": item.key,
+        },
+        body: JSON.stringify({ token: item.token, count: item.count, program_id: item.program_id }),
+        cache: "no-store",
+        signal: withTimeout(WRITE_TIMEOUT_MS),
+      });
+      if (response.ok && state.last && state.last.seq === item.seq) {
+        state.last.entryId = (await response.clone().json()).entry_id; // now undoable online
+      }
+      return response;
+    });
+    if (outcome.locked) {
+      lock(outcome.locked);
+      return;
+    }
+    if (outcome.sent) {
+      setOnline(true);
+      if ($("till-result").hidden || !state.card) result("ok", outcome.sent === 1 ? T.sent_one : fmt(T.sent, outcome.sent));
+      if (state.card) openCard(state.card, { keepResult: true }); // its stamps may have changed
+    }
+    for (const { problem } of outcome.refused) result("bad", fmt(T.refused_sync, problemText(problem)));
+  } finally {
+    syncing = false;
+    await updateWaiting();
+  }
+}
+
+/** Offline or unsure: a cheap read tells whether the server answers again. */
+async function probe() {
+  if (!state.device || state.online) return;
+  try {
+    await api("/api/v1/till");
+  } catch {
+    return;
+  }
+  if (state.online) sync();
+}
+
+// ------------------------------------------------------------------ dialogs: redeem, claim code
+
+function anyDialogOpen() {
+  return Boolean(document.querySelector("dialog[open]"));
+}
+
+function closeDialogs() {
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close("cancel");
+}
+
+const claim = { poll: null, url: null, code: null, expiresAt: 0, count: 0 };
+
+function openClaim() {
+  if (!state.online) {
+    result("bad", T.offline_claim);
+    return;
+  }
+  const p = program();
+  const counts = $("till-claim-counts");
+  counts.replaceChildren(
+    ...Array.from({ length: Math.min(p ? p.max_stamps_per_scan : 1, PLUS_BUTTONS) }, (_, i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = `${i + 1}`;
+      button.addEventListener("click", () => makeClaim(i + 1));
+      return button;
+    }),
+  );
+  $("till-claim-choose").hidden = false;
+  $("till-claim-show").hidden = true;
+  $("till-claim-again").hidden = true;
+  $("till-claim-error").hidden = true;
+  $("till-claim").showModal();
+}
+
+async function makeClaim(count) {
+  const error = $("till-claim-error");
+  error.hidden = true;
+  let response;
+  try {
+    response = await api("/api/v1/claims", {
+      method: "POST", body: { count, program_id: programIdForRequest() }, key: newKey(),
+      timeout: WRITE_TIMEOUT_MS,
+    });
+  } catch {
+    error.textContent = T.offline_claim;
+    error.hidden = false;
+    return;
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    error.textContent = problemText(data);
+    error.hidden = response.status === 401;
+    return;
+  }
+  let qr;
+  try {
+    qr = await api(`/api/v1/till/qr.svg?text=${encodeURIComponent(data.claim_url)}`);
+  } catch {
+    qr = null;
+  }
+  if (!qr || !qr.ok) {
+    error.textContent = T.server;
+    error.hidden = false;
+    return;
+  }
+  stopClaim();
+  claim.url = URL.createObjectURL(await qr.blob());
+  claim.code = data.code;
+  claim.count = data.count;
+  claim.expiresAt = Date.parse(data.expires_at);
+  $("till-claim-qr").src = claim.url;
+  $("till-claim-qr").alt = data.claim_url;
+  $("till-claim-what").textContent =
+    data.count === 1 ? fmt(T.claim_for_one, data.program.reward) : fmt(T.claim_for, data.count, data.program.reward);
+  $("till-claim-choose").hidden = true;
+  $("till-claim-show").hidden = false;
+  $("till-claim-show").className = "";
+  $("till-claim-again").hidden = false;
+  claim.poll = setInterval(pollClaim, 1500);
+  tickClaim();
+}
+
+function tickClaim() {
+  const left = Math.max(0, Math.round((claim.expiresAt - Date.now()) / 1000));
+  const line = $("till-claim-state");
+  if ($("till-claim-show").classList.contains("claimed")) return;
+  line.textContent = `${T.claim_scan} · ${fmt(T.claim_expires, `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`)}`;
+}
+
+async function pollClaim() {
+  tickClaim();
+  if (!claim.code) return;
+  let response;
+  try {
+    response = await api(`/api/v1/claims/${encodeURIComponent(claim.code)}`);
+  } catch {
+    return;
+  }
+  if (!response.ok) return;
+  const status = await response.json();
+  const show = $("till-claim-show");
+  if (status.claimed) {
+    stopClaim();
+    show.className = "claimed";
+    $("till-claim-state").textContent = fmt(T.claim_claimed, claim.count);
+    beep(true);
+  } else if (status.expired) {
+    stopClaim();
+    show.className = "expired";
+    $("till-claim-state").textContent = T["claim-expired"];
+  }
+}
+
+function stopClaim() {
+  clearInterval(claim.poll);
+  claim.poll = null;
+  claim.code = null;
+}
+
+// ------------------------------------------------------------------ pairing and locking
+
+function lock(problem) {
+  localStorage.removeItem(DEVICE_STORE);
+  state.device = null;
+  camera.stop(false);
+  closeDialogs();
+  if (problem && problem.code === "device-revoked") {
+    localStorage.setItem(REVOKED_STORE, "1");
+    showLocked();
+  } else {
+    showUnpaired(problem ? problemText(problem) : "");
+  }
+}
+
+async function showLocked() {
+  showSection("till-locked");
+  const waiting = await updateWaiting();
+  const lost = $("till-locked-lost");
+  lost.hidden = waiting === 0;
+  lost.textContent = fmt(T.waiting, waiting);
+}
+
+function showUnpaired(why) {
+  showSection("till-unpaired");
+  const line = $("till-unpaired-why");
+  line.hidden = !why;
+  line.textContent = why || "";
+}
+
+$("till-unlock").addEventListener("click", () => {
+  localStorage.removeItem(REVOKED_STORE);
+  showUnpaired("");
+});
+
+$("till-code-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const code = $("till-code").value.toUpperCase().replace(/[\s\-_.]/g, "").replace(/0/g, "O").replace(/1/g, "I").replace(/8/g, "B");
+  if (!/^[A-Z2-7]{12}$/.test(code)) {
+    showUnpaired(T.code_short);
+    return;
+  }
+  location.assign(`/till/pair/${code}`);
+});
+
+// ------------------------------------------------------------------ wiring
+
+const camera = new Camera($("till-video"), {
+  onScan,
+  onState: (name) => {
+    $("till-camera-msg").textContent = T[name] || "";
+    $("till-camera").dataset.state = name;
+  },
+});
+
+new KeyboardWedge({
+  active: () => Boolean(state.device) && !$("till-app").hidden,
+  onScan,
+  onKey: (key) => {
+    if ($("till-confirm").open) {
+      if (key === "Enter") $("till-confirm").close("ok");
+      return;
+    }
+    if (anyDialogOpen()) return;
+    if (key === "Enter") stamp(1);
+    else if (key === "Escape") {
+      state.card = null;
+      clearResult();
+      renderCard();
+    } else if (/^[1-9]$/.test(key)) stamp(Number(key));
+  },
+});
+
+$("till-plus1").addEventListener("click", () => stamp(1));
+$("till-redeem").addEventListener("click", askRedeem);
+$("till-undo").addEventListener("click", undo);
+$("till-confirm").addEventListener("close", () => {
+  if ($("till-confirm").returnValue === "ok") redeem();
+});
+$("till-claim-open").addEventListener("click", openClaim);
+$("till-claim-again").addEventListener("click", openClaim);
+$("till-claim-close").addEventListener("click", () => $("till-claim").close());
+$("till-claim").addEventListener("close", () => {
+  stopClaim();
+  if (claim.url) URL.revokeObjectURL(claim.url);
+  claim.url = null;
+});
+$("till-manual").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("till-manual-input");
+  const text = input.value;
+  input.value = "";
+  input.blur(); // back to scanner mode: Enter stamps again
+  if (text.trim()) onScan(text, "manual");
+});
+$("till-sound").addEventListener("click", () => {
+  const on = localStorage.getItem(SOUND_STORE) !== "on";
+  localStorage.setItem(SOUND_STORE, on ? "on" : "off");
+  renderSound();
+  if (on) beep(true);
+});
+$("till-camera-toggle").addEventListener("click", () => {
+  if (camera.running) {
+    camera.stop();
+    localStorage.setItem(CAMERA_STORE, "off");
+  } else {
+    localStorage.setItem(CAMERA_STORE, "on");
+    camera.start();
+  }
+});
+window.addEventListener("online", () => probe().then(sync));
+window.addEventListener("offline", () => setOnline(false));
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) sync();
+});
+
+async function loadInfo() {
+  try {
+    const response = await api("/api/v1/till");
+    if (response.ok) {
+      state.info = await response.json();
+      localStorage.setItem(INFO_STORE, JSON.stringify(state.info));
+      return;
+    }
+    if (response.status === 401) return;
+  } catch {
+    setOnline(false);
+  }
+  // Offline start: the programs as last seen.
+  state.info = state.info || JSON.parse(localStorage.getItem(INFO_STORE) || "null");
+}
+
+function renderWhere() {
+  const info = state.info || state.device;
+  $("till-where").textContent = info ? `${info.merchant.name} · ${info.device.label}` : "";
+}
+
+async function start() {
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+  if (!state.device) {
+    if (localStorage.getItem(REVOKED_STORE)) showLocked();
+    else showUnpaired("");
+    return;
+  }
+  showSection("till-app");
+  renderWhere();
+  renderSound();
+  setOnline(navigator.onLine);
+  state.info = JSON.parse(localStorage.getItem(INFO_STORE) || "null");
+  if (localStorage.getItem(CAMERA_STORE) !== "off") camera.start();
+  else $("till-camera-msg").textContent = T.camera_off;
+  await loadInfo();
+  if (!state.device) return; // locked while loading
+  renderWhere();
+  keys.refresh().catch(() => {});
+  renderCard();
+  await sync();
+  setInterval(() => {
+    renderLast();
+    if (state.card && state.card.cooldownUntil) renderHint();
+  }, 1000);
+  setInterval(() => (state.online ? sync() : probe()), 10000);
+  document.body.dataset.ready = "1";
+}
+
+start();
