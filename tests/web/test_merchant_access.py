@@ -1,0 +1,193 @@
+"""Who may see and change what in the merchant area: login required everywhere, one owner
+sees only their own merchant (route by route), and every form post needs its CSRF token."""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from app.merchants.models import Device, Merchant, Program
+from tests.conftest import Shop, new_card, stamp
+from tests.merchants.test_auth import HTML, form_token, log_in
+
+# Routes with ids in the path, filled with the OTHER merchant's ids: each must answer 404.
+ID_ROUTES = {
+    ("POST", "/merchant/program/{program_id}"): {
+        "name": "Stolen", "reward_text": "all the coffee", "stamps_required": "1",
+        "max_stamps_per_scan": "10", "cooldown_seconds": "0", "daily_cap": "0",
+    },
+    ("POST", "/merchant/program/{program_id}/{action}"): {},
+    ("POST", "/merchant/devices/{device_id}/rename"): {"label": "Mine now"},
+    ("POST", "/merchant/devices/{device_id}/revoke"): {},
+}  # fmt: skip
+# Form posts without ids: they act on the logged-in owner's merchant only.
+FORM_POSTS = {
+    "/merchant/logout": {},
+    "/merchant/account/password": {"current": "x", "new": "y" * 12, "repeat": "y" * 12},
+    "/merchant/account/logout-others": {},
+    "/merchant/profile": {"shop_name": "Renamed", "locale": "en"},
+    "/merchant/devices/pair": {"label": "Sneaky"},
+    "/merchant/print/cards": {"count": "10"},
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: set[str]
+
+
+def merchant_routes(app: FastAPI) -> list[Route]:
+    """Every route under /merchant, whichever router it came from (and with its prefix)."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and (context.path or "").startswith("/merchant/"):
+            found.append(Route(context.path or "", set(route.methods)))
+    return found
+
+
+def gets_without_parameters(app: FastAPI) -> list[str]:
+    return sorted(
+        r.path
+        for r in merchant_routes(app)
+        if "GET" in r.methods and "{" not in r.path and r.path != "/merchant/login"
+    )
+
+
+def fill(path: str, shop: Shop) -> str:
+    return (
+        path.replace("{program_id}", str(shop.program_id))
+        .replace("{device_id}", str(shop.device_id))
+        .replace("{action}", "pause")
+    )
+
+
+def test_every_page_and_export_needs_a_login(app: FastAPI, client: TestClient, shop: Shop) -> None:
+    for route in merchant_routes(app):
+        if route.path == "/merchant/login":
+            continue
+        for method in route.methods - {"HEAD"}:
+            path = fill(route.path, shop)
+            for accept, status in (("text/html", 303), ("application/json", 401)):
+                response = client.request(
+                    method, path, headers={"Accept": accept}, follow_redirects=False
+                )
+                assert response.status_code == status, (method, path, accept)
+                if status == 303:
+                    assert response.headers["location"].startswith("/merchant/login?next=")
+
+
+def test_every_route_with_an_id_refuses_another_merchants_things(
+    app: FastAPI, client: TestClient, shop: Shop, other_shop: Shop
+) -> None:
+    with_ids = {
+        (method, r.path)
+        for r in merchant_routes(app)
+        for method in r.methods
+        if "{" in r.path and r.path.startswith(("/merchant/program", "/merchant/devices"))
+    }
+    assert with_ids == set(ID_ROUTES), "a new route with an id: add it to ID_ROUTES"
+    log_in(client, shop.owner_email, shop.owner_password)
+    token = form_token(client.get("/merchant/account", headers=HTML).text)
+    for (method, path), data in ID_ROUTES.items():
+        target = fill(path, other_shop)
+        for action in ("pause", "resume") if "{action}" in path else ("",):
+            url = target.replace("/pause", f"/{action}") if action else target
+            response = client.request(
+                method, url, data={"csrf_token": token, **data}, headers=HTML,
+                follow_redirects=False,
+            )  # fmt: skip
+            assert response.status_code == 404, (method, url, response.status_code)
+    with Session(app.state.engine) as session:
+        program = session.get(Program, other_shop.program_id)
+        device = session.get(Device, other_shop.device_id)
+        assert program is not None and device is not None
+        assert program.name != "Stolen" and program.active and program.stamps_required == 5
+        assert device.label != "Mine now" and device.revoked_at is None
+
+
+def test_every_page_shows_only_the_owners_merchant(
+    app: FastAPI, client: TestClient, shop: Shop, other_shop: Shop
+) -> None:
+    """Every GET page, export and API of the merchant area, logged in as A: nothing of B."""
+    card = new_card(client)
+    assert stamp(client, shop, card).status_code == 201
+    assert stamp(client, other_shop, card).status_code == 201
+    log_in(client, shop.owner_email, shop.owner_password)
+    with Session(app.state.engine, expire_on_commit=False) as session:
+        other = session.get(Merchant, other_shop.merchant_id)
+        assert other is not None
+        other_device = session.get(Device, other_shop.device_id)
+        assert other_device is not None
+        other_device.label = "Gruber counter"
+        session.add(other_device)
+        session.commit()
+    paths = gets_without_parameters(app)
+    assert {"/merchant/program", "/merchant/devices", "/merchant/exports/ledger.csv"} <= set(paths)
+    for path in paths:
+        response = client.get(path, headers=HTML)
+        assert response.status_code == 200, path
+        for secret in (other.name, other.slug, "Gruber counter", "1 loaf"):
+            assert secret not in response.text, (path, secret)
+        if path.endswith(".csv") or "json" in response.headers.get("content-type", ""):
+            continue
+        assert "Café Sonne" in response.text, path
+
+
+def test_ledger_export_holds_only_the_owners_entries(
+    client: TestClient, shop: Shop, other_shop: Shop
+) -> None:
+    card = new_card(client)
+    for s in (shop, other_shop, other_shop):
+        assert stamp(client, s, card, count=1).status_code in (201, 429)
+    log_in(client, shop.owner_email, shop.owner_password)
+    rows = client.get("/merchant/exports/ledger.csv").text.strip().splitlines()
+    assert len(rows) == 2  # header and the one stamp at this shop
+
+
+@pytest.mark.parametrize("path", sorted(FORM_POSTS))
+def test_a_form_post_without_or_with_a_wrong_token_is_refused(
+    app: FastAPI, client: TestClient, shop: Shop, other_shop: Shop, path: str
+) -> None:
+    with TestClient(app) as other_browser:
+        log_in(other_browser, other_shop.owner_email, other_shop.owner_password)
+        foreign = form_token(other_browser.get("/merchant/account", headers=HTML).text)
+    log_in(client, shop.owner_email, shop.owner_password)
+    mine = form_token(client.get("/merchant/account", headers=HTML).text)
+    for token in (None, "", "0" * 64, foreign, mine[:-1] + ("0" if mine[-1] != "0" else "1")):
+        data: dict[str, Any] = dict(FORM_POSTS[path])
+        if token is not None:
+            data["csrf_token"] = token
+        response = client.post(path, data=data, headers=HTML, follow_redirects=False)
+        assert response.status_code == 403, (path, token)
+        assert "Form expired" in response.text
+    # Nothing happened: still logged in, same name, no device or card made.
+    assert client.get("/merchant/account", headers=HTML).status_code == 200
+    with Session(app.state.engine) as session:
+        merchant = session.get(Merchant, shop.merchant_id)
+        assert merchant is not None and merchant.name == "Café Sonne"
+        assert len(session.exec(select(Device)).all()) == 2
+
+
+def test_every_form_post_is_covered(app: FastAPI) -> None:
+    posts = {r.path for r in merchant_routes(app) if "POST" in r.methods and "{" not in r.path}
+    # The login form has its own CSRF cookie (tests/merchants/test_auth.py).
+    posts.discard("/merchant/login")
+    mine = {p for p in posts if not p.startswith("/merchant/feedback")}
+    assert mine <= set(FORM_POSTS), f"add the new form to FORM_POSTS: {mine - set(FORM_POSTS)}"
+
+
+def test_forms_carry_the_token(client: TestClient, shop: Shop) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    for path in ("/merchant/program", "/merchant/devices", "/merchant/account", "/merchant/print"):
+        html = client.get(path, headers=HTML).text
+        forms = re.findall(r"<form[^>]*method=\"post\".*?</form>", html, re.S)
+        assert forms, path
+        for form in forms:
+            assert 'name="csrf_token" value="' in form, (path, form[:80])
