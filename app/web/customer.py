@@ -21,7 +21,6 @@ from app.tokens import service as cards
 from app.tokens.dependencies import CardDeleted, ValidCardInfo, load_card, parse_card
 from app.tokens.router import view_card
 from app.web import render
-from app.web.i18n import gettext as _
 
 router = APIRouter(include_in_schema=False)
 
@@ -159,7 +158,7 @@ def restore(
     except AppError as refusal:
         return render(
             request, "customer/restore.html", status_code=refusal.status, next=_local(next),
-            error=_(refusal.detail), code=recovery_code,
+            error=refusal.detail, code=recovery_code,
         )  # fmt: skip
     target = f"/c/{card.token}#restored"
     if _local(next):

@@ -88,8 +88,13 @@ let shown = null;
 let known = new Map(); // program key → stamps last drawn
 
 // Draw the balances; returns the stamps gained since the last drawing (for the announcement).
+// What a drawing shows, independent of the order of keys in the JSON it came from.
+const signature = (balances) => JSON.stringify(balances.map((c) => [
+  c.merchant.slug, c.merchant.name, c.program.id, c.program.name, c.program.stamps_required,
+  c.program.reward, c.stamps, c.rewards_available]));
+
 function render(balances, animate) {
-  const text = JSON.stringify(balances);
+  const text = signature(balances);
   if (text === shown) return [];
   shown = text;
   const gained = [];

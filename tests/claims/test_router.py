@@ -99,6 +99,12 @@ def test_the_stamp_is_booked_on_the_till_that_made_the_code(
         assert (entry.kind, entry.delta, entry.device_id) == ("stamp", 1, shop.device_id)
 
 
+def test_a_code_needs_no_body(client: TestClient, shop: Shop) -> None:
+    made = client.post("/api/v1/claims", headers=shop.auth)
+    assert made.status_code == 201, made.text
+    assert made.json()["count"] == 1 and made.json()["program"]["id"] == shop.program_id
+
+
 def test_a_code_expires(client: TestClient, clock: Clock, shop: Shop, card: str) -> None:
     code = new_code(client, shop)
     clock.advance(119)
