@@ -25,15 +25,11 @@ install: $(STAMP) $(ASSETS)
 assets: $(ASSETS)
 
 run: $(STAMP) $(ASSETS)
-	$(BIN)/treu init
-	$(BIN)/treu demo --if-empty > /dev/null
+	@$(BIN)/treu init
+	@$(BIN)/treu demo --if-empty
 	@echo
-	@echo "treu is running on http://127.0.0.1:8000  (Ctrl-C stops it)"
-	@echo "  API docs:     http://127.0.0.1:8000/docs"
-	@echo "  health:       http://127.0.0.1:8000/healthz"
-	@$(BIN)/python -c "from app.config import Settings; from app import demo; r = demo.load_demo(Settings()); print(demo.describe(r) if r else '')"
-	@echo
-	$(BIN)/treu serve --host 127.0.0.1 --port 8000
+	@echo "serving http://127.0.0.1:8000 (Ctrl-C stops it)"
+	@$(BIN)/treu serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP) $(ASSETS) browsers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -53,8 +49,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format app tests bench alembic
 	$(BIN)/ruff check --fix app tests bench alembic
 
+# wrk comes from the system; as root it is installed if missing, otherwise you are told how.
 bench: $(STAMP)
-	@command -v wrk > /dev/null || (apt-get update -qq && apt-get install -y -qq wrk > /dev/null)
+	@command -v wrk > /dev/null || [ "$$(id -u)" != 0 ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk > /dev/null)
+	@command -v wrk > /dev/null || { echo "make bench needs wrk: apt-get install wrk (or brew install wrk)"; exit 1; }
 	$(BIN)/python -m bench.run
 
 migrate: $(STAMP)

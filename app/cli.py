@@ -2,13 +2,14 @@
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from app.clock import utcnow
@@ -16,6 +17,8 @@ from app.config import Settings
 from app.db import make_engine, write_engine
 from app.errors import AppError
 from app.merchants import service as merchants
+from app.merchants.models import ProgramBase
+from app.tokens.keys import KeyProblem
 
 
 class Context:
@@ -45,7 +48,61 @@ def _json(ctx: Context, as_json: bool) -> None:
     ctx.as_json = ctx.as_json or as_json
 
 
-@click.group()
+class Refused(click.ClickException):
+    """A command that cannot be carried out: one line on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"treu: {self.format_message()}", err=True)
+
+
+class TreuGroup(click.Group):
+    """Turns expected failures into a clear message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AppError as error:
+            raise Refused(error.detail) from None
+        except KeyProblem as error:
+            raise Refused(str(error)) from None
+        except DBAPIError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+            raise Refused(
+                f"the database cannot be used ({reason}); run `treu init` first, "
+                "or check TREU_DATABASE_URL"
+            ) from None
+
+
+def _program_range(field: str) -> click.IntRange:
+    """The range a program field allows, so the CLI refuses what the model would refuse."""
+    bounds: dict[str, int] = {}
+    for rule in ProgramBase.model_fields[field].metadata:
+        bounds.update({k: getattr(rule, k) for k in ("ge", "le") if hasattr(rule, k)})
+    return click.IntRange(bounds.get("ge"), bounds.get("le"))
+
+
+def run_server(app: Any, host: str, port: int) -> None:
+    """Serve an ASGI app as `treu serve` does; bench/ceiling.py serves its app through this too.
+
+    One process, one worker, uvicorn's fastest protocol and event loop, and no access log: a
+    customer's request is never logged (no IP address, no user agent).
+    """
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        date_header=False,
+    )
+
+
+@click.group(cls=TreuGroup)
 @click.option("--data-dir", envvar="TREU_DATA_DIR", type=click.Path(path_type=Path))
 @click.option("--database-url", envvar="TREU_DATABASE_URL")
 @click.option("--public-url", envvar="TREU_PUBLIC_URL")
@@ -78,8 +135,12 @@ def init(ctx: Context, as_json: bool) -> None:
     from app.tokens.keys import init_keys
 
     _json(ctx, as_json)
-    ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The data dir holds the keys and the SQLite file: only treu's user may read it.
+    ctx.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     created = init_keys(ctx.settings)
+    url = make_url(ctx.settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     upgrade(ctx.settings.resolved_database_url)
     ctx.emit(
         {"keys_created": created, "data_dir": str(ctx.settings.data_dir.resolve())},
@@ -94,14 +155,10 @@ def init(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def serve(ctx: Context, host: str, port: int) -> None:
     """Serve treu over HTTP (no access log: customer requests are never logged)."""
-    import uvicorn
-
     from app.main import create_app
 
     os.environ.setdefault("TREU_DATA_DIR", str(ctx.settings.data_dir))
-    app = create_app(ctx.settings)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
-                server_header=False, date_header=False)  # fmt: skip
+    run_server(create_app(ctx.settings), host, port)
 
 
 @cli.group()
@@ -126,12 +183,19 @@ def merchant() -> None:
 
 @merchant.command("create")
 @click.option("--name", required=True)
-@click.option("--stamps-required", required=True, type=int)
+@click.option("--stamps-required", required=True, type=_program_range("stamps_required"))
 @click.option("--reward", required=True)
-@click.option("--slug")
-@click.option("--cooldown-seconds", default=60, show_default=True, type=int)
-@click.option("--max-stamps-per-scan", default=10, show_default=True, type=int)
-@click.option("--daily-cap", default=0, show_default=True, type=int, help="0: no cap")
+@click.option("--slug", help="Lower-case letters, digits and hyphens (default: from the name).")
+@click.option(
+    "--cooldown-seconds", default=60, show_default=True, type=_program_range("cooldown_seconds")
+)
+@click.option(
+    "--max-stamps-per-scan", default=10, show_default=True,
+    type=_program_range("max_stamps_per_scan"),
+)  # fmt: skip
+@click.option(
+    "--daily-cap", default=0, show_default=True, type=_program_range("daily_cap"), help="0: no cap"
+)
 @click.option("--city", default="")
 @click.option("--category", default="")
 @click.option("--review-url", default="")
@@ -204,7 +268,7 @@ def device_create(ctx: Context, slug: str, label: str, as_json: bool) -> None:
             session=session, merchant=m, now=utcnow(), label=label
         )
     ctx.emit(
-        {"device_id": dev.id, "secret": secret, "label": dev.label},
+        {"device_id": dev.id, "secret": secret},
         f"device {dev.id} ({dev.label}) created; its secret (shown once):\n{secret}",
     )
 
@@ -303,17 +367,20 @@ def keys_rotate(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--cards", default=400, show_default=True, type=int)
-@click.option("--months", default=4, show_default=True, type=int)
-@click.option("--visits", default=4000, show_default=True, type=int)
+@click.option("--cards", default=400, show_default=True, type=click.IntRange(1))
+@click.option("--months", default=4, show_default=True, type=click.IntRange(1, 120))
+@click.option("--visits", default=4000, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=7, show_default=True, type=int)
-@click.option("--if-empty", is_flag=True, help="Do nothing if merchants exist already.")
+@click.option(
+    "--if-empty", is_flag=True,
+    help="If there are merchants already, write nothing and print the first run's logins.",
+)  # fmt: skip
 @json_option
 @pass_ctx
 def demo(
     ctx: Context, cards: int, months: int, visits: int, seed: int, if_empty: bool, as_json: bool
 ) -> None:
-    """Seed demo merchants, devices and months of realistic history."""
+    """Seed demo merchants, devices and months of history; print logins and a demo card."""
     from app import demo as demo_data
 
     _json(ctx, as_json)
@@ -347,8 +414,4 @@ def cards_print(ctx: Context, slug: str, count: int, out: Path | None) -> None:
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except AppError as error:
-        click.echo(f"treu: {error.detail}", err=True)
-        sys.exit(1)
+    cli()

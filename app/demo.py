@@ -1,24 +1,30 @@
 """Demo data: merchants, devices and months of history with weekly and daily rhythms.
 
-History is written in bulk (the same rows the ledger writer would write, balances equal to the
-sum of their entries), so a million entries take a few minutes, not hours.
+History is written in bulk, in chunks of a few thousand rows per transaction: the same rows the
+ledger writer would write, balances equal to the sum of their entries. A million entries take a
+few minutes and little memory.
 """
 
 import json
 import math
 import os
 import random
-from datetime import UTC, datetime, timedelta
+from bisect import bisect
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, insert
-from sqlmodel import Session, select
+from sqlalchemy import Engine, insert
+from sqlmodel import Session, col, select
 
 from app.analytics.service import rebuild_rollups
 from app.clock import utcnow
 from app.config import Settings
 from app.db import make_engine, write_engine
+from app.errors import AppError
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants import service as merchants
 from app.merchants.models import Merchant
@@ -35,11 +41,19 @@ DEMO_MERCHANTS = (
      "category": "Hairdresser", "stamps_required": 5, "reward": "free haircut", "weight": 0.15,
      "stamps": (1,)},
 )  # fmt: skip
-# Share of visits by weekday (Mon..Sun) and by hour of day.
+# Share of visits by weekday (Mon..Sun) and by local hour of day.
 WEEKDAY_WEIGHTS = (1.0, 1.0, 1.05, 1.1, 1.3, 1.5, 0.6)
 HOUR_WEIGHTS = {7: 3, 8: 6, 9: 5, 10: 3, 11: 3, 12: 5, 13: 4, 14: 2, 15: 3, 16: 4, 17: 3, 18: 1}
+HOURS, HOUR_CUM = list(HOUR_WEIGHTS), list(accumulate(HOUR_WEIGHTS.values()))
+ZONE = ZoneInfo("Europe/Vienna")
 DEMO_PASSWORD = "treu-demo"
-BATCH = 20_000
+# Rows per INSERT and per transaction: memory and the SQLite WAL stay small however big the demo.
+CHUNK = 10_000
+
+
+class DemoExists(AppError):
+    status = 409
+    title = "Demo data exists"
 
 
 def demo_file(settings: Settings) -> Path:
@@ -49,35 +63,43 @@ def demo_file(settings: Settings) -> Path:
 def seed(
     settings: Settings, *, cards: int, months: int, visits: int, seed: int, if_empty: bool
 ) -> dict[str, Any]:
-    """Create the demo merchants and history; return logins, device secrets and a demo card."""
+    """Create the demo merchants and history; return logins, device secrets and a demo card.
+
+    With if_empty, a database that has merchants already is left alone and the demo data of
+    the first run (kept in the data dir) is returned.
+    """
     engine = write_engine(make_engine(settings.resolved_database_url))
     keyring = load_keyring(settings)
-    rng = random.Random(seed)
     now = utcnow()
     try:
         with Session(engine, expire_on_commit=False) as session:
-            if if_empty and session.exec(select(Merchant.id)).first() is not None:
-                return load_demo(settings) or {"skipped": True, "merchants": []}
+            if session.exec(select(Merchant.id)).first() is not None:
+                if if_empty:
+                    return load_demo(settings) or {"skipped": True, "merchants": []}
+                slugs = [str(m["slug"]) for m in DEMO_MERCHANTS]
+                if session.exec(select(Merchant.id).where(col(Merchant.slug).in_(slugs))).first():
+                    raise DemoExists(
+                        "The demo merchants exist already (`treu demo --if-empty` shows them)."
+                    )
             created = _create_merchants(session, now)
             session.commit()
+        history = History(keyring, created, random.Random(seed), months, now)
+        demo_card = history.write(engine, n_cards=cards, n_visits=visits)
+        # The dashboard reads rollups, never the ledger: roll up the history written in bulk.
         with engine.begin() as conn:
-            demo_card = _history(conn, keyring, created, rng, cards, months, visits, now)
-            # The dashboard reads rollups, never the ledger: roll up the history written in bulk.
             for m in created:
                 rebuild_rollups(conn, merchant_id=m["merchant_id"])
     finally:
         engine.dispose()
+    hidden = ("merchant_id", "program_id", "device_ids", "required", "weight", "stamps")
     result: dict[str, Any] = {
-        "merchants": [
-            {k: v for k, v in m.items() if k not in ("merchant_id", "program_id", "device_ids",
-                                                    "required", "weight", "stamps")}
-            for m in created
-        ],
+        "merchants": [{k: v for k, v in m.items() if k not in hidden} for m in created],
         "demo_card": {"token": demo_card, "card_url": f"{settings.base_url}/c/{demo_card}"},
         "public_url": settings.base_url,
-    }  # fmt: skip
+    }
     path = demo_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # It holds device secrets: readable by treu's user only.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(result, f, indent=2)
@@ -85,19 +107,28 @@ def seed(
 
 
 def load_demo(settings: Settings) -> dict[str, Any] | None:
+    """The logins, secrets and demo card of the first run, with URLs under today's public URL."""
     path = demo_file(settings)
     if not path.exists():
         return None
     data: dict[str, Any] = json.loads(path.read_text())
+    data["public_url"] = settings.base_url
+    if "demo_card" in data:
+        token = data["demo_card"]["token"]
+        data["demo_card"]["card_url"] = f"{settings.base_url}/c/{token}"
     return data
 
 
 def describe(result: dict[str, Any]) -> str:
-    """What `make run` prints: where to go and the demo logins."""
+    """What `treu demo` and `make run` print: where to go, the demo logins and a demo card."""
     if not result.get("merchants"):
-        return "demo data present (no demo.json with its logins in the data dir)"
+        return "the database has merchants already: no demo data written"
     base = result.get("public_url", "http://127.0.0.1:8000")
-    lines = []
+    lines = [
+        f"treu: {base}   API docs: {base}/docs   health: {base}/healthz",
+        f"merchant area: {base}/merchant/login   till: {base}/till",
+        "",
+    ]
     for m in result["merchants"]:
         lines += [
             f"  {m['name']} ({m['slug']})",
@@ -107,7 +138,7 @@ def describe(result: dict[str, Any]) -> str:
         ]
     card = result.get("demo_card", {})
     if card:
-        lines.append(f"  demo card: {card['card_url']}")
+        lines += ["", f"  demo card: {card['card_url']}"]
     return "\n".join(lines)
 
 
@@ -150,116 +181,132 @@ def _create_merchants(session: Session, now: datetime) -> list[dict[str, Any]]:
     return created
 
 
-def _visit_time(rng: random.Random, start: datetime, days: int) -> datetime:
-    while True:
-        day = start + timedelta(days=rng.randrange(days))
-        if rng.random() * 1.5 < WEEKDAY_WEIGHTS[day.weekday()]:
-            break
-    hour = rng.choices(list(HOUR_WEIGHTS), weights=list(HOUR_WEIGHTS.values()))[0]
-    # Vienna local hours, stored in UTC.
-    return day.replace(hour=hour, minute=rng.randrange(60), second=rng.randrange(60)) - timedelta(
-        hours=1
+@dataclass
+class _Balance:
+    merchant: dict[str, Any]
+    holder: str
+    first: datetime
+    last: datetime
+    stamps: int = 0
+    lifetime: int = 0
+    redeemed: int = 0
+    visits: int = 0
+
+
+@dataclass
+class History:
+    """Cards and their visits: a few regulars, many occasional customers, new ones every month."""
+
+    keyring: crypto.Keyring
+    created: list[dict[str, Any]]
+    rng: random.Random
+    months: int
+    now: datetime
+    rows: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"ledger_entry": [], "balance": [], "card": []}
     )
+    days: list[date] = field(init=False)
+    day_cum: list[float] = field(init=False)
 
+    def __post_init__(self) -> None:
+        # The period's local days, oldest first, with cumulative weekday weights to draw from.
+        today = self.now.astimezone(ZONE).date()
+        n = max(self.months * 30, 1)
+        self.days = [today - timedelta(days=n - k) for k in range(n + 1)]
+        self.day_cum = list(accumulate(WEEKDAY_WEIGHTS[d.weekday()] for d in self.days))
 
-def _history(
-    conn: Connection,
-    keyring: crypto.Keyring,
-    created: list[dict[str, Any]],
-    rng: random.Random,
-    n_cards: int,
-    months: int,
-    n_visits: int,
-    now: datetime,
-) -> str:
-    days = max(months * 30, 1)
-    start = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0)
-    card_ids = [rng.randbytes(16) for _ in range(max(n_cards, 1))]
-    # Each card has a loyalty weight (a few regulars, many occasional visitors) and a home
-    # merchant plus, for some, a second one.
-    weights = [math.exp(rng.gauss(0, 1.1)) for _ in card_ids]
-    total = sum(weights)
-    merchant_weights = [m["weight"] for m in created]
-    ledger_rows: list[dict[str, Any]] = []
-    balance_rows: list[dict[str, Any]] = []
-    card_rows: list[dict[str, Any]] = []
-    ledger_table = LedgerEntry.__table__  # type: ignore[attr-defined]
-    for index, card_id in enumerate(card_ids):
-        count = max(1, round(n_visits * weights[index] / total))
-        homes = rng.choices(range(len(created)), weights=merchant_weights, k=2)
+    def write(self, engine: Engine, *, n_cards: int, n_visits: int) -> str:
+        """Write the history; return the token of the demo card (a regular at the first shop)."""
+        card_ids = [self.rng.randbytes(16) for _ in range(max(n_cards, 1))]
+        # A card's share of the visits is log-normal: a few regulars, a long tail.
+        weights = [math.exp(self.rng.gauss(0, 1.1)) for _ in card_ids]
+        weights[0] = max(weights[0], 3.0)
+        total = sum(weights)
+        tables = {
+            "ledger_entry": LedgerEntry.__table__,  # type: ignore[attr-defined]
+            "balance": Balance.__table__,  # type: ignore[attr-defined]
+            "card": Card.__table__,  # type: ignore[attr-defined]
+        }
+        for index, card_id in enumerate(card_ids):
+            count = max(1, round(n_visits * weights[index] / total))
+            self._card(card_id, count, demo=index == 0)
+            full = [name for name, rows in self.rows.items() if len(rows) >= CHUNK]
+            if full:
+                self._flush(engine, tables, full)
+        self._flush(engine, tables, list(self.rows))
+        return crypto.sign_card(self.keyring, card_ids[0])
+
+    def _flush(self, engine: Engine, tables: dict[str, Any], names: list[str]) -> None:
+        # Cards before balances before ledger entries: a crash leaves no entry without a card.
+        with engine.begin() as conn:
+            for name in ("card", "balance", "ledger_entry"):
+                if name in names and self.rows[name]:
+                    conn.execute(insert(tables[name]), self.rows[name])
+                    self.rows[name] = []
+
+    def _card(self, card_id: bytes, count: int, *, demo: bool) -> None:
+        # A home shop and, for some visits, a second one; the demo card is a regular of the first.
+        shares = [m["weight"] for m in self.created]
+        homes = [0, 0] if demo else self.rng.choices(range(len(self.created)), shares, k=2)
         # A card starts some time in the period: cohorts of new customers every month.
-        first = _visit_time(rng, start, days)
-        times = sorted(
-            [first]
-            + [_visit_time(rng, first, max((now - first).days, 1)) for _ in range(count - 1)]
-        )
-        visited: set[int] = set()
-        state: dict[int, dict[str, Any]] = {}
-        for at in times:
-            at = min(at, now - timedelta(minutes=5))
-            m = created[homes[0] if rng.random() < 0.8 else homes[1]]
-            visited.add(m["merchant_id"])
-            holder = crypto.holder_for(keyring, card_id, m["merchant_id"])
-            b = state.setdefault(
-                m["merchant_id"],
-                {"merchant": m, "holder": holder, "stamps": 0, "lifetime": 0, "redeemed": 0,
-                 "visits": 0, "first": at, "last": at},
+        first_day = self._day(0)
+        first = self._visit_time(first_day)
+        latest = self.now - timedelta(minutes=5)
+        times = sorted([first] + [self._visit_time(self._day(first_day)) for _ in range(count - 1)])
+        state: dict[int, _Balance] = {}
+        for at in (min(t, latest) for t in times):
+            m = self.created[homes[0] if self.rng.random() < 0.8 else homes[1]]
+            self._visit(card_id, m, at, state)
+        for b in state.values():
+            self.rows["balance"].append(
+                {"merchant_id": b.merchant["merchant_id"], "program_id": b.merchant["program_id"],
+                 "holder": b.holder, "stamps": b.stamps, "lifetime_stamps": b.lifetime,
+                 "redeemed": b.redeemed, "visits": b.visits, "first_visit_at": b.first,
+                 "last_visit_at": b.last, "last_stamp_at": b.last, "stamp_day": b.last.date(),
+                 "day_stamps": 0}
             )  # fmt: skip
-            n = rng.choice(m["stamps"])
-            device = rng.choice(m["device_ids"])
-            ledger_rows.append(_entry(m, holder, "stamp", n, device, at))
-            b["stamps"] += n
-            b["lifetime"] += n
-            b["visits"] += 1
-            b["last"] = at
-            if b["stamps"] >= m["required"] and rng.random() < 0.7:
-                ledger_rows.append(
-                    _entry(
-                        m, holder, "redemption", -m["required"], device, at + timedelta(seconds=30)
-                    )
-                )
-                b["stamps"] -= m["required"]
-                b["redeemed"] += 1
-            if len(ledger_rows) >= BATCH:
-                conn.execute(insert(ledger_table), ledger_rows)
-                ledger_rows = []
-        for merchant_id, b in state.items():
-            balance_rows.append(
-                {"merchant_id": merchant_id, "program_id": b["merchant"]["program_id"],
-                 "holder": b["holder"], "stamps": b["stamps"], "lifetime_stamps": b["lifetime"],
-                 "redeemed": b["redeemed"], "visits": b["visits"], "first_visit_at": b["first"],
-                 "last_visit_at": b["last"], "last_stamp_at": b["last"],
-                 "stamp_day": b["last"].date(), "day_stamps": 0}
-            )  # fmt: skip
-        card_rows.append(
-            {"ref": crypto.card_ref(keyring, card_id), "created_day": first.date(),
-             "last_seen_day": times[-1].date(), "deleted_day": None,
-             "sealed_wallet": crypto.seal_wallet(keyring, card_id, sorted(visited))}
+        self.rows["card"].append(
+            {"ref": crypto.card_ref(self.keyring, card_id), "created_day": first.date(),
+             "last_seen_day": min(times[-1], latest).date(), "deleted_day": None,
+             "sealed_wallet": crypto.seal_wallet(self.keyring, card_id, sorted(state))}
         )  # fmt: skip
-    if ledger_rows:
-        conn.execute(insert(ledger_table), ledger_rows)
-    for table, rows in (
-        (Balance.__table__, balance_rows),  # type: ignore[attr-defined]
-        (Card.__table__, card_rows),  # type: ignore[attr-defined]
-    ):
-        for i in range(0, len(rows), BATCH):
-            conn.execute(insert(table), rows[i : i + BATCH])
-    # The first card is the one `make run` shows: a regular with stamps at the café.
-    return crypto.sign_card(keyring, card_ids[0])
 
+    def _visit(
+        self, card_id: bytes, m: dict[str, Any], at: datetime, state: dict[int, _Balance]
+    ) -> None:
+        b = state.get(m["merchant_id"])
+        if b is None:
+            holder = crypto.holder_for(self.keyring, card_id, m["merchant_id"])
+            b = state[m["merchant_id"]] = _Balance(m, holder, at, at)
+        n = self.rng.choice(m["stamps"])
+        device = self.rng.choice(m["device_ids"])
+        self._entry(b, "stamp", n, device, at)
+        b.stamps += n
+        b.lifetime += n
+        b.visits += 1
+        b.last = at
+        if b.stamps >= m["required"] and self.rng.random() < 0.7:
+            self._entry(b, "redemption", -m["required"], device, at + timedelta(seconds=30))
+            b.stamps -= m["required"]
+            b.redeemed += 1
 
-def _entry(
-    m: dict[str, Any], holder: str, kind: str, delta: int, device: int, at: datetime
-) -> dict[str, Any]:
-    return {
-        "id": random.getrandbits(128).to_bytes(16, "big").hex(),
-        "merchant_id": m["merchant_id"],
-        "program_id": m["program_id"],
-        "holder": holder,
-        "kind": kind,
-        "delta": delta,
-        "device_id": device,
-        "idempotency_key": None,
-        "voids_entry_id": None,
-        "created_at": at.astimezone(UTC),
-    }
+    def _entry(self, b: _Balance, kind: str, delta: int, device: int, at: datetime) -> None:
+        self.rows["ledger_entry"].append(
+            {"id": self.rng.randbytes(16).hex(), "merchant_id": b.merchant["merchant_id"],
+             "program_id": b.merchant["program_id"], "holder": b.holder, "kind": kind,
+             "delta": delta, "device_id": device, "idempotency_key": None,
+             "voids_entry_id": None, "created_at": at}
+        )  # fmt: skip
+
+    def _day(self, since: int) -> int:
+        """A day of the period from index since on, busier days more likely."""
+        low = self.day_cum[since - 1] if since else 0.0
+        u = self.rng.uniform(low, self.day_cum[-1])
+        return min(bisect(self.day_cum, u), len(self.days) - 1)
+
+    def _visit_time(self, day: int) -> datetime:
+        """A time in opening hours on that local day, in UTC."""
+        hour = HOURS[bisect(HOUR_CUM, self.rng.random() * HOUR_CUM[-1])]
+        minute, second = divmod(self.rng.randrange(3600), 60)
+        local = datetime.combine(self.days[day], time(hour, minute, second), ZONE)
+        return local.astimezone(UTC)

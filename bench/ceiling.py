@@ -1,6 +1,14 @@
-"""The framework's ceiling on this machine: one `async def` endpoint returning a constant."""
+"""The framework's ceiling on this machine: one `async def` endpoint returning a constant.
+
+Served by the very function that serves `treu serve` (app.cli.run_server): the same uvicorn
+protocol and event loop, one worker, no access log, the same headers. Only the app differs.
+"""
+
+import sys
 
 from fastapi import FastAPI
+
+from app.cli import run_server
 
 app = FastAPI()
 
@@ -11,8 +19,4 @@ async def constant() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    import sys
-
-    import uvicorn
-
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=False, log_level="warning")
+    run_server(app, "127.0.0.1", int(sys.argv[1]))

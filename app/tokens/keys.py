@@ -13,7 +13,11 @@ from app.tokens.crypto import Keyring
 SECRET_KEYS = ("holder", "card-ref", "wallet", "session")
 
 
-class KeysMissing(RuntimeError):
+class KeyProblem(RuntimeError):
+    """The keys cannot be used as asked; the message says what to do."""
+
+
+class KeysMissing(KeyProblem):
     """The keys have not been created yet (run `treu init`)."""
 
 
@@ -57,16 +61,22 @@ def init_keys(settings: Settings) -> list[str]:
 
 def rotate_signing_key(settings: Settings) -> str:
     """Retire the current signing key (it still verifies old cards) and make a new one."""
+    if settings.signing_key:
+        raise KeyProblem(
+            "the signing key comes from TREU_SIGNING_KEY: to rotate it, move it to "
+            "TREU_RETIRED_SIGNING_KEYS and set a new TREU_SIGNING_KEY"
+        )
     keys_dir = settings.keys_dir
     current = keys_dir / "signing.key"
-    retired_dir = keys_dir / "retired"
-    retired_dir.mkdir(parents=True, exist_ok=True)
-    old = nacl.signing.SigningKey(_read_secret(current))
     kid = load_keyring(settings).current_key_id.hex()
-    _write_secret(retired_dir / f"{kid}.key", bytes(old))
-    new = nacl.signing.SigningKey.generate()
+    retired_dir = keys_dir / "retired"
+    retired_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Retire first, then replace: a crash in between leaves the old key current and retired,
+    # never a card that nothing verifies.
+    _write_secret(retired_dir / f"{kid}.key", _read_secret(current))
     tmp = keys_dir / "signing.key.new"
-    _write_secret(tmp, bytes(new))
+    tmp.unlink(missing_ok=True)
+    _write_secret(tmp, bytes(nacl.signing.SigningKey.generate()))
     os.replace(tmp, current)
     return load_keyring(settings).current_key_id.hex()
 

@@ -1,0 +1,240 @@
+"""A real `treu serve` process: killed under load it loses no answered stamp and doubles none,
+and it logs nothing about who asked (no IP address, no user agent).
+
+Slow (real processes), but part of every `make test` run.
+"""
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from app.db import make_engine
+
+pytestmark = pytest.mark.slow
+
+TREU = str(Path(sys.executable).with_name("treu"))
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) TreuProbe/7.3"
+FORWARDED_FOR = "203.0.113.77"
+# The server listens on 127.0.0.1 and every client comes from there (or says 203.0.113.77).
+IPV4_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Instance:
+    """One data dir and database, with the `treu` command and servers started on them."""
+
+    env: dict[str, str]
+    log: Path
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def treu(self, *args: str) -> str:
+        done = subprocess.run(
+            [TREU, *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def serve(self) -> str:
+        """Start `treu serve` on a free port; return its base URL once it answers."""
+        port = free_port()
+        with self.log.open("ab") as log:
+            proc = subprocess.Popen(
+                [TREU, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.servers.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"treu serve did not come up:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        for proc in self.servers:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                proc.wait(timeout=20)
+
+
+@pytest.fixture
+def instance(database_url: str, tmp_path: Path) -> Iterator[Instance]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TREU_")}
+    env |= {"TREU_DATA_DIR": str(tmp_path / "data"), "TREU_DATABASE_URL": database_url}
+    running = Instance(env, tmp_path / "server.log")
+    running.treu("init")
+    yield running
+    running.stop(signal.SIGKILL)
+
+
+def shop(instance: Instance) -> tuple[str, str]:
+    """A merchant without cooldown (a card may be stamped again at once) and its device."""
+    created = json.loads(instance.treu(
+        "merchant", "create", "--name", "Café Sonne", "--stamps-required", "100",
+        "--reward", "1 free coffee", "--cooldown-seconds", "0", "--json",
+    ))  # fmt: skip
+    device = json.loads(instance.treu("device", "create", "--merchant", created["slug"], "--json"))
+    return created["slug"], device["secret"]
+
+
+@dataclass
+class Load:
+    """Stamps sent from several threads, each with its own Idempotency-Key."""
+
+    base: str
+    secret: str
+    tokens: list[str]
+    sent: dict[str, str] = field(default_factory=dict)  # idempotency key -> token
+    answered: dict[str, str] = field(default_factory=dict)  # idempotency key -> entry id
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def worker(self, n: int) -> None:
+        rng = random.Random(n)
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            while not self.stop.is_set():
+                token = rng.choice(self.tokens)
+                key = uuid.uuid4().hex
+                with self.lock:
+                    self.sent[key] = token
+                try:
+                    response = send_stamp(client, self.secret, token, key)
+                except httpx.TransportError:
+                    return  # the server is gone
+                assert response.status_code == 201, response.text
+                with self.lock:
+                    self.answered[key] = response.json()["entry_id"]
+
+
+def send_stamp(client: httpx.Client, secret: str, token: str, key: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": key}
+    return client.post("/api/v1/stamps", json={"token": token}, headers=headers)
+
+
+def ledger(database_url: str) -> dict[str, str]:
+    """Idempotency key -> entry id of every stamp in the ledger (asserting keys are unique)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT idempotency_key, id FROM ledger_entry")).all()
+    finally:
+        engine.dispose()
+    entries = {key: entry_id for key, entry_id in rows}
+    assert len(entries) == len(rows), "an Idempotency-Key was written twice"
+    return entries
+
+
+def test_a_killed_server_keeps_every_answered_stamp_and_doubles_none(
+    instance: Instance, database_url: str
+) -> None:
+    _slug, secret = shop(instance)
+    base = instance.serve()
+    with httpx.Client(base_url=base) as client:
+        tokens = [client.post("/api/v1/cards").json()["token"] for _ in range(24)]
+    load = Load(base, secret, tokens)
+    threads = [threading.Thread(target=load.worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    # About two seconds of load (longer on a busy machine, until a fair number was answered).
+    started = time.monotonic()
+    while time.monotonic() - started < 2 or len(load.answered) < 100:
+        assert time.monotonic() - started < 30, "the load did not get going"
+        time.sleep(0.05)
+    instance.servers[-1].kill()  # SIGKILL: no shutdown, no flush, mid-request
+    instance.servers[-1].wait(timeout=10)
+    load.stop.set()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert len(load.sent) > len(load.answered), "the kill did not land mid-load"
+
+    # Every stamp answered before the kill is in the ledger, with the id it was answered with.
+    written = ledger(database_url)
+    assert {k: written.get(k) for k in load.answered} == load.answered
+    assert set(written) <= set(load.sent)
+
+    # After a restart the till retries what got no answer: each key stamps exactly once.
+    base = instance.serve()
+    with httpx.Client(base_url=base) as client:
+        for key, token in load.sent.items():
+            if key not in load.answered:
+                response = send_stamp(client, secret, token, key)
+                assert response.status_code == 201, response.text
+                if key in written:
+                    assert response.json()["entry_id"] == written[key]
+                    assert response.headers.get("idempotent-replayed") == "true"
+        # Balances are the ledger's sums: one stamp per key, nothing lost, nothing doubled.
+        for token in tokens:
+            expected = sum(1 for t in load.sent.values() if t == token)
+            cards = client.get(f"/api/v1/cards/{token}").json()["cards"]
+            assert sum(card["stamps"] for card in cards) == expected
+    assert set(ledger(database_url)) == set(load.sent)
+    instance.stop()
+    assert_no_ip_or_user_agent(instance.log.read_text(errors="replace"))
+
+
+def test_the_server_logs_no_ip_address_and_no_user_agent(instance: Instance) -> None:
+    slug, secret = shop(instance)
+    base = instance.serve()
+    headers = {"User-Agent": USER_AGENT, "X-Forwarded-For": FORWARDED_FOR,
+               "Forwarded": f"for={FORWARDED_FOR}", "X-Real-IP": FORWARDED_FOR}  # fmt: skip
+    with httpx.Client(base_url=base, headers=headers) as client:
+        token = client.post("/api/v1/cards").json()["token"]
+        key = uuid.uuid4().hex
+        assert send_stamp(client, secret, token, key).status_code == 201
+        requests: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", f"/api/v1/cards/{token}", {}),
+            ("GET", "/", {}),
+            ("GET", f"/m/{slug}", {}),
+            ("GET", f"/c/{token}", {}),
+            ("GET", "/api/v1/cards/NOTACARD", {}),  # 404
+            ("GET", "/nowhere", {}),  # 404
+            ("POST", "/api/v1/stamps", {"json": {"token": token}}),  # 401: no device
+            ("POST", "/api/v1/stamps", {"content": b"{not json", "headers": {
+                "Authorization": f"Bearer {secret}", "Content-Type": "application/json"}}),
+            ("POST", "/api/v1/stamps", {"json": {"token": token}, "headers": {
+                "Authorization": f"Bearer {secret}", "Idempotency-Key": key}}),  # replayed
+            ("POST", "/api/v1/stamps", {"json": {"token": "x" * 200, "count": 1}, "headers": {
+                "Authorization": f"Bearer {secret}"}}),  # 422: not a card
+            ("POST", "/api/v1/stamps", {"content": b"x" * 100_000, "headers": {
+                "Authorization": f"Bearer {secret}"}}),  # 413
+        ]  # fmt: skip
+        for method, path, options in requests:
+            response = client.request(method, path, **options)
+            assert response.status_code < 500, (path, response.status_code)
+    instance.stop()
+    assert_no_ip_or_user_agent(instance.log.read_text(errors="replace"))
+
+
+def assert_no_ip_or_user_agent(output: str) -> None:
+    assert "TreuProbe" not in output and "Mozilla" not in output
+    assert FORWARDED_FOR not in output
+    assert not IPV4_ADDRESS.search(output), output
+    assert '" 200' not in output and "HTTP/1.1" not in output  # no access log line at all
