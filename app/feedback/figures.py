@@ -136,6 +136,8 @@ def summarise(
         "csat": csat(ratings) if enough else None,
         "nps": nps(scores) if len(scores) >= k else None,
         "nps_suppressed": len(scores) < k,
+        # None answers at all is no group to protect; 1 to k-1 answers are suppressed.
+        "nps_responses": len(scores) if len(scores) >= k or not scores else None,
         "weekly": weekly(rows, start=start, end=end, tz=tz, k=k),
         "top_tags": tags if enough else [],
         "tags_suppressed": hidden_tags if enough else len({t for r in rows for t in r.tags}),

@@ -1,10 +1,10 @@
 """Feedback pages: the card's form and conversation, the review redirect, the merchant inbox."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from babel.dates import format_datetime, format_timedelta
+from babel.dates import format_date, format_datetime, format_timedelta
 from babel.numbers import format_decimal, format_percent
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -290,7 +290,12 @@ def _figures_view(figures: dict[str, Any]) -> dict[str, Any]:
         "count": hidden if figures["count"] is None else str(figures["count"]),
         "average": decimal(figures["average_rating"]),
         "csat": percent(figures["csat"]),
-        "nps": hidden if nps is None else f"{nps['score']:+d}",
+        "nps": (
+            f"{nps['score']:+d}"
+            if nps is not None
+            else ("-" if figures["nps_responses"] == 0 else hidden)
+        ),
+        "nps_unanswered": figures["nps_responses"] == 0,
         "nps_split": None
         if nps is None
         else {
@@ -310,7 +315,7 @@ def _figures_view(figures: dict[str, Any]) -> dict[str, Any]:
         "weeks": [
             {
                 **w,
-                "label": w["week"][5:].replace("-", "/"),
+                "label": format_date(date.fromisoformat(w["week"]), "d MMM", locale=locale),
                 "shown_count": hidden if w["suppressed"] else str(w["count"]),
                 "shown_average": "-" if not w["count"] else decimal(w["average_rating"]),
                 "clicks": clicks_by_week.get(w["week"], 0),
