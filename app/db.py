@@ -86,5 +86,7 @@ def get_write_session(request: Request) -> Iterator[Session]:
     yield from _session(write_engine(request.app.state.engine))
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
-WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+# scope="function": commit before the response is sent, so a 2xx always means "committed" and a
+# failed commit reaches the client as an error (FastAPI's default ends after the response).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
