@@ -3,9 +3,12 @@
 // finding the token in it is till-card.js's job.
 
 const VENDOR = "/static/vendor";
-// Handheld scanners type a whole code in well under a second; people do not.
-const SCANNER_GAP_MS = 60; // at most this between two keys of a scan (Bluetooth ones are slower)
+// Handheld scanners type a whole code in well under a second; people do not. The typical gap
+// between keys decides (the median, so one hiccup of a busy tablet or a Bluetooth link does not
+// cut a scan in two); a pause of a second starts afresh.
+const SCANNER_GAP_MS = 60;
 const SCANNER_MIN_CHARS = 8;
+const PAUSE_MS = 1000;
 const QUIET_MS = 90; // a lone key counts as a shortcut once no further key follows this soon
 
 /** The native BarcodeDetector where it reads QR codes, else the zxing-wasm polyfill. */
@@ -125,8 +128,8 @@ export class KeyboardWedge {
 
   isScan() {
     if (this.buffer.length < SCANNER_MIN_CHARS) return false;
-    const span = this.times[this.times.length - 1] - this.times[0];
-    return span / (this.times.length - 1) <= SCANNER_GAP_MS;
+    const gaps = this.times.slice(1).map((t, i) => t - this.times[i]).sort((a, b) => a - b);
+    return gaps[Math.floor(gaps.length / 2)] <= SCANNER_GAP_MS;
   }
 
   keydown(event) {
@@ -135,7 +138,7 @@ export class KeyboardWedge {
     }
     const now = performance.now();
     const last = this.times[this.times.length - 1];
-    if (last !== undefined && now - last > SCANNER_GAP_MS * 3) this.reset();
+    if (last !== undefined && now - last > PAUSE_MS) this.reset();
     clearTimeout(this.pending);
     if (event.key === "Enter") {
       // Never let Enter "click" whatever button kept the focus: the till decides what it means.
@@ -157,7 +160,8 @@ export class KeyboardWedge {
     if (event.key === " ") event.preventDefault();
     this.buffer += event.key;
     this.times.push(now);
-    if (this.buffer.length === 1) {
+    // Digits are shortcuts (+N); no scan starts with one (tokens start with "A", URLs with "h").
+    if (this.buffer.length === 1 && /^[1-9]$/.test(event.key)) {
       const key = event.key;
       this.pending = setTimeout(() => {
         if (this.buffer.length === 1) {

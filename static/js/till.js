@@ -800,8 +800,40 @@ function renderWhere() {
   $("till-where").textContent = info ? `${info.merchant.name} · ${info.device.label}` : "";
 }
 
+/**
+ * The service worker keeps what passes through it once it controls the page, which is only
+ * after this first load: fetch the till's own files through it now, so that the till also
+ * opens with no network (a closed tab, a restarted tablet) and its camera decoder too.
+ */
+async function keepForOffline() {
+  if (!("serviceWorker" in navigator)) return;
+  try {
+    await navigator.serviceWorker.register("/sw.js");
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) {
+      await new Promise((resolve) => navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true }));
+    }
+    const urls = [
+      location.pathname,
+      ...Array.from(document.querySelectorAll("script[src], link[rel=stylesheet]"), (e) => e.src || e.href),
+      // The modules this one imports, by the URLs the imports use.
+      ...["till-card.js", "till-queue.js", "till-scan.js", "till-text.js"].map((f) => new URL(f, import.meta.url).href),
+    ];
+    if (!("BarcodeDetector" in window)) {
+      urls.push(
+        "/static/vendor/barcode-detector/es/ponyfill.js",
+        "/static/vendor/barcode-detector/es/zxing-exported.js",
+        "/static/vendor/zxing-wasm/reader/zxing_reader.wasm",
+      );
+    }
+    await Promise.all(urls.map((url) => fetch(url).catch(() => {})));
+  } catch {
+    /* no service worker here (e.g. plain http on a LAN address): online use still works */
+  }
+}
+
 async function start() {
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+  keepForOffline();
   if (!state.device) {
     if (localStorage.getItem(REVOKED_STORE)) showLocked();
     else showUnpaired("");
