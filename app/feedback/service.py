@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -446,6 +446,48 @@ def mark_replies_read(
         )
         marked += result.rowcount  # type: ignore[attr-defined]
     return marked
+
+
+def card_export(*, session: Session, keyring: Keyring, card_id: bytes) -> list[dict[str, Any]]:
+    """The card's feedback and the replies to it, for the card holder's data export."""
+    merchants = {m.id: m for m in session.exec(select(Merchant)).all() if m.id is not None}
+    holders = {holder_for(keyring, card_id, m): m for m in merchants}
+    if not holders:
+        return []
+    rows = session.exec(
+        select(Feedback)
+        .where(col(Feedback.holder).in_(list(holders)))
+        .order_by(col(Feedback.created_at))
+    ).all()
+    return [
+        {
+            "merchant": merchants[f.merchant_id].slug,
+            "rating": f.rating,
+            "recommend": f.recommend,
+            "comment": f.comment,
+            "tags": tags_of(f),
+            "given_at": f.created_at.isoformat(),
+            "reply": f.reply,
+            "replied_at": f.replied_at.isoformat() if f.replied_at else None,
+        }
+        for f in rows
+        if holders.get(f.holder) == f.merchant_id
+    ]
+
+
+def forget_card(*, session: Session, keyring: Keyring, card_id: bytes) -> int:
+    """Delete the card's feedback everywhere (the card holder deletes the card)."""
+    merchant_ids = [m for m in session.exec(select(Merchant.id)).all() if m is not None]
+    deleted = 0
+    for merchant_id in merchant_ids:
+        result = session.execute(
+            delete(Feedback).where(
+                col(Feedback.merchant_id) == merchant_id,
+                col(Feedback.holder) == holder_for(keyring, card_id, merchant_id),
+            )
+        )
+        deleted += result.rowcount  # type: ignore[attr-defined]
+    return deleted
 
 
 # --- the merchant's inbox ----------------------------------------------------------------
