@@ -252,8 +252,8 @@ def _program_page(
         errors: dict[str, str] = {}
         if failed_program is not None and failed_program[0] == program.id:
             values, errors = dict(failed_program[1]), failed_program[2]
-        forms.append({"program": program, "values": values, "errors": errors})
-    profile = profile or {"values": _profile_values(merchant), "errors": {}}
+        forms.append({"program": program, "fields": values, "errors": errors})
+    profile = profile or {"fields": _profile_values(merchant), "errors": {}}
     return render(
         request, "merchant/program.html", status_code=status, merchant=merchant,
         program_forms=forms, profile=profile, notice=notice,
@@ -387,7 +387,7 @@ def save_profile(
     if errors or locale not in ("de", "en"):
         return _program_page(
             request, read, merchant, status=422, notice=_("Please correct the marked fields."),
-            profile={"values": values, "errors": errors},
+            profile={"fields": values, "errors": errors},
         )  # fmt: skip
     service.update_profile(
         session=write, merchant=_in(write, merchant), name=shop_name, city=city,
@@ -410,6 +410,8 @@ def _ago(moment: datetime, now: datetime, language: str) -> str:
     """'3 minutes ago' / 'vor 3 Minuten'; a date once it is more than a week back."""
     if now - moment > timedelta(days=7):
         return format_date(moment, "medium", locale=language)
+    if now - moment < timedelta(minutes=1):
+        return _("just now")
     return format_timedelta(moment - now, add_direction=True, threshold=1, locale=language)
 
 

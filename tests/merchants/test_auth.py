@@ -1,6 +1,7 @@
 """Owner login: sessions, cookie flags, CSRF, throttling, logout, password change."""
 
 import re
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -20,7 +21,7 @@ def form_token(html: str) -> str:
     return found.group(1)
 
 
-def log_in(client: TestClient, email: str, password: str, next_path: str = "") -> object:
+def log_in(client: TestClient, email: str, password: str, next_path: str = "") -> Any:
     page = client.get("/merchant/login", headers=HTML)
     data = {"email": email, "password": password, "csrf_token": form_token(page.text)}
     if next_path:
@@ -195,3 +196,55 @@ def test_without_login_pages_redirect_and_api_calls_get_401(client: TestClient) 
     assert api.status_code == 401
     assert api.headers["content-type"] == "application/problem+json"
     assert api.json()["code"] == "login-required"
+
+
+def change_password(client: TestClient, current: str, new: str, repeat: str | None = None) -> Any:
+    token = form_token(client.get("/merchant/account", headers=HTML).text)
+    data = {"csrf_token": token, "current": current, "new": new, "repeat": repeat or new}
+    return client.post("/merchant/account/password", data=data, headers=HTML,
+                       follow_redirects=False)  # fmt: skip
+
+
+def test_password_change(app: FastAPI, client: TestClient, shop: Shop) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    with TestClient(app) as other_browser:
+        log_in(other_browser, shop.owner_email, shop.owner_password)
+        assert other_browser.get("/merchant/account", headers=HTML).status_code == 200
+
+        wrong = change_password(client, "not-it", "a new long password")
+        assert wrong.status_code == 400 and "The current password is wrong." in wrong.text
+        differ = change_password(client, shop.owner_password, "a new long password", "another")
+        assert differ.status_code == 400 and "The two new passwords differ." in differ.text
+        short = change_password(client, shop.owner_password, "short")
+        assert short.status_code == 400 and "at least 10" in short.text
+
+        done = change_password(client, shop.owner_password, "a new long password")
+        assert done.status_code == 303
+        page = client.get(done.headers["location"], headers=HTML)
+        assert "Your password was changed. Other browsers were logged out." in page.text
+        # The other browser's session ended; this one goes on.
+        again = other_browser.get("/merchant/account", headers=HTML, follow_redirects=False)
+        assert again.status_code == 303
+    assert client.get("/merchant/account", headers=HTML).status_code == 200
+    with TestClient(app) as fresh:
+        assert log_in(fresh, shop.owner_email, shop.owner_password).status_code == 401
+        assert log_in(fresh, shop.owner_email, "a new long password").status_code == 303
+
+
+def test_wrong_current_passwords_count_towards_the_lockout(client: TestClient, shop: Shop) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    for _ in range(5):
+        change_password(client, "guess", "a new long password")
+    locked = change_password(client, shop.owner_password, "a new long password")
+    assert locked.status_code == 429 and "Too many wrong passwords" in locked.text
+
+
+def test_logout_others_keeps_this_browser(app: FastAPI, client: TestClient, shop: Shop) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    with TestClient(app) as other_browser:
+        log_in(other_browser, shop.owner_email, shop.owner_password)
+        token = form_token(client.get("/merchant/account", headers=HTML).text)
+        client.post("/merchant/account/logout-others", data={"csrf_token": token}, headers=HTML)
+        gone = other_browser.get("/merchant/account", headers=HTML, follow_redirects=False)
+        assert gone.status_code == 303
+    assert client.get("/merchant/account", headers=HTML).status_code == 200

@@ -112,6 +112,9 @@ def test_raising_the_goal_keeps_progress_and_due_rewards(
 def test_the_page_says_what_a_change_means(client: TestClient, shop: Shop) -> None:
     owner_client(client, shop)
     page = client.get("/merchant/program", headers=HTML).text
+    # The forms start filled with the current rules and profile.
+    for value in ("1 free coffee", "10", "60", "Café Sonne"):
+        assert f'value="{value}"' in page, value
     assert "Nobody loses stamps." in page
     assert "5 of 10 become 6 of 12" in page
     german = client.get("/merchant/program?lang=de", headers=HTML).text
