@@ -141,6 +141,7 @@ def _messages(request: Request) -> dict[str, str]:
         "pairing": _("Pairing this browser…"),
         "paired": _("Paired as {0} at {1}."),
         "code_short": _("A pairing code has 12 letters and digits."),
+        "pair_scan": _("Hold the pairing QR code from the shop's settings in front of the camera."),
     }
 
 

@@ -277,8 +277,11 @@ async function onScan(text, source) {
   }
   const found = await findCard(keys, text);
   if (!found) {
-    state.card = null;
-    renderCard();
+    // Another QR code drifting through the camera's view must not throw away the card shown.
+    if (source !== "camera") {
+      state.card = null;
+      renderCard();
+    }
     result("bad", T["not-a-card"]);
     return;
   }
@@ -698,6 +701,27 @@ $("till-unlock").addEventListener("click", () => {
   showUnpaired("");
 });
 
+// Pairing by this till's own camera: an installed web app (e.g. on an iPad home screen) keeps
+// its own storage, so the code must be opened inside it, not by the system camera.
+const PAIR_URL = /\/till\/pair\/([A-Za-z2-7]{12})(?:[?#]|$)/;
+let pairCamera = null;
+$("till-pair-scan").addEventListener("click", () => {
+  $("till-pair-camera").hidden = false;
+  pairCamera = pairCamera || new Camera($("till-pair-video"), {
+    onScan: (text) => {
+      const match = PAIR_URL.exec(text.trim());
+      if (!match) return;
+      pairCamera.stop(false);
+      location.assign(`/till/pair/${match[1].toUpperCase()}`);
+    },
+    onState: (name) => {
+      $("till-pair-camera").dataset.state = name;
+      $("till-pair-camera-msg").textContent = name === "camera_on" ? T.pair_scan : T[name] || "";
+    },
+  });
+  pairCamera.start();
+});
+
 $("till-code-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const code = $("till-code").value.toUpperCase().replace(/[\s\-_.]/g, "").replace(/0/g, "O").replace(/1/g, "I").replace(/8/g, "B");
@@ -776,7 +800,9 @@ $("till-camera-toggle").addEventListener("click", () => {
 window.addEventListener("online", () => probe().then(sync));
 window.addEventListener("offline", () => setOnline(false));
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden) sync();
+  if (document.hidden) return;
+  sync();
+  keepAwake(); // the lock is released whenever the page is hidden
 });
 
 async function loadInfo() {
@@ -832,6 +858,16 @@ async function keepForOffline() {
   }
 }
 
+/** A till's screen stays on while it is in front (where the browser allows it). */
+async function keepAwake() {
+  if (!navigator.wakeLock || document.hidden || !state.device) return;
+  try {
+    await navigator.wakeLock.request("screen");
+  } catch {
+    /* battery saver or no permission: the tablet's own settings decide */
+  }
+}
+
 async function start() {
   keepForOffline();
   if (!state.device) {
@@ -840,6 +876,7 @@ async function start() {
     return;
   }
   showSection("till-app");
+  keepAwake();
   renderWhere();
   renderSound();
   setOnline(navigator.onLine);
