@@ -4,7 +4,15 @@ from app.analytics.models import ActivityRollup, CardRollup, CohortRollup, Visit
 from app.claims.models import ClaimCode
 from app.feedback.models import Feedback, FeedbackSettings, ReviewClick
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
-from app.merchants.models import Device, Merchant, Owner, PairingCode, Program
+from app.merchants.models import (
+    Device,
+    LoginThrottle,
+    Merchant,
+    Owner,
+    OwnerSession,
+    PairingCode,
+    Program,
+)
 from app.tokens.models import Card
 
 __all__ = [
@@ -19,8 +27,10 @@ __all__ = [
     "FeedbackSettings",
     "IdempotencyRecord",
     "LedgerEntry",
+    "LoginThrottle",
     "Merchant",
     "Owner",
+    "OwnerSession",
     "PairingCode",
     "Program",
     "ReviewClick",
