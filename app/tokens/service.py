@@ -8,6 +8,7 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from app.errors import NotFound
+from app.feedback import service as feedback
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants.models import Merchant, Program
 from app.tokens import crypto
@@ -118,6 +119,7 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
             "only under its own pseudonym (holder), which no other shop can link."
         ),
     }
+    out["feedback"] = feedback.card_export(session=session, keyring=keyring, card_id=key.card_id)
     for merchant_id in sorted(visited):
         merchant = merchants[merchant_id]
         out["merchants"].append(
@@ -152,11 +154,12 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
 
 
 def delete_card(*, session: Session, keyring: Keyring, key: CardKey, now: datetime) -> None:
-    """Delete the card: its balances everywhere and its sealed wallet; the token is refused after.
+    """Delete the card: balances, feedback and sealed wallet; the token is refused after.
 
     Ledger entries stay, as the shops' bookkeeping: they carry only per-shop pseudonyms, and
     with the card id gone nobody can ever tie them to one another or to this card again.
     """
+    feedback.forget_card(session=session, keyring=keyring, card_id=key.card_id)
     holders = holders_by_merchant(session, keyring, key.card_id)
     for holder, merchant_id in holders.items():
         session.execute(

@@ -252,8 +252,11 @@ function showFeedback() {
       if (reply.replied_at) box.append(el("p", "muted small", when(reply.replied_at)));
       slot.append(box);
     }
-    if (shop.can_give_feedback && shop.feedback_url) {
-      const link = el("a", "feedback-link", say("give_feedback"));
+    // Once given, the feedback stays reachable: to edit it (24 h) and to read the conversation.
+    const given = shop.can_edit_feedback || (shop.replies || []).length > 0;
+    if (shop.feedback_url && (shop.can_give_feedback || given)) {
+      const text = shop.can_give_feedback ? say("give_feedback") : say("your_feedback");
+      const link = el("a", "feedback-link", text);
       link.href = shop.feedback_url;
       slot.append(link);
     }

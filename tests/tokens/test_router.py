@@ -101,3 +101,24 @@ def test_healthz_and_openapi(client: TestClient) -> None:
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
     assert client.get("/nope").headers["content-type"] == "application/problem+json"
+
+
+def test_export_and_delete_cover_the_cards_feedback(
+    client: TestClient, shop: Shop, other_shop: Shop, card: str
+) -> None:
+    from sqlalchemy import text
+
+    stamp(client, shop, card)
+    body = {"token": card, "merchant": shop.slug, "rating": 4, "comment": "Lovely crema"}
+    assert client.post("/api/v1/feedback", json=body).status_code == 201
+    other = new_card(client)
+    stamp(client, shop, other)
+    assert client.post("/api/v1/feedback", json={**body, "token": other}).status_code == 201
+
+    exported = client.get(f"/api/v1/cards/{card}/export").json()
+    assert [f["comment"] for f in exported["feedback"]] == ["Lovely crema"]
+    assert client.delete(f"/api/v1/cards/{card}").status_code == 204
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT count(*) FROM feedback")).scalar_one()
+    assert left == 1  # the other card's feedback stays
