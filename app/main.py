@@ -82,6 +82,14 @@ def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastA
             headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"},
         )
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "icons" / "icon-192.png",
+            media_type="image/png",
+            headers={"Cache-Control": "public, max-age=604800"},
+        )
+
     for web_router in (customer.router, till.router, merchant.router):
         app.include_router(web_router)
     mount_static(app)

@@ -48,3 +48,9 @@ def test_api_errors_stay_problem_json_and_pages_get_headers(client: TestClient) 
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_favicon_is_served(client: TestClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
