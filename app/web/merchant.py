@@ -35,6 +35,14 @@ FormText = Annotated[str, Form()]
 LoginCsrf = Annotated[bool, Depends(auth.login_csrf_ok)]
 
 
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A merchant-area page. Never stored by a browser or proxy: it holds the shop's data and
+    a CSRF token, and after logout Back must not bring it up again from a cache."""
+    response = render(request, template, status_code=status_code, **context)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -75,7 +83,7 @@ def _login_form(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     fresh = auth.prepare_login_form(request)
-    response = render(
+    response = page(
         request, "merchant/login.html", status_code=status, csrf=auth.csrf_token(request),
         message=message, message_kind=message_kind, email=email[:254],
         next=auth.safe_next(next_path),
@@ -93,7 +101,13 @@ def merchant_home() -> RedirectResponse:
 
 
 @router.get("/merchant/login")
-def login_page(request: Request, next: str = "", bye: str = "") -> HTMLResponse:
+def login_page(request: Request, session: SessionDep, next: str = "", bye: str = "") -> Response:
+    # Already logged in (a bookmark, the Back button): straight on.
+    cookie_value = request.cookies.get(auth.SESSION_COOKIE)
+    if cookie_value and len(cookie_value) <= 100:
+        session_hash = auth.session_id_hash(request, cookie_value)
+        if auth.find_login(session=session, session_hash=session_hash, now=auth.now_of(request)):
+            return see_other(auth.safe_next(next))
     message = _("You are logged out.") if bye else None
     return _login_form(request, message=message, message_kind="ok", next_path=next)
 
@@ -151,7 +165,7 @@ def logout(
 def _account_page(
     request: Request, login: auth.OwnerLogin, *, status: int = 200, **context: object
 ) -> HTMLResponse:
-    return render(
+    return page(
         request, "merchant/account.html", status_code=status, owner=login.owner,
         merchant=login.merchant, **context,
     )  # fmt: skip
@@ -254,7 +268,7 @@ def _program_page(
             values, errors = dict(failed_program[1]), failed_program[2]
         forms.append({"program": program, "fields": values, "errors": errors})
     profile = profile or {"fields": _profile_values(merchant), "errors": {}}
-    return render(
+    return page(
         request, "merchant/program.html", status_code=status, merchant=merchant,
         program_forms=forms, profile=profile, notice=notice,
         notice_kind="bad" if status >= 400 else "ok",
@@ -436,7 +450,7 @@ def _device_rows(request: Request, session: Session, merchant: Merchant) -> list
 def _devices_page(
     request: Request, session: Session, merchant: Merchant, **context: Any
 ) -> HTMLResponse:
-    return render(
+    return page(
         request, "merchant/devices.html", merchant=merchant,
         devices=_device_rows(request, session, merchant), **context,
     )  # fmt: skip
@@ -540,7 +554,7 @@ def _exports_page(
     request: Request, merchant: Merchant, *, status: int = 200, error: str | None = None
 ) -> HTMLResponse:
     today = _today(request, merchant)
-    return render(
+    return page(
         request, "merchant/exports.html", status_code=status, merchant=merchant,
         start=(today - timedelta(days=EXPORT_DEFAULT_DAYS - 1)).isoformat(),
         end=today.isoformat(), error=error,
@@ -618,7 +632,7 @@ PRINT_COUNTS = (10, 20, 30, 50, 100)
 
 @router.get("/merchant/print")
 def print_page(request: Request, merchant: auth.CurrentMerchant) -> HTMLResponse:
-    return render(request, "merchant/print.html", merchant=merchant)
+    return page(request, "merchant/print.html", merchant=merchant)
 
 
 @router.get("/merchant/print/poster")
@@ -630,7 +644,7 @@ def poster(
     url = printing.merchant_url(request.app.state.settings.base_url, merchant.slug)
     programs = service.list_programs(session=session, merchant=merchant)
     program = next((p for p in programs if p.active), programs[0] if programs else None)
-    return render(
+    return page(
         request, "merchant/poster.html", merchant=merchant, size=size, url=url,
         qr=printing.inline_svg(qr.qr_svg(url)), program=program,
     )  # fmt: skip
@@ -651,7 +665,7 @@ def print_cards(
         session=write, keyring=request.app.state.keyring,
         base_url=request.app.state.settings.base_url, now=auth.now_of(request), count=number,
     )  # fmt: skip
-    response = render(
+    response = page(
         request, "merchant/cards.html", merchant=merchant, count=number,
         sheets=printing.sheets(cards),
         restore=printing.restore_address(request.app.state.settings.base_url),

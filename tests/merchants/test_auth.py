@@ -248,3 +248,16 @@ def test_logout_others_keeps_this_browser(app: FastAPI, client: TestClient, shop
         gone = other_browser.get("/merchant/account", headers=HTML, follow_redirects=False)
         assert gone.status_code == 303
     assert client.get("/merchant/account", headers=HTML).status_code == 200
+
+
+def test_login_page_when_logged_in_goes_straight_on(client: TestClient, shop: Shop) -> None:
+    log_in(client, shop.owner_email, shop.owner_password)
+    response = client.get("/merchant/login?next=/merchant/devices", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/merchant/devices"
+
+
+def test_area_pages_are_never_cached(client: TestClient, shop: Shop) -> None:
+    assert client.get("/merchant/login", headers=HTML).headers["cache-control"] == "no-store"
+    log_in(client, shop.owner_email, shop.owner_password)
+    for path in ("/merchant/account", "/merchant/program", "/merchant/devices"):
+        assert client.get(path, headers=HTML).headers["cache-control"] == "no-store", path
