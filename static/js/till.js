@@ -1,14 +1,16 @@
 // The till: scan a card, see its stamps at once, stamp (+1 is Enter), redeem, undo; offline,
 // stamps wait in IndexedDB and are sent when the network is back.
 import { Keys, findCard } from "./till-card.js";
+import { setupClaims } from "./till-claim.js";
+import { keepForOffline } from "./till-offline.js";
 import * as queue from "./till-queue.js";
 import { Camera, KeyboardWedge } from "./till-scan.js";
+import { beep, soundOn, toggleSound } from "./till-sound.js";
 import {
   DEVICE_STORE, REVOKED_STORE, T, fmt, loadDevice, newKey, problemText, readProblem,
 } from "./till-text.js";
 
 const INFO_STORE = "treu.till.info";
-const SOUND_STORE = "treu.till.sound";
 const CAMERA_STORE = "treu.till.camera";
 const WRITE_TIMEOUT_MS = 5000; // then the stamp is kept on the till and sent later
 const READ_TIMEOUT_MS = 3000;
@@ -127,7 +129,8 @@ function renderPrograms() {
       tab.className = "secondary";
       tab.setAttribute("role", "tab");
       tab.setAttribute("aria-selected", String(p.id === program().id));
-      tab.textContent = p.name;
+      const due = state.card && state.card.balances && state.card.balances[p.id];
+      tab.textContent = due && due.rewards_available > 0 ? `${p.name} ★` : p.name;
       tab.addEventListener("click", () => {
         state.programId = p.id;
         renderCard();
@@ -234,32 +237,8 @@ function renderLast() {
   $("till-last-when").textContent = elsewhere ? `${T.previous_card}, ${ago}` : ago;
 }
 
-// ------------------------------------------------------------------ sound (off by default)
-
-let audio = null;
-function beep(ok) {
-  if (localStorage.getItem(SOUND_STORE) !== "on") return;
-  try {
-    audio = audio || new AudioContext();
-    const tones = ok ? [[1046, 0, 0.09]] : [[220, 0, 0.14], [196, 0.18, 0.2]];
-    for (const [frequency, start, length] of tones) {
-      const oscillator = audio.createOscillator();
-      const gain = audio.createGain();
-      oscillator.frequency.value = frequency;
-      oscillator.type = ok ? "sine" : "square";
-      gain.gain.value = ok ? 0.25 : 0.08;
-      oscillator.connect(gain).connect(audio.destination);
-      oscillator.start(audio.currentTime + start);
-      oscillator.stop(audio.currentTime + start + length);
-    }
-  } catch {
-    /* no audio on this device: the colours say the same */
-  }
-}
-
 function renderSound() {
-  const on = localStorage.getItem(SOUND_STORE) === "on";
-  $("till-sound").setAttribute("aria-pressed", String(on));
+  $("till-sound").setAttribute("aria-pressed", String(soundOn()));
 }
 
 // ------------------------------------------------------------------ a scan arrives
@@ -546,7 +525,7 @@ async function probe() {
   if (state.online) sync();
 }
 
-// ------------------------------------------------------------------ dialogs: redeem, claim code
+// ------------------------------------------------------------------ dialogs
 
 function anyDialogOpen() {
   return Boolean(document.querySelector("dialog[open]"));
@@ -554,116 +533,6 @@ function anyDialogOpen() {
 
 function closeDialogs() {
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close("cancel");
-}
-
-const claim = { poll: null, url: null, code: null, expiresAt: 0, count: 0 };
-
-function openClaim() {
-  if (!state.online) {
-    result("bad", T.offline_claim);
-    return;
-  }
-  const p = program();
-  const counts = $("till-claim-counts");
-  counts.replaceChildren(
-    ...Array.from({ length: Math.min(p ? p.max_stamps_per_scan : 1, PLUS_BUTTONS) }, (_, i) => {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = `${i + 1}`;
-      button.addEventListener("click", () => makeClaim(i + 1));
-      return button;
-    }),
-  );
-  $("till-claim-choose").hidden = false;
-  $("till-claim-show").hidden = true;
-  $("till-claim-again").hidden = true;
-  $("till-claim-error").hidden = true;
-  $("till-claim").showModal();
-}
-
-async function makeClaim(count) {
-  const error = $("till-claim-error");
-  error.hidden = true;
-  let response;
-  try {
-    response = await api("/api/v1/claims", {
-      method: "POST", body: { count, program_id: programIdForRequest() }, key: newKey(),
-      timeout: WRITE_TIMEOUT_MS,
-    });
-  } catch {
-    error.textContent = T.offline_claim;
-    error.hidden = false;
-    return;
-  }
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    error.textContent = problemText(data);
-    error.hidden = response.status === 401;
-    return;
-  }
-  let qr;
-  try {
-    qr = await api(`/api/v1/till/qr.svg?text=${encodeURIComponent(data.claim_url)}`);
-  } catch {
-    qr = null;
-  }
-  if (!qr || !qr.ok) {
-    error.textContent = T.server;
-    error.hidden = false;
-    return;
-  }
-  stopClaim();
-  claim.url = URL.createObjectURL(await qr.blob());
-  claim.code = data.code;
-  claim.count = data.count;
-  claim.expiresAt = Date.parse(data.expires_at);
-  $("till-claim-qr").src = claim.url;
-  $("till-claim-qr").alt = data.claim_url;
-  $("till-claim-what").textContent =
-    data.count === 1 ? fmt(T.claim_for_one, data.program.reward) : fmt(T.claim_for, data.count, data.program.reward);
-  $("till-claim-choose").hidden = true;
-  $("till-claim-show").hidden = false;
-  $("till-claim-show").className = "";
-  $("till-claim-again").hidden = false;
-  claim.poll = setInterval(pollClaim, 1500);
-  tickClaim();
-}
-
-function tickClaim() {
-  const left = Math.max(0, Math.round((claim.expiresAt - Date.now()) / 1000));
-  const line = $("till-claim-state");
-  if ($("till-claim-show").classList.contains("claimed")) return;
-  line.textContent = `${T.claim_scan} · ${fmt(T.claim_expires, `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`)}`;
-}
-
-async function pollClaim() {
-  tickClaim();
-  if (!claim.code) return;
-  let response;
-  try {
-    response = await api(`/api/v1/claims/${encodeURIComponent(claim.code)}`);
-  } catch {
-    return;
-  }
-  if (!response.ok) return;
-  const status = await response.json();
-  const show = $("till-claim-show");
-  if (status.claimed) {
-    stopClaim();
-    show.className = "claimed";
-    $("till-claim-state").textContent = fmt(T.claim_claimed, claim.count);
-    beep(true);
-  } else if (status.expired) {
-    stopClaim();
-    show.className = "expired";
-    $("till-claim-state").textContent = T["claim-expired"];
-  }
-}
-
-function stopClaim() {
-  clearInterval(claim.poll);
-  claim.poll = null;
-  claim.code = null;
 }
 
 // ------------------------------------------------------------------ pairing and locking
@@ -766,13 +635,13 @@ $("till-undo").addEventListener("click", undo);
 $("till-confirm").addEventListener("close", () => {
   if ($("till-confirm").returnValue === "ok") redeem();
 });
-$("till-claim-open").addEventListener("click", openClaim);
-$("till-claim-again").addEventListener("click", openClaim);
-$("till-claim-close").addEventListener("click", () => $("till-claim").close());
-$("till-claim").addEventListener("close", () => {
-  stopClaim();
-  if (claim.url) URL.revokeObjectURL(claim.url);
-  claim.url = null;
+const openClaim = setupClaims({
+  api, program, programId: programIdForRequest, writeTimeout: WRITE_TIMEOUT_MS,
+  maxButtons: PLUS_BUTTONS,
+});
+$("till-claim-open").addEventListener("click", () => {
+  if (state.online) openClaim();
+  else result("bad", T.offline_claim);
 });
 $("till-manual").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -783,8 +652,7 @@ $("till-manual").addEventListener("submit", (event) => {
   if (text.trim()) onScan(text, "manual");
 });
 $("till-sound").addEventListener("click", () => {
-  const on = localStorage.getItem(SOUND_STORE) !== "on";
-  localStorage.setItem(SOUND_STORE, on ? "on" : "off");
+  const on = toggleSound();
   renderSound();
   if (on) beep(true);
 });
@@ -824,38 +692,6 @@ async function loadInfo() {
 function renderWhere() {
   const info = state.info || state.device;
   $("till-where").textContent = info ? `${info.merchant.name} · ${info.device.label}` : "";
-}
-
-/**
- * The service worker keeps what passes through it once it controls the page, which is only
- * after this first load: fetch the till's own files through it now, so that the till also
- * opens with no network (a closed tab, a restarted tablet) and its camera decoder too.
- */
-async function keepForOffline() {
-  if (!("serviceWorker" in navigator)) return;
-  try {
-    await navigator.serviceWorker.register("/sw.js");
-    await navigator.serviceWorker.ready;
-    if (!navigator.serviceWorker.controller) {
-      await new Promise((resolve) => navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true }));
-    }
-    const urls = [
-      location.pathname,
-      ...Array.from(document.querySelectorAll("script[src], link[rel=stylesheet]"), (e) => e.src || e.href),
-      // The modules this one imports, by the URLs the imports use.
-      ...["till-card.js", "till-queue.js", "till-scan.js", "till-text.js"].map((f) => new URL(f, import.meta.url).href),
-    ];
-    if (!("BarcodeDetector" in window)) {
-      urls.push(
-        "/static/vendor/barcode-detector/es/ponyfill.js",
-        "/static/vendor/barcode-detector/es/zxing-exported.js",
-        "/static/vendor/zxing-wasm/reader/zxing_reader.wasm",
-      );
-    }
-    await Promise.all(urls.map((url) => fetch(url).catch(() => {})));
-  } catch {
-    /* no service worker here (e.g. plain http on a LAN address): online use still works */
-  }
 }
 
 /** A till's screen stays on while it is in front (where the browser allows it). */
