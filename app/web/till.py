@@ -110,6 +110,7 @@ def _messages(request: Request) -> dict[str, str]:
         "sent": _("{0} offline stamps sent."),
         "sent_one": _("1 offline stamp sent."),
         "refused_sync": _("An offline stamp was refused: {0}"),
+        "lost": _("Stamps not sent, because the till was switched off first: {0}"),
         "offline_card": _(
             "Offline: the card is genuine; stamps are sent when the network is back."
         ),

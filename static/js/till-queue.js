@@ -47,6 +47,13 @@ export async function remove(seq) {
   return request((await store("readwrite")).delete(seq));
 }
 
+/** Drop the stamps a device can no longer send (it was revoked); returns how many. */
+export async function dropFor(secret) {
+  const gone = (await all()).filter((item) => item.secret === secret);
+  for (const item of gone) await remove(item.seq);
+  return gone.length;
+}
+
 export async function put(item) {
   return request((await store("readwrite")).put(item));
 }
@@ -56,7 +63,7 @@ export async function put(item) {
  * it throws when the network is down, which ends this round (the rest wait for the next).
  * A card refused for its cooldown (the server stamps with its own clock, so two offline stamps
  * of one card arrive close together) waits for Retry-After; its later stamps wait behind it.
- * Returns {sent, refused: [{item, problem}], waiting, locked}.
+ * Returns {sent, refused: [{item, problem}], waiting, locked: {problem, secret} | null}.
  */
 export async function sync(post) {
   const outcome = { sent: 0, refused: [], waiting: 0, locked: null };
@@ -81,7 +88,7 @@ export async function sync(post) {
       }
       const problem = await response.json().catch(() => ({}));
       if (response.status === 401) {
-        outcome.locked = problem;
+        outcome.locked = { problem, secret: item.secret };
       } else if (response.status === 429 && problem.code === "cooldown") {
         const wait = Number(response.headers.get("Retry-After") || "60");
         item.not_before = Date.now() + wait * 1000;

@@ -26,10 +26,12 @@ const state = {
   card: null, // {token, verified, balances: {program_id: balance} | null, stale, cooldownUntil}
   programId: null,
   busy: false,
-  last: null, // the last action, for undo: {kind, delta, token, programId, at, entryId?, seq?}
-  resultTimer: null,
+  last: null, // the last action, for undo: {kind, delta, token, at, entryId?, seq?, programId?}
   lastCamera: { text: "", at: 0 },
   cardSeq: 0,
+  // When each card was last stamped here (by this till, or as the server said at a scan), so
+  // that offline the till refuses a second stamp inside the cooldown as the server would.
+  stampedAt: new Map(),
 };
 
 // ------------------------------------------------------------------ talking to the server
@@ -42,6 +44,7 @@ function withTimeout(ms) {
 
 /** fetch with the device secret; throws when the network is down (or too slow). */
 async function api(path, { method = "GET", body, key, timeout = READ_TIMEOUT_MS } = {}) {
+  if (!state.device) throw new Error("this till is not paired");
   const headers = { Authorization: `Bearer ${state.device.secret}`, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (key) headers["Idempotency-Key"] = key;
@@ -291,6 +294,13 @@ async function openCard(found, { keepResult = false } = {}) {
     state.card.stale = response.headers.get("X-Treu-Offline") === "1";
     const b = balance();
     state.card.cooldownUntil = b ? Date.now() + b.cooldown_remaining * 1000 : 0;
+    for (const entry of data.balances) {
+      const p = programs().find((q) => q.id === entry.program_id);
+      if (p && entry.cooldown_remaining > 0) {
+        const at = Date.now() - (p.cooldown_seconds - entry.cooldown_remaining) * 1000;
+        state.stampedAt.set(`${found.token}/${p.id}`, at);
+      }
+    }
   } catch {
     if (seq !== state.cardSeq) return;
     setOnline(false);
@@ -339,6 +349,7 @@ async function stamp(count) {
       return;
     }
     setBalance(card, data);
+    state.stampedAt.set(`${card.token}/${data.program.id}`, Date.now());
     state.last = { kind: "stamp", delta: count, token: card.token, at: Date.now(), entryId: data.entry_id };
     result("ok", fmt(count === 1 ? T.stamped : T.stamped_many, count, data.stamps, p.stamps_required));
   } finally {
@@ -355,15 +366,20 @@ async function keepForLater(card, p, body, key) {
     return;
   }
   const now = Date.now();
-  const earlier = (await queue.all()).filter((i) => i.token === card.token && i.program_id === body.program_id);
-  const latest = earlier.length ? earlier[earlier.length - 1].queued_at : 0;
+  // Queued stamps survive a reload, the in-memory times do not: check both.
+  const queued = (await queue.all()).filter((i) => i.token === card.token && i.program_id === body.program_id);
+  const latest = Math.max(
+    queued.length ? queued[queued.length - 1].queued_at : 0,
+    state.stampedAt.get(`${card.token}/${p.id}`) || 0,
+  );
   const ago = Math.floor((now - latest) / 1000);
   if (latest && ago < p.cooldown_seconds) {
     result("bad", fmt(T.cooldown, ago, p.cooldown_seconds - ago));
     return;
   }
   const seq = await queue.add({ ...body, key, secret: state.device.secret, queued_at: now });
-  state.last = { kind: "stamp", delta: body.count, token: card.token, at: now, seq };
+  state.stampedAt.set(`${card.token}/${p.id}`, now);
+  state.last = { kind: "stamp", delta: body.count, token: card.token, programId: p.id, at: now, seq };
   result("queued", fmt(T.queued, body.count));
   await updateWaiting();
 }
@@ -436,6 +452,7 @@ async function undo() {
     const waiting = (await queue.all()).some((item) => item.seq === last.seq);
     if (waiting) {
       await queue.remove(last.seq);
+      state.stampedAt.delete(`${last.token}/${last.programId}`);
       state.last = null;
       result("ok", T.undone_queued);
       await updateWaiting();
@@ -463,6 +480,7 @@ async function undo() {
       return;
     }
     state.last = null;
+    if (last.kind === "stamp") state.stampedAt.delete(`${last.token}/${data.program.id}`);
     if (state.card && state.card.token === last.token) setBalance(state.card, data);
     result("ok", fmt(T.undone, data.stamps, data.program.stamps_required));
   } finally {
@@ -499,8 +517,13 @@ async function sync() {
       return response;
     });
     if (outcome.locked) {
-      lock(outcome.locked);
-      return;
+      if (outcome.locked.secret === state.device.secret) {
+        await lock(outcome.locked.problem);
+        return;
+      }
+      // Taken by an earlier pairing of this browser that has since been revoked: never sendable.
+      const lost = await queue.dropFor(outcome.locked.secret);
+      result("bad", fmt(T.lost, lost));
     }
     if (outcome.sent) {
       setOnline(true);
@@ -537,25 +560,27 @@ function closeDialogs() {
 
 // ------------------------------------------------------------------ pairing and locking
 
-function lock(problem) {
+async function lock(problem) {
+  const secret = state.device && state.device.secret;
   localStorage.removeItem(DEVICE_STORE);
   state.device = null;
   camera.stop(false);
   closeDialogs();
+  // What this device still had waiting can never be sent now (not even after pairing anew,
+  // which makes a new device): say how much, and let it go.
+  const lost = secret ? await queue.dropFor(secret).catch(() => 0) : 0;
   if (problem && problem.code === "device-revoked") {
     localStorage.setItem(REVOKED_STORE, "1");
-    showLocked();
+    showLocked(lost);
   } else {
     showUnpaired(problem ? problemText(problem) : "");
   }
 }
 
-async function showLocked() {
+function showLocked(lost = 0) {
   showSection("till-locked");
-  const waiting = await updateWaiting();
-  const lost = $("till-locked-lost");
-  lost.hidden = waiting === 0;
-  lost.textContent = fmt(T.waiting, waiting);
+  $("till-locked-lost").hidden = lost === 0;
+  $("till-locked-lost").textContent = fmt(T.lost, lost);
 }
 
 function showUnpaired(why) {
