@@ -99,6 +99,8 @@ def test_a_day_at_the_till(
     page = tablet.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # The strict CSP holds: no inline script or style anywhere on the till.
+    page.on("console", lambda m: errors.append(m.text) if "Security Policy" in m.text else None)
     result = page.locator("#till-result-text")
     banner = page.locator("#till-result")
     count = page.locator("#till-count-text")
