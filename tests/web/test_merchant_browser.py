@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import zxingcpp
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import make_shop, new_card, stamp
-from tests.web.conftest import PHONE, LiveServer, screenshot
+from tests.web.conftest import LiveServer, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -47,8 +48,6 @@ def test_owner_runs_the_shop_from_a_phone(
     app: FastAPI, live_server: LiveServer, browser: Browser, phone: BrowserContext, tmp_path: Path
 ) -> None:
     shop = make_shop(app, "Café Sonne", owner_email=DEMO_EMAIL, owner_password=DEMO_PASSWORD)
-    from fastapi.testclient import TestClient
-
     with TestClient(app) as api:
         for _ in range(3):
             assert stamp(api, shop, new_card(api)).status_code == 201
@@ -172,6 +171,3 @@ def test_owner_on_a_laptop_in_german(
         assert not [e for e in errors if "Content Security Policy" in e], errors
     finally:
         laptop.close()
-
-
-assert PHONE  # the phone fixture's size is the one the screenshots are judged at
