@@ -55,6 +55,9 @@ bench: $(STAMP)
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk > /dev/null)
 	@command -v wrk > /dev/null || { echo "make bench needs wrk: apt-get install wrk (or brew install wrk)"; exit 1; }
 	$(BIN)/python -m bench.run
+	# Dashboard KPIs over a café with ~1M ledger entries (the demo history takes minutes;
+	# BENCH_KPI_DATA=dir keeps it for the next run).
+	$(BIN)/python -m bench.kpi
 
 migrate: $(STAMP)
 	$(BIN)/treu db upgrade

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app.analytics.router import router as analytics_router
 from app.claims.router import router as claims_router
 from app.clock import Clock, utcnow
 from app.config import Settings
@@ -23,7 +24,7 @@ from app.merchants.dependencies import DeviceIdentity
 from app.tokens.keys import load_keyring
 from app.tokens.router import keys_router
 from app.tokens.router import router as cards_router
-from app.web import customer, merchant, till
+from app.web import customer, merchant, merchant_dashboard, till
 from app.web.assets import NODE_MODULES, STATIC_DIR, VENDOR
 from app.web.security import SecurityHeaders
 
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastA
     app.include_router(claims_router)
     app.include_router(feedback_router)
     app.include_router(feedback_pages.router)
+    app.include_router(analytics_router)
+    app.include_router(merchant_dashboard.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> JSONResponse:

@@ -1,9 +1,11 @@
 """Analytics rollups (daily and per-holder-month aggregates kept with the ledger).
 
-Four tables, all keyed by merchant first: activity per local day, hour and device; visits per
-local day by the gap since the card's previous visit; cohorts (first month x month); and the
-per-holder visit days they are derived from. Days and months are integers (see
-app/analytics/models.py). Existing ledgers are rolled up by app.analytics.service.rebuild_rollups.
+Five tables, all keyed by merchant first: activity per local day, hour and device; visits per
+local day by the gap since the card's previous visit; cohorts (first month x month); cards per
+number of stamps held (the program's liability); and the per-holder visit days the others are
+derived from. Days and months are integers (see app/analytics/models.py). Existing ledgers are
+rolled up by app.analytics.service.rebuild_rollups. On SQLite the tables are WITHOUT ROWID
+(stored in key order, for the dashboard's range reads).
 
 Revision ID: 0005_analytics
 Revises: 0004_merchant_area
@@ -23,7 +25,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-
 def upgrade() -> None:
     op.create_table(
         "analytics_activity",
@@ -39,6 +40,7 @@ def upgrade() -> None:
         sa.Column("rewards_earned", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["merchant_id"], ["merchant.id"]),
         sa.PrimaryKeyConstraint("merchant_id", "day", "hour", "device_id"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "analytics_visit",
@@ -48,6 +50,7 @@ def upgrade() -> None:
         sa.Column("visits", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["merchant_id"], ["merchant.id"]),
         sa.PrimaryKeyConstraint("merchant_id", "day", "gap"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "analytics_cohort",
@@ -57,6 +60,18 @@ def upgrade() -> None:
         sa.Column("cards", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["merchant_id"], ["merchant.id"]),
         sa.PrimaryKeyConstraint("merchant_id", "first_month", "month"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "analytics_holding",
+        sa.Column("merchant_id", sa.Integer(), nullable=False),
+        sa.Column("program_id", sa.Integer(), nullable=False),
+        sa.Column("stamps", sa.Integer(), nullable=False),
+        sa.Column("cards", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["merchant_id"], ["merchant.id"]),
+        sa.ForeignKeyConstraint(["program_id"], ["program.id"]),
+        sa.PrimaryKeyConstraint("merchant_id", "program_id", "stamps"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "analytics_card",
@@ -68,6 +83,7 @@ def upgrade() -> None:
         sa.Column("visits", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["merchant_id"], ["merchant.id"]),
         sa.PrimaryKeyConstraint("merchant_id", "holder"),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("analytics_card", schema=None) as batch_op:
         batch_op.create_index("ix_analytics_card_first_day", ["merchant_id", "first_day"])
@@ -77,6 +93,7 @@ def downgrade() -> None:
     with op.batch_alter_table("analytics_card", schema=None) as batch_op:
         batch_op.drop_index("ix_analytics_card_first_day")
     op.drop_table("analytics_card")
+    op.drop_table("analytics_holding")
     op.drop_table("analytics_cohort")
     op.drop_table("analytics_visit")
     op.drop_table("analytics_activity")

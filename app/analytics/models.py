@@ -5,6 +5,8 @@ can always be recomputed from the ledger (rebuild_rollups). Days are the merchan
 calendar days counted from 1970-01-01 and months are months since January 1970: plain integers,
 so window arithmetic ("the visit before this one was before day a") is the same SQL on SQLite
 and PostgreSQL. No table holds a time finer than the hour, and every row leads with merchant_id.
+On SQLite the tables are WITHOUT ROWID: rows are stored in key order, so the dashboard's range
+reads (one merchant, a span of days) touch contiguous pages.
 """
 
 from sqlalchemy import Index
@@ -15,6 +17,7 @@ class ActivityRollup(SQLModel, table=True):
     """Counts per merchant, local day, local hour and device (0: no device)."""
 
     __tablename__ = "analytics_activity"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
     day: int = Field(primary_key=True)
@@ -36,6 +39,7 @@ class VisitRollup(SQLModel, table=True):
     """
 
     __tablename__ = "analytics_visit"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
     day: int = Field(primary_key=True)
@@ -47,10 +51,27 @@ class CohortRollup(SQLModel, table=True):
     """Cards first seen in first_month that visited in month."""
 
     __tablename__ = "analytics_cohort"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
     first_month: int = Field(primary_key=True)
     month: int = Field(primary_key=True)
+    cards: int = 0
+
+
+class HoldingRollup(SQLModel, table=True):
+    """How many cards hold exactly `stamps` stamps in a program right now (0 not kept).
+
+    The program's liability (stamps held, rewards due) is read from these few rows, with the
+    program's current goal, instead of from every balance.
+    """
+
+    __tablename__ = "analytics_holding"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    program_id: int = Field(foreign_key="program.id", primary_key=True)
+    stamps: int = Field(primary_key=True)
     cards: int = 0
 
 
@@ -59,7 +80,10 @@ class CardRollup(SQLModel, table=True):
 
     __tablename__ = "analytics_card"
     # New cards of a period, and whether they came back, are counted by first_day.
-    __table_args__ = (Index("ix_analytics_card_first_day", "merchant_id", "first_day"),)
+    __table_args__ = (
+        Index("ix_analytics_card_first_day", "merchant_id", "first_day"),
+        {"sqlite_with_rowid": False},
+    )
 
     merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
     holder: str = Field(primary_key=True, max_length=32)

@@ -59,6 +59,16 @@ class Rollups:
     )
     visits: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
     cohorts: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    # (program, stamps held) -> cards: kept from balances, not from a card's visits.
+    holdings: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+
+    def hold(self, program_id: int, before: int, after: int) -> None:
+        """A card's stamps in a program went from before to after (0: holds none)."""
+        if before != after:
+            if before > 0:
+                self.holdings[(program_id, before)] -= 1
+            if after > 0:
+                self.holdings[(program_id, after)] += 1
 
     def merge(self, other: "Rollups", sign: int = 1) -> None:
         for key, counts in other.activity.items():
@@ -69,6 +79,8 @@ class Rollups:
             self.visits[visit_key] += sign * n
         for cohort_key, n in other.cohorts.items():
             self.cohorts[cohort_key] += sign * n
+        for holding_key, n in other.holdings.items():
+            self.holdings[holding_key] += sign * n
 
     def nonzero(self) -> "Rollups":
         """The same counts without the keys that add up to nothing."""
@@ -76,6 +88,7 @@ class Rollups:
         out.activity.update({k: v for k, v in self.activity.items() if any(v)})
         out.visits.update({k: v for k, v in self.visits.items() if v})
         out.cohorts.update({k: v for k, v in self.cohorts.items() if v})
+        out.holdings.update({k: v for k, v in self.holdings.items() if v})
         return out
 
 

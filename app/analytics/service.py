@@ -7,16 +7,51 @@ checks, and after a bulk import).
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import date
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from app.analytics.models import ActivityRollup, CardRollup, CohortRollup, VisitRollup
+from app.analytics.kpis import (
+    BASELINE_DAYS,
+    COHORT_MONTHS,
+    BucketCount,
+    Dashboard,
+    DayActivity,
+    DeviceDay,
+    Inputs,
+    Outstanding,
+    Period,
+    Window,
+    active_cards,
+    buckets,
+    compute,
+    windows_needed,
+)
+from app.analytics.models import (
+    ActivityRollup,
+    CardRollup,
+    CohortRollup,
+    HoldingRollup,
+    VisitRollup,
+)
 from app.analytics.rollups import (
     ACTIVITY_FIELDS,
     CardState,
@@ -27,21 +62,25 @@ from app.analytics.rollups import (
     day_number,
     in_order,
     local_slot,
+    month_of,
     replay,
     zone,
 )
+from app.errors import Unprocessable
 from app.ledger.models import Balance, LedgerEntry
-from app.merchants.models import Merchant, Program
+from app.merchants.models import Device, Merchant, Program
 
 activity_table = ActivityRollup.__table__  # type: ignore[attr-defined]
 visit_table = VisitRollup.__table__  # type: ignore[attr-defined]
 cohort_table = CohortRollup.__table__  # type: ignore[attr-defined]
+holding_table = HoldingRollup.__table__  # type: ignore[attr-defined]
 card_table = CardRollup.__table__  # type: ignore[attr-defined]
-ROLLUP_TABLES = (activity_table, visit_table, cohort_table, card_table)
+ROLLUP_TABLES = (activity_table, visit_table, cohort_table, holding_table, card_table)
 _ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
 _balance = Balance.__table__  # type: ignore[attr-defined]
 _merchant = Merchant.__table__  # type: ignore[attr-defined]
 _program = Program.__table__  # type: ignore[attr-defined]
+_device = Device.__table__  # type: ignore[attr-defined]
 
 _ENTRY_COLUMNS = (
     _ledger.c.id,
@@ -62,6 +101,7 @@ _CARD_STATES = (
         _balance.c.holder,
         _balance.c.program_id,
         _balance.c.lifetime_stamps,
+        _balance.c.stamps,
         _merchant.c.timezone,
         _c.first_day,
         _c.second_day,
@@ -101,12 +141,13 @@ def _card_upsert(dialect: str) -> Any:
 
 
 _UPSERTS = {
-    dialect: (
-        _adding_upsert(dialect, activity_table, ACTIVITY_FIELDS),
-        _adding_upsert(dialect, visit_table, ["visits"]),
-        _adding_upsert(dialect, cohort_table, ["cards"]),
-        _card_upsert(dialect),
-    )
+    dialect: {
+        activity_table.name: _adding_upsert(dialect, activity_table, ACTIVITY_FIELDS),
+        visit_table.name: _adding_upsert(dialect, visit_table, ["visits"]),
+        cohort_table.name: _adding_upsert(dialect, cohort_table, ["cards"]),
+        holding_table.name: _adding_upsert(dialect, holding_table, ["cards"]),
+        card_table.name: _card_upsert(dialect),
+    }
     for dialect in ("sqlite", "postgresql")
 }
 
@@ -143,11 +184,14 @@ def record_entries(
     required = {p.id: p.stamps_required for p in programs if p is not None}
     states: dict[tuple[int, str], Any] = {}
     lifetimes: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)
+    outs: dict[int, Rollups] = defaultdict(Rollups)
     for found in conn.execute(_CARD_STATES, {"cards": sorted(by_card)}):
         key = (found.merchant_id, found.holder)
         states[key] = found
         lifetimes[key][found.program_id] = found.lifetime_stamps
-    outs: dict[int, Rollups] = defaultdict(Rollups)
+        # Balances already hold the batch: its entries' deltas lead back to before it.
+        moved = sum(e.delta for e in by_card[key] if e.program_id == found.program_id)
+        outs[key[0]].hold(found.program_id, found.stamps - moved, found.stamps)
     cards: list[dict[str, Any]] = []
     gone: list[tuple[int, str]] = []
     batch_ids = {row["id"] for row in entries}
@@ -163,7 +207,7 @@ def record_entries(
             cards.append(_card_row(key, state))
         elif state_row is not None and state_row.first_day is not None:
             gone.append(key)  # its only visit was undone
-    _write(conn, outs, cards)
+    _write(conn, {**rollup_rows(outs), card_table.name: cards})
     if gone:
         conn.execute(delete(card_table).where(tuple_(_c.merchant_id, _c.holder).in_(gone)))
 
@@ -240,34 +284,40 @@ def _card_row(key: tuple[int, str], state: CardState) -> dict[str, Any]:
     }
 
 
-def rollup_rows(
-    outs: Mapping[int, Rollups],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows for the activity, visit and cohort tables (keys adding up to nothing left out)."""
-    activity, visits, cohorts = [], [], []
+def rollup_rows(outs: Mapping[int, Rollups]) -> dict[str, list[dict[str, Any]]]:
+    """Rows for each counting table, by table name (keys adding up to nothing left out)."""
+    rows: dict[str, list[dict[str, Any]]] = {
+        t.name: [] for t in (activity_table, visit_table, cohort_table, holding_table)
+    }
     for merchant_id, out in outs.items():
+        m = {"merchant_id": merchant_id}
         for (day, hour, device_id), counts in out.activity.items():
             if any(counts):
-                row = {"merchant_id": merchant_id, "day": day, "hour": hour, "device_id": device_id}
-                activity.append(row | dict(zip(ACTIVITY_FIELDS, counts, strict=True)))
+                key = {"day": day, "hour": hour, "device_id": device_id}
+                counted = dict(zip(ACTIVITY_FIELDS, counts, strict=True))
+                rows[activity_table.name].append(m | key | counted)
         for (day, gap), n in out.visits.items():
             if n:
-                visits.append({"merchant_id": merchant_id, "day": day, "gap": gap, "visits": n})
+                rows[visit_table.name].append(m | {"day": day, "gap": gap, "visits": n})
         for (first_month, month), n in out.cohorts.items():
             if n:
-                cohorts.append(
-                    {"merchant_id": merchant_id, "first_month": first_month, "month": month,
-                     "cards": n}
-                )  # fmt: skip
-    return activity, visits, cohorts
+                rows[cohort_table.name].append(
+                    m | {"first_month": first_month, "month": month, "cards": n}
+                )
+        for (program_id, stamps), n in out.holdings.items():
+            if n:
+                rows[holding_table.name].append(
+                    m | {"program_id": program_id, "stamps": stamps, "cards": n}
+                )
+    return rows
 
 
-def _write(conn: Connection, outs: Mapping[int, Rollups], cards: list[dict[str, Any]]) -> None:
+def _write(conn: Connection, rows: Mapping[str, list[dict[str, Any]]]) -> None:
     """One statement per rollup table, one row per distinct key (counts are added)."""
     upserts = _UPSERTS[conn.dialect.name]
-    for stmt, rows in zip(upserts, (*rollup_rows(outs), cards), strict=True):
-        if rows:
-            conn.execute(stmt, rows)
+    for name, table_rows in rows.items():
+        if table_rows:
+            conn.execute(upserts[name], table_rows)
 
 
 # --- rebuilt from the ledger --------------------------------------------------------------------
@@ -283,10 +333,10 @@ def rebuild_rollups(conn: Connection, merchant_id: int | None = None) -> None:
             stmt = stmt.where(table.c.merchant_id == merchant_id)
         conn.execute(stmt)
     outs, cards = recompute(conn, merchant_id)
-    activity, visits, cohorts = rollup_rows(outs)
-    for table, rows in zip(ROLLUP_TABLES, (activity, visits, cohorts, cards), strict=True):
-        for i in range(0, len(rows), REBUILD_CHUNK):
-            conn.execute(insert(table), rows[i : i + REBUILD_CHUNK])
+    rows = {**rollup_rows(outs), card_table.name: cards}
+    for table in ROLLUP_TABLES:
+        for i in range(0, len(rows[table.name]), REBUILD_CHUNK):
+            conn.execute(insert(table), rows[table.name][i : i + REBUILD_CHUNK])
 
 
 def recompute(
@@ -305,6 +355,14 @@ def recompute(
         outs[key[0]].merge(share)
         if state.first_day is not None:
             cards.append(_card_row(key, state))
+    b = _balance.c
+    held = select(b.merchant_id, b.program_id, b.stamps, func.count()).where(b.stamps > 0)
+    if merchant_id is not None:
+        held = held.where(b.merchant_id == merchant_id)
+    for merchant, program_id, stamps, n in conn.execute(
+        held.group_by(b.merchant_id, b.program_id, b.stamps)
+    ):
+        outs[merchant].holdings[(program_id, stamps)] += n
     return outs, cards
 
 
@@ -371,3 +429,289 @@ def daily_rows(
         {"day": day_date(day), **{name: days[day].get(name, 0) for name in order}}
         for day in sorted(days)
     ]
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+PERIODS = {"30d": 30, "90d": 90, "12m": 365}
+DEFAULT_PERIOD = "30d"
+MAX_CUSTOM_DAYS = 731
+
+
+class PeriodError(Unprocessable):
+    title = "Invalid period"
+
+
+def choose_period(*, choice: str, today: date, start: date | None, end: date | None) -> Period:
+    """The period the owner asked for, in local days: a preset ending today, or start..end."""
+    last = day_number(today)
+    if choice in PERIODS:
+        return Period(last - PERIODS[choice] + 1, last + 1)
+    if choice != "custom":
+        raise PeriodError(f"Unknown period {choice!r}: use 30d, 90d, 12m or custom.")
+    if start is None or end is None:
+        raise PeriodError("A custom period needs a start and an end date.", code="period-dates")
+    if start > end:
+        raise PeriodError("The period's start comes after its end.", code="period-order")
+    first, stop = day_number(start), min(day_number(end), last) + 1
+    if first >= stop:
+        raise PeriodError("The period lies in the future.", code="period-future")
+    if stop - first > MAX_CUSTOM_DAYS:
+        raise PeriodError("A period can be at most two years long.", code="period-length")
+    return Period(first, stop)
+
+
+def today_of(merchant: Merchant, now: datetime) -> date:
+    """The merchant's local date at that instant."""
+    return now.astimezone(zone(merchant.timezone)).date()
+
+
+def dashboard(*, session: Session, merchant: Merchant, period: Period, k: int) -> Dashboard:
+    """Every KPI of the dashboard for one merchant and period (from rollups, never the ledger)."""
+    assert merchant.id is not None
+    return compute(gather(session=session, merchant_id=merchant.id, period=period, k=k))
+
+
+def gather(*, session: Session, merchant_id: int, period: Period, k: int) -> Inputs:
+    """Read the rollup rows compute() needs: a handful of indexed, grouped queries."""
+    previous = period.previous()
+    steps = buckets(period)
+    shifted = [s.shifted(-period.days) for s in steps]
+    counted, cards = _step_counts(session, merchant_id, [*shifted, *steps], (previous, period))
+    single, previous_single, ever, previous_ever = _card_counts(session, merchant_id, period)
+    # The periods' own distinct cards came with the steps; the rest are near the periods' ends.
+    at_ends = windows_needed(period) - set(cards)
+    gaps = _gaps(session, merchant_id, previous, period)
+    return Inputs(
+        period=period,
+        k=k,
+        windows={**_window_counts(session, merchant_id, at_ends), **cards},
+        steps=counted[len(shifted) :],
+        previous_steps=counted[: len(shifted)],
+        gaps=gaps[1],
+        previous_gaps=gaps[0],
+        single_visit=single,
+        previous_single_visit=previous_single,
+        ever=ever,
+        previous_ever=previous_ever,
+        days=_days(session, merchant_id, previous.start, period.end),
+        hours=_hours(session, merchant_id, period),
+        devices=_device_days(
+            session, merchant_id, min(previous.start, period.start - BASELINE_DAYS), period.end
+        ),
+        device_labels=_device_labels(session, merchant_id),
+        cohorts=_cohorts(session, merchant_id, month_of(period.end - 1) - COHORT_MONTHS + 1),
+        outstanding=_outstanding(session, merchant_id),
+    )
+
+
+def _start_of(day: Any, bounds: Sequence[int]) -> Any:
+    """SQL: the first day of the step `day` falls in, for contiguous steps with these bounds.
+
+    A balanced tree of CASEs, so a row costs a handful of comparisons however many steps.
+    """
+    if len(bounds) == 2:
+        return literal(bounds[0])
+    middle = len(bounds) // 2
+    return case(
+        (day < bounds[middle], _start_of(day, bounds[: middle + 1])),
+        else_=_start_of(day, bounds[middle:]),
+    )
+
+
+def _step_counts(
+    session: Session, merchant_id: int, steps: list[Period], periods: tuple[Period, Period]
+) -> tuple[list[BucketCount], dict[Window, int]]:
+    """Visits, distinct cards and new cards per step; and each period's distinct cards.
+
+    One grouped pass over the visit rollup, by step and by whether each visit is its card's
+    first in the step and in the period (its previous visit lies before their start).
+    """
+    v = visit_table.c
+    bounds = [steps[0].start, *(s.end for s in steps)]
+    one_day = all(s.days == 1 for s in steps)
+    step = v.day if one_day else _start_of(v.day, bounds)
+    in_later = v.day >= periods[1].start
+    period_start = case((in_later, periods[1].start), else_=periods[0].start)
+    first_in_step = (v.gap == 0) | (v.day - v.gap < step)
+    first_in_period = (v.gap == 0) | (v.day - v.gap < period_start)
+    # Grouped by the output labels: PostgreSQL would not match re-bound expressions.
+    labels = ("step_start", "is_new", "first_in_step", "first_in_period")
+    columns = (step, v.gap == 0, first_in_step, first_in_period)
+    rows = session.execute(
+        select(*(c.label(n) for c, n in zip(columns, labels, strict=True)), func.sum(v.visits))
+        .where(v.merchant_id == merchant_id, v.day >= bounds[0], v.day < bounds[-1])
+        .group_by(*labels)
+    ).all()
+    per_step: dict[int, list[int]] = {s.start: [0, 0, 0] for s in steps}
+    cards = dict.fromkeys((active_cards(p.start, p.end) for p in periods), 0)
+    for start, new, first, first_of_period, visits in rows:
+        counts = per_step[start]
+        counts[0] += visits
+        counts[1] += visits if first else 0
+        counts[2] += visits if new else 0
+        if first_of_period:
+            p = periods[1] if start >= periods[1].start else periods[0]
+            cards[active_cards(p.start, p.end)] += visits
+    return [BucketCount(*per_step[s.start]) for s in steps], cards
+
+
+def _gaps(
+    session: Session, merchant_id: int, previous: Period, period: Period
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Returning visits by days since the card's previous visit, in each period."""
+    v = visit_table.c
+    later = v.day >= period.start
+    rows = session.execute(
+        select(later.label("in_period"), v.gap, func.sum(v.visits))
+        .where(
+            v.merchant_id == merchant_id,
+            v.day >= previous.start,
+            v.day < period.end,
+            v.gap > 0,
+        )
+        .group_by("in_period", v.gap)
+    )
+    out: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    for is_later, gap, visits in rows:
+        out[1 if is_later else 0][gap] = int(visits)
+    return out
+
+
+def _window_sql(window: Window) -> Any:
+    v = visit_table.c
+    prev = v.day - v.gap
+    returning = [v.gap > 0]
+    if window.prev_lo is not None:
+        returning.append(prev >= window.prev_lo)
+    if window.prev_hi is not None:
+        returning.append(prev < window.prev_hi)
+    kinds = []
+    if window.first:
+        kinds.append(v.gap == 0)
+    if window.returning:
+        kinds.append(and_(*returning))
+    return and_(v.day >= window.lo, v.day < window.hi, or_(*kinds))
+
+
+def _window_counts(session: Session, merchant_id: int, windows: set[Window]) -> dict[Window, int]:
+    """Each window's count, in one pass over the days the windows span."""
+    if not windows:
+        return {}
+    v = visit_table.c
+    ordered = sorted(windows, key=lambda w: (w.lo, w.hi, w.prev_lo or 0, w.prev_hi or 0, w.first))
+    spans = or_(*[and_(v.day >= w.lo, v.day < w.hi) for w in ordered])
+    sums = [func.sum(case((_window_sql(w), v.visits), else_=0)) for w in ordered]
+    row = session.execute(select(*sums).where(v.merchant_id == merchant_id, spans)).one()
+    return {w: int(n or 0) for w, n in zip(ordered, row, strict=True)}
+
+
+def _card_counts(session: Session, merchant_id: int, period: Period) -> tuple[int, int, int, int]:
+    """Cards first seen in each period with no second visit by its end; cards seen before each
+    period's end."""
+    c = card_table.c
+    s, e = period.start, period.end
+    prev_start = period.previous().start
+
+    def once_by(end: int) -> Any:
+        return or_(c.second_day.is_(None), c.second_day >= end)
+
+    row = session.execute(
+        select(
+            func.sum(case((and_(c.first_day >= s, c.first_day < e, once_by(e)), 1), else_=0)),
+            func.sum(
+                case((and_(c.first_day >= prev_start, c.first_day < s, once_by(s)), 1), else_=0)
+            ),
+            func.sum(case((c.first_day < e, 1), else_=0)),
+            func.sum(case((c.first_day < s, 1), else_=0)),
+        ).where(c.merchant_id == merchant_id)
+    ).one()
+    return tuple(int(n or 0) for n in row)  # type: ignore[return-value]
+
+
+def _days(session: Session, merchant_id: int, lo: int, hi: int) -> list[DayActivity]:
+    a = activity_table.c
+    rows = session.execute(
+        select(a.day, *(func.sum(a[name]) for name in ACTIVITY_FIELDS))
+        .where(a.merchant_id == merchant_id, a.day >= lo, a.day < hi)
+        .group_by(a.day)
+        .order_by(a.day)
+    )
+    return [DayActivity(row[0], *(int(n) for n in row[1:])) for row in rows]
+
+
+def _hours(session: Session, merchant_id: int, period: Period) -> list[tuple[int, int, int]]:
+    a = activity_table.c
+    # Day 0 (1 January 1970) was a Thursday: weekday 3 with Monday as 0.
+    weekday = (a.day + 3) % 7
+    rows = session.execute(
+        select(weekday.label("weekday"), a.hour, func.sum(a.visits))
+        .where(a.merchant_id == merchant_id, a.day >= period.start, a.day < period.end)
+        .group_by("weekday", a.hour)
+    )
+    return [(int(w), int(h), int(n)) for w, h, n in rows]
+
+
+def _device_days(session: Session, merchant_id: int, lo: int, hi: int) -> list[DeviceDay]:
+    a = activity_table.c
+    fields = ("scans", "stamps", "visits", "voids")
+    rows = session.execute(
+        select(a.device_id, a.day, *(func.sum(a[name]) for name in fields))
+        .where(a.merchant_id == merchant_id, a.day >= lo, a.day < hi)
+        .group_by(a.device_id, a.day)
+    )
+    return [DeviceDay(row[0], row[1], *(int(n) for n in row[2:])) for row in rows]
+
+
+def _device_labels(session: Session, merchant_id: int) -> dict[int, str]:
+    rows = session.execute(
+        select(_device.c.id, _device.c.label).where(_device.c.merchant_id == merchant_id)
+    )
+    return {row.id: row.label for row in rows}
+
+
+def _cohorts(session: Session, merchant_id: int, first_month: int) -> list[tuple[int, int, int]]:
+    c = cohort_table.c
+    rows = session.execute(
+        select(c.first_month, c.month, c.cards).where(
+            c.merchant_id == merchant_id, c.first_month >= first_month
+        )
+    )
+    return [(int(f), int(m), int(n)) for f, m, n in rows]
+
+
+def _outstanding(session: Session, merchant_id: int) -> Outstanding:
+    """Stamps held and rewards due now, with each program's current goal."""
+    h, p = holding_table.c, _program.c
+    rows = session.execute(
+        select(h.stamps, h.cards, p.stamps_required)
+        .select_from(holding_table.join(_program, p.id == h.program_id))
+        .where(h.merchant_id == merchant_id, h.cards > 0)
+    )
+    stamps = rewards = holding = due = 0
+    for held, cards, goal in rows:
+        stamps += held * cards
+        rewards += held // goal * cards
+        holding += cards
+        due += cards if held >= goal else 0
+    return Outstanding(stamps, rewards, holding, due)
+
+
+def feedback_figures(
+    *, session: Session, merchant: Merchant, period: Period, k: int
+) -> dict[str, Any] | None:
+    """The feedback area's summary for the period (CSAT, average rating, NPS), if installed."""
+    try:
+        from app.feedback.service import figures
+    except ImportError:  # the feedback area is optional for analytics
+        return None
+    tz = zone(merchant.timezone)
+    start, end = (
+        datetime.combine(day_date(d), time(0), tz).astimezone(UTC)
+        for d in (period.start, period.end)
+    )
+    assert merchant.id is not None
+    result: dict[str, Any] = figures(
+        session=session, merchant_id=merchant.id, start=start, end=end, k=k
+    )
+    return result

@@ -1,0 +1,291 @@
+"""The merchant dashboard page: the owner's KPIs as charts and tables, in German or English.
+
+The figures come from app.analytics (rollups, never the ledger); this module only words and
+draws them. The merchant comes from the owner's session, so an owner sees only their own shop.
+"""
+
+import math
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from babel.dates import format_date, get_day_names
+from babel.numbers import format_decimal, format_percent
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup, escape
+
+from app.analytics import charts, kpis, service
+from app.analytics.rollups import day_date, month_date, month_of
+from app.db import SessionDep
+from app.merchants.auth import CurrentMerchant
+from app.web import i18n, render
+from app.web.i18n import gettext as _
+
+router = APIRouter(include_in_schema=False)
+
+PERIOD_CHOICES = ("30d", "90d", "12m", "custom")
+EN_DASH, MINUS = " \u2013 ", "\u2212"
+
+
+def _parse_day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@router.get("/merchant/dashboard", response_class=HTMLResponse)
+def dashboard_page(
+    request: Request,
+    session: SessionDep,
+    merchant: CurrentMerchant,
+    period: str = service.DEFAULT_PERIOD,
+    start: str = "",
+    end: str = "",
+) -> HTMLResponse:
+    """KPIs of the owner's shop for a period, beside the period before it."""
+    language = i18n.choose_language(request)
+    i18n.activate(language)
+    today = service.today_of(merchant, request.app.state.clock())
+    notice = None
+    try:
+        chosen = service.choose_period(
+            choice=period, today=today, start=_parse_day(start), end=_parse_day(end)
+        )
+    except service.PeriodError:
+        notice = _(
+            "That period cannot be shown: choose a start date on or before the end date, "
+            "not in the future and at most two years long. Showing the last 30 days instead."
+        )
+        period = service.DEFAULT_PERIOD
+        chosen = service.choose_period(choice=period, today=today, start=None, end=None)
+    k = request.app.state.settings.k_anonymity
+    figures = service.dashboard(session=session, merchant=merchant, period=chosen, k=k)
+    feedback = service.feedback_figures(session=session, merchant=merchant, period=chosen, k=k)
+    words = Words(language, k)
+    return render(
+        request,
+        "merchant/dashboard.html",
+        merchant=merchant,
+        notice=notice,
+        notice_kind="bad",
+        d=figures,
+        feedback=feedback,
+        choice=period if period in PERIOD_CHOICES else service.DEFAULT_PERIOD,
+        start=day_date(chosen.start).isoformat(),
+        end=day_date(chosen.end - 1).isoformat(),
+        today=today.isoformat(),
+        w=words,
+        charts=draw(figures, words),
+        segment_labels=segment_labels(),
+        segment_definitions=segment_definitions(),
+        flag_text=flag_text,
+        step_label=step_label,
+    )
+
+
+class Words:
+    """Numbers, dates and hidden figures as the page shows them in one language."""
+
+    def __init__(self, language: str, k: int) -> None:
+        self.language = language
+        self.k = k
+        self.weekdays = [get_day_names("abbreviated", locale=language)[i] for i in range(7)]
+        self.weekdays_long = [get_day_names("wide", locale=language)[i] for i in range(7)]
+
+    def hidden_text(self) -> str:
+        return _("fewer than %(k)s cards") % {"k": self.k}
+
+    def number(self, value: float) -> str:
+        if float(value).is_integer():
+            return str(format_decimal(int(value), locale=self.language))
+        return str(format_decimal(value, format="#,##0.0", locale=self.language))
+
+    def percent(self, value: float) -> str:
+        return str(format_percent(value, locale=self.language))
+
+    def day(self, day: int, pattern: str = "d MMM") -> str:
+        return str(format_date(day_date(day), pattern, locale=self.language))
+
+    def long_day(self, day: int) -> str:
+        return str(format_date(day_date(day), "medium", locale=self.language))
+
+    def month(self, month: int) -> str:
+        return str(format_date(month_date(month), "MMM yy", locale=self.language))
+
+    def span(self, start: int, end: int) -> str:
+        """A period given as local days [start, end), e.g. "3 Nov 2026 to 2 Dec 2026"."""
+        first, last = self.long_day(start), self.long_day(end - 1)
+        return first if start == end - 1 else f"{first}{EN_DASH}{last}"
+
+    def show(self, figure: kpis.Figure | None, kind: str = "number") -> Markup:
+        """A figure for the page: the number, "fewer than k cards", or a dash for nothing."""
+        if figure is None:
+            return Markup("")
+        if figure.hidden:
+            return Markup('<span class="hidden-figure">{}</span>').format(self.hidden_text())
+        if figure.value is None:
+            return Markup('<span class="muted">{}</span>').format(EN_DASH.strip())
+        return escape(self.format(figure.value, kind))
+
+    def format(self, value: float, kind: str) -> str:
+        if kind == "percent":
+            return self.percent(value)
+        if kind == "decimal":
+            return str(format_decimal(value, format="#,##0.0", locale=self.language))
+        return self.number(value)
+
+    def change(
+        self, pair: kpis.Pair | kpis.Segment, kind: str = "number", better: str = "up"
+    ) -> Markup:
+        """The change against the previous period, signed and coloured good or bad; nothing
+        when either figure is hidden. better="down" for figures that should shrink."""
+        if pair.change is None or pair.current.hidden or pair.previous.hidden:
+            return Markup("")
+        delta = pair.change
+        if kind == "percent":
+            text = format_decimal(round(delta * 100, 1), format="#,##0.#", locale=self.language)
+            text = _("%(n)s points") % {"n": text}
+        else:
+            text = self.format(abs(delta), "decimal" if kind == "decimal" else "number")
+        if delta == 0:
+            return Markup('<span class="change same">±0</span>')
+        sign = "+" if delta > 0 else MINUS
+        css = "good" if (delta > 0) == (better == "up") else "bad"
+        if kind == "percent":
+            text = text.lstrip("-" + MINUS)
+        return Markup('<span class="change {}">{}{}</span>').format(css, sign, text)
+
+
+def _values(figures: list[kpis.Figure]) -> list[float | None]:
+    return [None if f.hidden else (f.value or 0.0) for f in figures]
+
+
+def step_label(words: Words, d: kpis.Dashboard, step: kpis.Step) -> str:
+    if d.period.days > 120:
+        return words.month(month_of(step.end - 1))
+    return words.day(step.start)
+
+
+def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
+    """Every chart of the page as SVG."""
+    hidden = words.hidden_text()
+    this, before = _("This period"), _("Previous period")
+    span = words.span(d.period.start, d.period.end)
+
+    def trend(chart_id: str, title: str, steps: list[kpis.Step]) -> Markup:
+        return charts.line_chart(
+            chart_id=chart_id,
+            title=title,
+            desc=_("%(what)s per step of %(span)s (solid line) and of the period before (dashed).")
+            % {"what": title, "span": span},
+            labels=[step_label(words, d, s) for s in steps],
+            series=[
+                charts.Series(this, _values([s.current for s in steps]), "current"),
+                charts.Series(before, _values([s.previous for s in steps]), "previous"),
+            ],
+            fmt=words.number,
+            hidden_label=hidden,
+        )
+
+    segment_names = segment_labels()
+    # Month 0 is always 100 %: the chart starts at month 1 (the table keeps it), so this
+    # month's new cohort has nothing to draw yet.
+    drawn = [c for c in d.cohorts if c.shares[1] is not None]
+    cohort_rows = [words.month(c.month) for c in drawn]
+    cohort_values: list[list[float | None]] = [
+        [math.nan if f is None else (None if f.hidden else f.value) for f in c.shares[1:]]
+        for c in drawn
+    ]
+    percent: Callable[[float], str] = words.percent
+    return {
+        "visits": trend("chart-visits", _("Visits"), d.visit_steps),
+        "new_cards": trend("chart-new", _("New cards"), d.new_steps),
+        "segments": charts.bar_chart(
+            chart_id="chart-segments",
+            title=_("Cards by lifecycle segment"),
+            desc=_("How many cards are in each segment at the end of the period."),
+            labels=[segment_names[s.name] for s in d.segments],
+            values=_values([s.current for s in d.segments]),
+            fmt=words.number,
+            hidden_label=hidden,
+        ),
+        "cohorts": Markup('<p class="muted">{}</p>').format(
+            _("The months after the first cohort's first visit are still to come.")
+        )
+        if not drawn
+        else charts.heat_map(
+            chart_id="chart-cohorts",
+            title=_("Retention by cohort"),
+            desc=_(
+                "Each row is the month of the cards' first visit; each column the months after "
+                "it; a cell is the share of those cards that visited in that month."
+            ),
+            rows=cohort_rows,
+            columns=[str(n) for n in range(1, kpis.COHORT_MONTHS)],
+            values=cohort_values,
+            fmt=percent,
+            hidden_label=hidden,
+            cell_text=lambda v: str(round(v * 100)),
+            top_label=_("Months after the first visit (%)"),
+            relative=True,
+        ),
+        "weekdays": charts.bar_chart(
+            chart_id="chart-weekdays",
+            title=_("Visits by weekday"),
+            desc=_("Visits on each day of the week in %(span)s.") % {"span": span},
+            labels=words.weekdays,
+            values=_values(d.weekdays),
+            fmt=words.number,
+            hidden_label=hidden,
+        ),
+        "hours": charts.heat_map(
+            chart_id="chart-hours",
+            title=_("Busiest hours"),
+            desc=_("Visits by weekday (rows) and hour of the day (columns), local time.")
+            + " "
+            + span,
+            rows=words.weekdays,
+            columns=[str(h) for h in d.hours],
+            values=[_values(row) for row in d.heat],
+            fmt=words.number,
+            hidden_label=hidden,
+            top_label=_("Hour of the day"),
+        ),
+    }
+
+
+def segment_labels() -> dict[str, str]:
+    return {
+        "new": _("New"),
+        "returning": _("Returning"),
+        "loyal": _("Loyal"),
+        "at_risk": _("At risk"),
+        "lapsed": _("Lapsed"),
+    }
+
+
+def segment_definitions() -> dict[str, str]:
+    return {
+        "new": _("First visit in the last 30 days."),
+        "returning": _("Visited in the last 30 days, after more than 30 days away."),
+        "loyal": _("Visited in the last 30 days and in the 30 days before."),
+        "at_risk": _("Last visit 31 to 90 days ago."),
+        "lapsed": _("Last visit more than 90 days ago."),
+    }
+
+
+def flag_text(words: Words, flag: dict[str, Any]) -> str:
+    day = words.long_day(flag["day"])
+    if flag["reason"] == "volume":
+        return _("%(day)s: %(scans)s scans, usually about %(usual)s a day") % {
+            "day": day,
+            "scans": words.number(flag["scans"]),
+            "usual": words.number(round(flag["usual"])),
+        }
+    return _("%(day)s: %(repeats)s of %(scans)s scans stamped a card a second time that day") % {
+        "day": day,
+        "repeats": words.number(flag["repeats"]),
+        "scans": words.number(flag["scans"]),
+    }

@@ -1,0 +1,133 @@
+"""`make bench`, dashboard part: KPIs for a merchant with about a million ledger entries.
+
+`treu demo` writes the history (one café gets about 55 % of the demo's ledger entries, so the
+demo is sized for the café to reach BENCH_KPI_ENTRIES), then this times the service call the
+dashboard page makes, for each preset period, and the page itself over HTTP with a logged-in
+owner. The target is under 500 ms: the dashboard reads rollups, never the ledger.
+
+BENCH_KPI_DATA=dir keeps the generated data there and reuses it on the next run (the demo takes
+minutes); TREU_BENCH_DATABASE_URL measures PostgreSQL instead of SQLite.
+"""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from app.analytics import service
+from app.clock import utcnow
+from app.config import Settings
+from app.db import make_engine
+from app.ledger.models import LedgerEntry
+from app.main import create_app
+from app.merchants.models import Merchant
+
+TREU = str(Path(sys.executable).with_name("treu"))
+ENTRIES = int(os.environ.get("BENCH_KPI_ENTRIES", "1000000"))
+# Measured: the café gets 0.55 ledger entries per demo visit (its share of visits, plus rewards).
+CAFE_ENTRIES_PER_VISIT = 0.55
+CARDS = int(os.environ.get("BENCH_KPI_CARDS", "40000"))
+MONTHS = 12
+RUNS = 7
+TARGET_MS = 500.0
+
+
+def treu(env: dict[str, str], *args: str) -> str:
+    return subprocess.run([TREU, *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def prepare(data: Path, env: dict[str, str]) -> None:
+    """Generate the demo history unless the data dir holds it from an earlier run."""
+    if (data / "demo.json").exists():
+        return
+    visits = round(ENTRIES / CAFE_ENTRIES_PER_VISIT)
+    print(f"generating the demo: {CARDS} cards, {MONTHS} months, {visits} visits ...", flush=True)
+    started = time.perf_counter()
+    treu(env, "init")
+    args = ["--cards", str(CARDS), "--months", str(MONTHS), "--visits", str(visits)]
+    treu(env, "demo", *args)
+    print(f"  done in {time.perf_counter() - started:.0f} s (history, then rollups)", flush=True)
+
+
+def timed(call: object, runs: int = RUNS) -> tuple[float, float]:
+    """Median and worst of `runs` calls after one warm-up, in milliseconds."""
+    assert callable(call)
+    call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), max(times)
+
+
+def login(client: TestClient, email: str, password: str) -> None:
+    page = client.get("/merchant/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, "no CSRF token on the login page"
+    answer = client.post(
+        "/merchant/login",
+        data={"email": email, "password": password, "csrf_token": token.group(1)},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def main() -> None:
+    data = Path(os.environ.get("BENCH_KPI_DATA") or tempfile.mkdtemp(prefix="treu-bench-kpi-"))
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TREU_DATA_DIR": str(data)}
+    env.pop("TREU_DATABASE_URL", None)
+    db_url = os.environ.get("TREU_BENCH_DATABASE_URL")
+    if db_url:
+        env["TREU_DATABASE_URL"] = db_url
+    prepare(data, env)
+    settings = Settings(data_dir=data, database_url=db_url or "")
+    engine = make_engine(settings.resolved_database_url)
+    with Session(engine) as session:
+        cafe = session.execute(select(Merchant).where(Merchant.slug == "cafe-sonne")).scalar_one()
+        ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+        count = select(func.count()).select_from(ledger).where(ledger.c.merchant_id == cafe.id)
+        entries = session.execute(count).scalar_one()
+        today = service.today_of(cafe, utcnow())
+        rows = []
+        for choice in service.PERIODS:
+            period = service.choose_period(choice=choice, today=today, start=None, end=None)
+            median, worst = timed(
+                lambda p=period: service.dashboard(  # type: ignore[misc]
+                    session=session, merchant=cafe, period=p, k=settings.k_anonymity
+                )
+            )
+            rows.append((f"KPIs, last {choice}", median, worst))
+    engine.dispose()
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        login(client, "owner@cafe-sonne.example", "treu-demo")
+        for choice in service.PERIODS:
+
+            def page(choice: str = choice) -> None:
+                answer = client.get(f"/merchant/dashboard?period={choice}")
+                assert answer.status_code == 200, answer.status_code
+
+            median, worst = timed(page)
+            rows.append((f"GET /merchant/dashboard ({choice})", median, worst))
+    store = "PostgreSQL" if db_url else "SQLite"
+    print(f"treu bench, dashboard KPIs: {store}, café with {entries:,} ledger entries")
+    print(f"{'what':<40}{'median ms':>11}{'worst ms':>10}")
+    for name, median, worst in rows:
+        print(f"{name:<40}{median:>11.1f}{worst:>10.1f}")
+    slowest = max(median for name, median, _ in rows if name.startswith("KPIs"))
+    verdict = "under" if slowest < TARGET_MS else "OVER"
+    print(f"slowest KPI computation {slowest:.0f} ms: {verdict} the {TARGET_MS:.0f} ms target")
+
+
+if __name__ == "__main__":
+    main()
