@@ -24,6 +24,12 @@ function cacheable(request, url) {
   if (url.pathname.startsWith("/merchant") || url.pathname.startsWith("/api/v1/merchant")) {
     return false;
   }
+  // A till's per-card look-ups name customers' tokens: never keep them on the shop's tablet.
+  // Claim polls and claim QR images are one-off.
+  if (url.pathname.startsWith("/api/v1/till/cards/") || url.pathname.startsWith("/api/v1/claims/")
+      || url.pathname === "/api/v1/till/qr.svg") {
+    return false;
+  }
   // Live streams (server-sent events) cannot be cached.
   if ((request.headers.get("accept") || "").includes("text/event-stream")) return false;
   return true;

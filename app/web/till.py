@@ -112,7 +112,8 @@ def _messages(request: Request) -> dict[str, str]:
         "refused_sync": _("An offline stamp was refused: {0}"),
         "lost": _("Stamps not sent, because the till was switched off first: {0}"),
         "offline_card": _(
-            "Offline: the card is genuine; stamps are sent when the network is back."
+            "Offline: the card is genuine; stamps are sent when the network is back. "
+            "Redeeming needs the network."
         ),
         "offline_balance": _("Offline: last known {0} of {1} stamps."),
         "offline_redeem": _("Redeeming needs the network. The card's stamps are safe."),
