@@ -181,7 +181,7 @@ def bar_chart(
         w = slot * 0.64
         if value is None:
             out.append(
-                f'<rect class="bar hidden-bar" x="{_num(cx - w / 2)}" y="{top}" width="{_num(w)}" '
+                f'<rect class="hidden-bar" x="{_num(cx - w / 2)}" y="{top}" width="{_num(w)}" '
                 f'height="{plot_h}" fill="url(#{chart_id}-hatch)">'
                 f"<title>{escape(label)}: {escape(hidden_label)}</title></rect>"
             )
@@ -286,3 +286,65 @@ def _level(value: float, low: float, peak: float) -> int:
     if peak <= low:
         return 5
     return 1 + min(4, math.floor(5 * (value - low) / (peak - low)))
+
+
+def hbar_chart(
+    *,
+    chart_id: str,
+    title: str,
+    desc: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    fmt: Format,
+    hidden_label: str,
+    previous: Sequence[float | None] | None = None,
+    hidden_short: str = "",
+) -> Markup:
+    """Horizontal bars, one row per label: long labels (and German ones) stay readable.
+    With `previous`, a thin grey bar under each shows the value one period earlier."""
+    label_w = min(130, max((len(label) for label in labels), default=4) * LABEL_CHAR_WIDTH + 8)
+    row_h, top, value_w = 30, 4, 62
+    height = top + row_h * len(labels) + 4
+    plot_w = WIDTH - label_w - value_w
+    earlier = list(previous) if previous is not None else [None] * len(values)
+    peak = max((v for v in [*values, *earlier] if v is not None), default=0) or 1
+    out = _open(chart_id, title, desc, height, "hbar-chart")
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        y0 = top + row_h * i
+        mid = y0 + row_h / 2
+        out.append(
+            f'<text class="tick" x="{label_w - 8}" y="{_num(mid + 4)}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+        if value is None:
+            stub = plot_w / 4
+            out.append(
+                f'<rect class="hidden-bar" x="{label_w}" y="{_num(y0 + 5)}" '
+                f'width="{_num(stub)}" height="{row_h - 10}" fill="url(#{chart_id}-hatch)">'
+                f"<title>{escape(label)}: {escape(hidden_label)}</title></rect>"
+            )
+            out.append(
+                f'<text class="value hidden-value" x="{_num(label_w + stub + 5)}" '
+                f'y="{_num(mid + 4)}">{escape(hidden_short or hidden_label)}</text>'
+            )
+            continue
+        w = max(plot_w * value / peak, 1.5 if value else 0)
+        main_h = row_h - 10 if previous is None else row_h - 16
+        out.append(
+            f'<rect class="bar peak" x="{label_w}" y="{_num(y0 + 5)}" width="{_num(w)}" '
+            f'height="{main_h}" rx="3"><title>{escape(label)}: {escape(fmt(value))}</title>'
+            "</rect>"
+        )
+        before = earlier[i]
+        if before is not None and before > 0:
+            out.append(
+                f'<rect class="bar previous" x="{label_w}" y="{_num(y0 + 6 + main_h)}" '
+                f'width="{_num(max(plot_w * before / peak, 1.5))}" height="4" rx="1">'
+                f"<title>{escape(label)}: {escape(fmt(before))}</title></rect>"
+            )
+        out.append(
+            f'<text class="value" x="{_num(label_w + w + 5)}" y="{_num(mid + 2)}">'
+            f"{escape(fmt(value))}</text>"
+        )
+    out.append("</svg>")
+    return Markup("".join(out))

@@ -253,33 +253,41 @@ class Cells:
     values: dict[Hashable, int] = field(default_factory=dict)
     sensitive: set[Hashable] = field(default_factory=set)
     equations: list[tuple[Hashable, list[Hashable]]] = field(default_factory=list)
+    keep: set[Hashable] = field(default_factory=set)
 
-    def add(self, key: Hashable, value: int, cards: int | None = None) -> Hashable:
-        """Register a figure about `cards` cards (default: the figure counts cards itself)."""
+    def add(
+        self, key: Hashable, value: int, cards: int | None = None, *, keep: bool = False
+    ) -> Hashable:
+        """Register a figure about `cards` cards (default: the figure counts cards itself);
+        keep: a headline figure, hidden for another's sake only when nothing else will do."""
         self.values[key] = value
         about = value if cards is None else cards
         if 0 < about < self.k:
             self.sensitive.add(key)
+        if keep:
+            self.keep.add(key)
         return key
 
     def sum(self, total: Hashable, parts: Sequence[Hashable]) -> None:
         self.equations.append((total, list(parts)))
 
     def hidden(self) -> set[Hashable]:
-        return suppress(self.values, self.sensitive, self.equations)
+        return suppress(self.values, self.sensitive, self.equations, self.keep)
 
 
 def suppress(
     values: Mapping[Hashable, int],
     sensitive: Iterable[Hashable],
     equations: Sequence[tuple[Hashable, Sequence[Hashable]]],
+    keep: Iterable[Hashable] = (),
 ) -> set[Hashable]:
     """Hide the sensitive cells and enough others that none can be worked out from the sums.
 
-    An equation with exactly one hidden member would give it away, so its smallest visible
-    part (or its total, when every part is hidden) is hidden too, until nothing changes.
+    An equation with exactly one hidden member would give it away, so one more of its members
+    is hidden, until nothing changes: the smallest visible part (or else the total), but a
+    figure to keep only when there is no other.
     """
-    hidden = set(sensitive)
+    hidden, kept = set(sensitive), set(keep)
     changed = True
     while changed:
         changed = False
@@ -287,10 +295,11 @@ def suppress(
             members = {total, *parts}
             if len(members & hidden) != 1:
                 continue
-            visible = sorted(
-                (p for p in set(parts) - hidden - {total}), key=lambda p: (values[p], repr(p))
+            choice = min(
+                members - hidden,
+                key=lambda m: (m in kept, m == total, values[m], repr(m)),
             )
-            hidden.add(visible[0] if visible else total)
+            hidden.add(choice)
             changed = True
     return hidden
 
@@ -300,11 +309,13 @@ def suppress(
 
 @dataclass
 class Figure:
-    """A number for the page. hidden: about fewer than k cards; value None and not hidden: there
-    is nothing to compute it from (e.g. a rate over an empty period)."""
+    """A number for the page. hidden: not shown, because it is about fewer than k cards (small)
+    or because such a figure could be worked out from it; value None and not hidden: there is
+    nothing to compute it from (e.g. a rate over an empty period)."""
 
     value: float | None
     hidden: bool = False
+    small: bool = False
 
 
 @dataclass
@@ -422,10 +433,11 @@ class _Builder:
 
         def fig(key: Hashable, value: float | None = None) -> Figure:
             if key in hidden:
-                return Figure(None, hidden=True)
+                return Figure(None, hidden=True, small=key in cells.sensitive)
             return Figure(cells.values[key] if value is None else value)
 
         def derived(value: float | None, *basis: Hashable) -> Figure:
+            # A rate or a sum built on hidden counts is hidden with them.
             if any(b in hidden for b in basis):
                 return Figure(None, hidden=True)
             return Figure(value)
@@ -522,15 +534,16 @@ class _Builder:
         cards = w[active_cards(p.start, p.end)]
         single = i.previous_single_visit if previous else i.single_visit
         days = [d for d in i.days if p.start <= d.day < p.end]
+        a30, a90 = w[active_cards(r - MONTH_DAYS, r)], w[active_cards(r - QUARTER_DAYS, r)]
+        new, visits = sum(s.new for s in steps), sum(s.visits for s in steps)
+        stamps = sum(d.stamps for d in days)
         keys = {
-            "cards": c.add(("active", p.start, p.end), cards),
-            "active_30": c.add(("active", r - MONTH_DAYS, r), w[active_cards(r - MONTH_DAYS, r)]),
-            "active_90": c.add(
-                ("active", r - QUARTER_DAYS, r), w[active_cards(r - QUARTER_DAYS, r)]
-            ),
-            "new_cards": c.add(("new", p.start, p.end), sum(s.new for s in steps)),
-            "visits": c.add(("visits", p.start, p.end), sum(s.visits for s in steps), cards),
-            "stamps": c.add(("stamps", p.start, p.end), sum(d.stamps for d in days), cards),
+            "cards": c.add(("active", p.start, p.end), cards, keep=True),
+            "active_30": c.add(("active", r - MONTH_DAYS, r), a30, keep=True),
+            "active_90": c.add(("active", r - QUARTER_DAYS, r), a90, keep=True),
+            "new_cards": c.add(("new", p.start, p.end), new, keep=True),
+            "visits": c.add(("visits", p.start, p.end), visits, cards, keep=True),
+            "stamps": c.add(("stamps", p.start, p.end), stamps, cards, keep=True),
             "repeat": c.add(("repeat", p.start, p.end), cards - single),
             "single": c.add(("single", p.start, p.end), single),
             # Rewards are counted, not cards: a count below k is about fewer than k cards.

@@ -14,6 +14,9 @@ class FigureOut(BaseModel):
         description="null when suppressed or when there is nothing to count"
     )
     suppressed: bool = Field(description="about fewer than k cards, or would reveal such a figure")
+    reason: str | None = Field(
+        default=None, description="why suppressed: fewer-than-k, or reveals-a-smaller-figure"
+    )
 
 
 class PairOut(BaseModel):
@@ -88,7 +91,10 @@ class KpiReport(BaseModel):
 
 
 def _figure(f: kpis.Figure) -> FigureOut:
-    return FigureOut(value=f.value, suppressed=f.hidden)
+    reason = None
+    if f.hidden:
+        reason = "fewer-than-k" if f.small else "reveals-a-smaller-figure"
+    return FigureOut(value=f.value, suppressed=f.hidden, reason=reason)
 
 
 def _pair(p: kpis.Pair) -> PairOut:

@@ -204,12 +204,19 @@ def record_entries(
         else:
             state = _replace(conn, key, batch_ids, required, tz, out)
         if state.first_day is not None:
-            cards.append(_card_row(key, state))
+            if state_row is None or _changed(state_row, state):
+                cards.append(_card_row(key, state))
         elif state_row is not None and state_row.first_day is not None:
             gone.append(key)  # its only visit was undone
     _write(conn, {**rollup_rows(outs), card_table.name: cards})
     if gone:
         conn.execute(delete(card_table).where(tuple_(_c.merchant_id, _c.holder).in_(gone)))
+
+
+def _changed(found: Any, state: CardState) -> bool:
+    # A second stamp on the same day changes no visit day: nothing to write.
+    before = (found.first_day, found.second_day, found.last_day, found.visits)
+    return before != (state.first_day, state.second_day, state.last_day, state.visits)
 
 
 def _timezone(conn: Connection, merchant_id: int) -> str:

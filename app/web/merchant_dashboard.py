@@ -97,6 +97,17 @@ class Words:
     def hidden_text(self) -> str:
         return _("fewer than %(k)s cards") % {"k": self.k}
 
+    def masked_text(self) -> str:
+        return _("hidden")
+
+    def masked_why(self) -> str:
+        return _(
+            "Hidden because a figure about fewer than %(k)s cards could be worked out from it."
+        ) % {"k": self.k}
+
+    def chart_hidden(self) -> str:
+        return _("hidden, to protect a group of fewer than %(k)s cards") % {"k": self.k}
+
     def number(self, value: float) -> str:
         if float(value).is_integer():
             return str(format_decimal(int(value), locale=self.language))
@@ -123,11 +134,29 @@ class Words:
         """A figure for the page: the number, "fewer than k cards", or a dash for nothing."""
         if figure is None:
             return Markup("")
-        if figure.hidden:
+        if figure.hidden and figure.small:
             return Markup('<span class="hidden-figure">{}</span>').format(self.hidden_text())
+        if figure.hidden:
+            return Markup('<span class="hidden-figure" title="{}">{}</span>').format(
+                self.masked_why(), self.masked_text()
+            )
         if figure.value is None:
             return Markup('<span class="muted">{}</span>').format(EN_DASH.strip())
         return escape(self.format(figure.value, kind))
+
+    def cell(self, figure: kpis.Figure | None, kind: str = "number") -> Markup:
+        """The same for a table cell: a hidden figure as a short "< k" (read out in full)."""
+        if figure is not None and figure.hidden:
+            text, short = (
+                (self.hidden_text(), Markup("&lt;&#8239;{}").format(self.k))
+                if figure.small
+                else (self.masked_why(), Markup("&ndash;"))
+            )
+            return Markup(
+                '<span class="hidden-figure" title="{0}"><span aria-hidden="true">{1}'
+                '</span><span class="visually-hidden">{0}</span></span>'
+            ).format(text, short)
+        return self.show(figure, kind)
 
     def format(self, value: float, kind: str) -> str:
         if kind == "percent":
@@ -170,7 +199,7 @@ def step_label(words: Words, d: kpis.Dashboard, step: kpis.Step) -> str:
 
 def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
     """Every chart of the page as SVG."""
-    hidden = words.hidden_text()
+    hidden = words.chart_hidden()
     this, before = _("This period"), _("Previous period")
     span = words.span(d.period.start, d.period.end)
 
@@ -202,14 +231,19 @@ def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
     return {
         "visits": trend("chart-visits", _("Visits"), d.visit_steps),
         "new_cards": trend("chart-new", _("New cards"), d.new_steps),
-        "segments": charts.bar_chart(
+        "segments": charts.hbar_chart(
             chart_id="chart-segments",
             title=_("Cards by lifecycle segment"),
-            desc=_("How many cards are in each segment at the end of the period."),
+            desc=_(
+                "How many cards are in each segment at the end of the period (thin grey bar: "
+                "at the end of the period before)."
+            ),
             labels=[segment_names[s.name] for s in d.segments],
             values=_values([s.current for s in d.segments]),
+            previous=_values([s.previous for s in d.segments]),
             fmt=words.number,
             hidden_label=hidden,
+            hidden_short=words.masked_text(),
         ),
         "cohorts": Markup('<p class="muted">{}</p>').format(
             _("The months after the first cohort's first visit are still to come.")

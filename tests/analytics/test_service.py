@@ -145,7 +145,8 @@ def test_the_kpi_api_needs_an_owner_and_shows_only_their_shop(
     log_in(client, shop.owner_email, shop.owner_password)
     body = client.get("/api/v1/merchant/kpis?period=30d").json()
     assert body["k"] == 10
-    assert body["headline"]["cards"]["current"] == {"value": 12, "suppressed": False}
+    shown = {"value": 12, "suppressed": False, "reason": None}
+    assert body["headline"]["cards"]["current"] == shown
     assert body["headline"]["new_cards"]["current"]["value"] == 12
     assert body["headline"]["visits"]["current"]["value"] == 12
     assert body["period"]["end"] == clock.now.date().isoformat()
@@ -162,8 +163,9 @@ def test_the_kpi_api_hides_small_groups(client: TestClient, shop: Shop) -> None:
         assert stamp(client, shop, new_card(client)).status_code == 201
     log_in(client, shop.owner_email, shop.owner_password)
     body = client.get("/api/v1/merchant/kpis").json()
-    assert body["headline"]["cards"]["current"] == {"value": None, "suppressed": True}
-    assert body["headline"]["visits"]["current"] == {"value": None, "suppressed": True}
+    hidden = {"value": None, "suppressed": True, "reason": "fewer-than-k"}
+    assert body["headline"]["cards"]["current"] == hidden
+    assert body["headline"]["visits"]["current"] == hidden
 
 
 def test_custom_period_in_local_days(app: FastAPI, shop: Shop) -> None:
