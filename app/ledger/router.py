@@ -2,15 +2,17 @@
 
 import json
 import re
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 
 from app.errors import PROBLEM_JSON, AppError, Conflict
 from app.ledger.schemas import EntryOut, RedemptionIn, StampIn
 from app.ledger.service import Command, Operation
-from app.merchants.dependencies import CurrentDevice, DeviceIdentity
+from app.merchants.dependencies import CurrentDevice, DeviceIdentity, current_device
 from app.tokens.crypto import (
     Keyring,
     TokenError,
@@ -22,14 +24,11 @@ from app.tokens.crypto import (
 
 router = APIRouter(prefix="/api/v1", tags=["ledger"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Any unique string (a UUID): a retry with the same key returns the first "
-        "result; kept at least 72 hours.",
-    ),
-]
+_KEY_HELP = (
+    "Any unique string (a UUID): a retry with the same key returns the first result; kept at "
+    "least 72 hours."
+)
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description=_KEY_HELP)]
 _KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 _RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"content": {PROBLEM_JSON: {}}} for code in (400, 401, 404, 409, 410, 413, 422, 429)
@@ -117,11 +116,42 @@ def _command(
     )
 
 
-@router.post("/stamps", status_code=201, response_model=EntryOut, responses=_RESPONSES)
-async def stamp(
-    body: StampIn, request: Request, device: CurrentDevice, key: IdempotencyKey = None
-) -> JSONResponse:
+def _documented(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that reads its own headers and body (see stamp())."""
+    return {
+        "parameters": [
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "schema": {"type": "string", "maxLength": 255}, "description": _KEY_HELP},
+        ],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": model.model_json_schema()}}},
+    }  # fmt: skip
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    """The JSON body, validated in one pass by pydantic-core; errors as FastAPI reports them."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+# The stamp is the hot path: it reads its device, header and body itself instead of through
+# FastAPI's per-request dependency solving, which costs more than the signature check
+# (see bench/). The contract, the checks and their order (401 before 422) are the same.
+@router.post(
+    "/stamps", status_code=201, response_model=EntryOut, responses=_RESPONSES,
+    openapi_extra=_documented(StampIn),
+)  # fmt: skip
+async def stamp(request: Request) -> JSONResponse:
     """Add stamps to a card at this device's merchant. `token` may be the card URL."""
+    device = await current_device(request)
+    body = await _body(request, StampIn)
+    key = request.headers.get("idempotency-key")
     command = _command(
         request, device, "stamp", key, token=body.token, count=body.count,
         program_id=body.program_id,

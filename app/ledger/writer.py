@@ -5,6 +5,11 @@ waiting. Here every ledger write is queued, the writer drains the queue, runs ea
 one transaction and commits once, and only then answers each request with its own outcome. If
 anything unexpected fails, the batch is rolled back and replayed one command per transaction,
 so one bad command never costs the others their write.
+
+The writer keeps one connection for its life (no pool checkout per batch; on PostgreSQL that
+would be a pre-ping round trip every time). On SQLite that connection has a large page cache and
+leaves WAL checkpoints, which end in an fsync of the database file, to a checkpointer thread of
+their own: no batch waits for the disk, and the WAL still cannot grow without bound.
 """
 
 import asyncio
@@ -12,6 +17,7 @@ import contextlib
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,7 +25,7 @@ from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
-from app.db import write_engine
+from app.db import is_sqlite, write_engine
 from app.errors import AppError, Conflict
 from app.ledger.models import IdempotencyRecord
 from app.ledger.service import Batch, Command, Outcome, run_command, touch_devices
@@ -29,6 +35,11 @@ log = logging.getLogger("treu.writer")
 MAX_BATCH = 256
 DEVICE_TOUCH_SECONDS = 60
 CLEANUP_EVERY = timedelta(minutes=10)
+# SQLite: the writer's page cache (KiB), how often the checkpointer runs while there are
+# commits, and the WAL size (pages) past which the writer checkpoints itself after all.
+WRITER_CACHE_KIB = 65_536
+CHECKPOINT_EVERY_SECONDS = 0.2
+WAL_LIMIT_PAGES = 10_000
 
 
 @dataclass
@@ -49,12 +60,16 @@ class LedgerWriter:
         self._lock = threading.Lock()
         self._device_seen: dict[int, float] = {}
         self._last_cleanup = utcnow()
+        self._conn: Connection | None = None
+        self._checkpointer = Checkpointer(engine) if is_sqlite(engine) else None
 
     def start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="treu-ledger", daemon=True)
                 self._thread.start()
+                if self._checkpointer is not None:
+                    self._checkpointer.start()
 
     def stop(self) -> None:
         with self._lock:
@@ -62,6 +77,8 @@ class LedgerWriter:
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             thread.join(timeout=10)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     async def submit(self, command: Command) -> Outcome:
         """Queue a command and wait until its transaction has committed."""
@@ -84,6 +101,12 @@ class LedgerWriter:
         return job.result
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._close()
+
+    def _serve(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
@@ -113,7 +136,7 @@ class LedgerWriter:
 
     def _run_batch(self, jobs: list[_Job]) -> list[Outcome | BaseException]:
         results: list[Outcome | BaseException] = []
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             batch = Batch(conn, [job.command for job in jobs])
             for job in jobs:
                 try:
@@ -126,7 +149,7 @@ class LedgerWriter:
 
     def _run_alone(self, job: _Job) -> Outcome | BaseException:
         try:
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 return run_command(conn, job.command)
         except AppError as refusal:
             return refusal
@@ -139,6 +162,36 @@ class LedgerWriter:
         except Exception as exc:
             log.exception("ledger command failed")
             return exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on the writer's own connection; a connection that failed is replaced."""
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except (AppError, IntegrityError):
+            raise  # a refusal or a lost race: the connection is fine
+        except BaseException:
+            self._close()
+            raise
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
+
+    def _connect(self) -> Connection:
+        conn = self.engine.connect()
+        if is_sqlite(self.engine):
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_PAGES}")
+            conn.commit()
+        return conn
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _housekeeping(self, conn: Connection, jobs: list[_Job]) -> None:
         now = jobs[-1].command.now
@@ -155,6 +208,54 @@ class LedgerWriter:
             table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
             conn.execute(delete(table).where(table.c.created_at < now - self.retention))
             self._last_cleanup = now
+
+
+class Checkpointer:
+    """SQLite only: copies the WAL back into the database file on a thread of its own.
+
+    A checkpoint ends in an fsync of the database file, tens of milliseconds on a busy disk.
+    Run by the writer's commit (SQLite's default) it would stall every batch waiting behind it;
+    here it overlaps with the writer's work (sqlite3 releases the GIL meanwhile). PASSIVE never
+    blocks the writer; if the WAL still outgrows WAL_LIMIT_PAGES, the writer's own commit
+    checkpoints the rest and the WAL starts over.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="treu-checkpoint", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            self._wake.set()
+            thread.join(timeout=30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        # The raw sqlite3 connection is in autocommit mode (see app.db), as a checkpoint needs.
+        raw = self.engine.raw_connection()
+        try:
+            while not self._stop.is_set():
+                self._wake.wait()
+                self._stop.wait(CHECKPOINT_EVERY_SECONDS)  # let a few commits gather
+                self._wake.clear()
+                try:
+                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                except Exception:
+                    log.warning("WAL checkpoint failed", exc_info=True)
+        finally:
+            raw.close()
 
 
 def _deliver(jobs: list[_Job], results: list[Outcome | BaseException]) -> None:
