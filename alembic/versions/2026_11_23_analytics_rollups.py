@@ -86,7 +86,9 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("analytics_card", schema=None) as batch_op:
-        batch_op.create_index("ix_analytics_card_first_day", ["merchant_id", "first_day"])
+        batch_op.create_index(
+            "ix_analytics_card_first_day", ["merchant_id", "first_day", "second_day"]
+        )
 
 
 def downgrade() -> None:

@@ -79,9 +79,9 @@ class CardRollup(SQLModel, table=True):
     """Per holder at a merchant: the visit days the other rollups are derived from."""
 
     __tablename__ = "analytics_card"
-    # New cards of a period, and whether they came back, are counted by first_day.
+    # New cards of a period, and whether they came back, are counted from this index alone.
     __table_args__ = (
-        Index("ix_analytics_card_first_day", "merchant_id", "first_day"),
+        Index("ix_analytics_card_first_day", "merchant_id", "first_day", "second_day"),
         {"sqlite_with_rowid": False},
     )
 

@@ -484,11 +484,15 @@ def gather(*, session: Session, merchant_id: int, period: Period, k: int) -> Inp
     previous = period.previous()
     steps = buckets(period)
     shifted = [s.shifted(-period.days) for s in steps]
-    counted, cards = _step_counts(session, merchant_id, [*shifted, *steps], (previous, period))
+    periods = (previous, period)
+    counted, cards = _step_counts(session, merchant_id, [*shifted, *steps], periods)
+    gaps = _gaps(session, merchant_id, previous, period)
     single, previous_single, ever, previous_ever = _card_counts(session, merchant_id, period)
     # The periods' own distinct cards came with the steps; the rest are near the periods' ends.
     at_ends = windows_needed(period) - set(cards)
-    gaps = _gaps(session, merchant_id, previous, period)
+    days, devices = _days_and_devices(
+        session, merchant_id, min(previous.start, period.start - BASELINE_DAYS), period.end
+    )
     return Inputs(
         period=period,
         k=k,
@@ -501,11 +505,9 @@ def gather(*, session: Session, merchant_id: int, period: Period, k: int) -> Inp
         previous_single_visit=previous_single,
         ever=ever,
         previous_ever=previous_ever,
-        days=_days(session, merchant_id, previous.start, period.end),
+        days=[d for d in days if d.day >= previous.start],
         hours=_hours(session, merchant_id, period),
-        devices=_device_days(
-            session, merchant_id, min(previous.start, period.start - BASELINE_DAYS), period.end
-        ),
+        devices=devices,
         device_labels=_device_labels(session, merchant_id),
         cohorts=_cohorts(session, merchant_id, month_of(period.end - 1) - COHORT_MONTHS + 1),
         outstanding=_outstanding(session, merchant_id),
@@ -532,7 +534,8 @@ def _step_counts(
     """Visits, distinct cards and new cards per step; and each period's distinct cards.
 
     One grouped pass over the visit rollup, by step and by whether each visit is its card's
-    first in the step and in the period (its previous visit lies before their start).
+    first in the step and in the period (its previous visit lies before their start): a few
+    rows per step come back, whatever the number of visits.
     """
     v = visit_table.c
     bounds = [steps[0].start, *(s.end for s in steps)]
@@ -551,15 +554,15 @@ def _step_counts(
         .group_by(*labels)
     ).all()
     per_step: dict[int, list[int]] = {s.start: [0, 0, 0] for s in steps}
-    cards = dict.fromkeys((active_cards(p.start, p.end) for p in periods), 0)
+    distinct = [0, 0]
     for start, new, first, first_of_period, visits in rows:
         counts = per_step[start]
         counts[0] += visits
         counts[1] += visits if first else 0
         counts[2] += visits if new else 0
         if first_of_period:
-            p = periods[1] if start >= periods[1].start else periods[0]
-            cards[active_cards(p.start, p.end)] += visits
+            distinct[int(start >= periods[1].start)] += visits
+    cards = {active_cards(p.start, p.end): n for p, n in zip(periods, distinct, strict=True)}
     return [BucketCount(*per_step[s.start]) for s in steps], cards
 
 
@@ -636,15 +639,27 @@ def _card_counts(session: Session, merchant_id: int, period: Period) -> tuple[in
     return tuple(int(n or 0) for n in row)  # type: ignore[return-value]
 
 
-def _days(session: Session, merchant_id: int, lo: int, hi: int) -> list[DayActivity]:
+def _days_and_devices(
+    session: Session, merchant_id: int, lo: int, hi: int
+) -> tuple[list[DayActivity], list[DeviceDay]]:
+    """Activity per day, and per device and day, in one pass."""
     a = activity_table.c
     rows = session.execute(
-        select(a.day, *(func.sum(a[name]) for name in ACTIVITY_FIELDS))
+        select(a.day, a.device_id, *(func.sum(a[name]) for name in ACTIVITY_FIELDS))
         .where(a.merchant_id == merchant_id, a.day >= lo, a.day < hi)
-        .group_by(a.day)
+        .group_by(a.day, a.device_id)
         .order_by(a.day)
     )
-    return [DayActivity(row[0], *(int(n) for n in row[1:])) for row in rows]
+    days: dict[int, list[int]] = {}
+    devices = []
+    for day, device_id, *sums in rows:
+        counts = [int(n) for n in sums]
+        total = days.setdefault(day, [0] * len(counts))
+        for n, value in enumerate(counts):
+            total[n] += value
+        scans, stamps, visits, _, voids, _ = counts
+        devices.append(DeviceDay(device_id, day, scans, stamps, visits, voids))
+    return [DayActivity(day, *counts) for day, counts in days.items()], devices
 
 
 def _hours(session: Session, merchant_id: int, period: Period) -> list[tuple[int, int, int]]:
@@ -657,17 +672,6 @@ def _hours(session: Session, merchant_id: int, period: Period) -> list[tuple[int
         .group_by("weekday", a.hour)
     )
     return [(int(w), int(h), int(n)) for w, h, n in rows]
-
-
-def _device_days(session: Session, merchant_id: int, lo: int, hi: int) -> list[DeviceDay]:
-    a = activity_table.c
-    fields = ("scans", "stamps", "visits", "voids")
-    rows = session.execute(
-        select(a.device_id, a.day, *(func.sum(a[name]) for name in fields))
-        .where(a.merchant_id == merchant_id, a.day >= lo, a.day < hi)
-        .group_by(a.device_id, a.day)
-    )
-    return [DeviceDay(row[0], row[1], *(int(n) for n in row[2:])) for row in rows]
 
 
 def _device_labels(session: Session, merchant_id: int) -> dict[int, str]:
