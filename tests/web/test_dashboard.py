@@ -47,6 +47,8 @@ def test_owner_reads_the_demo_history_as_charts(
     expect(segments).to_have_count(5)
     expect(segments.first).to_contain_text("First visit in the last 30 days.")
     screenshot(page, "dashboard", full_page=True)
+    page.locator("#trend-h").scroll_into_view_if_needed()
+    screenshot(page, "dashboard-trend")
 
     page.get_by_role("link", name="Last 12 months").click()
     expect(page).to_have_url(re.compile(r"period=12m"))
