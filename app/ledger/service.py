@@ -126,14 +126,25 @@ _REDEEM = (
     )
     .returning(balance.c.stamps)
 )
+# Undoing the card's latest stamp reopens the cooldown and gives the stamps back to today's cap;
+# undoing an older one must not do either, or an undo would let a card be stamped twice in a row.
+_stamped_at: Any = bindparam("stamped_at", type_=balance.c.last_stamp_at.type)
+_stamped_day: Any = bindparam("stamped_day", type_=balance.c.stamp_day.type)
 _VOID_STAMP = (
     update(balance)
     .where(_KEY, balance.c.stamps >= bindparam("n"))
     .values(
         stamps=balance.c.stamps - bindparam("n"),
         lifetime_stamps=balance.c.lifetime_stamps - bindparam("n"),
-        last_stamp_at=bindparam("epoch", type_=balance.c.last_stamp_at.type),
+        last_stamp_at=case(
+            (
+                balance.c.last_stamp_at == _stamped_at,
+                bindparam("epoch", type_=balance.c.last_stamp_at.type),
+            ),
+            else_=balance.c.last_stamp_at,
+        ),
         day_stamps=case(
+            (balance.c.stamp_day != _stamped_day, balance.c.day_stamps),
             (balance.c.day_stamps >= bindparam("n"), balance.c.day_stamps - bindparam("n")),
             else_=0,
         ),
@@ -181,13 +192,15 @@ _SELECT_DEFAULT_PROGRAM = (
     .order_by(program_table.c.active.desc(), program_table.c.id)
     .limit(1)
 )
-_SELECT_ENTRY = select(
+_SELECT_ENTRIES = select(
+    ledger.c.id,
+    ledger.c.merchant_id,
     ledger.c.program_id,
     ledger.c.holder,
     ledger.c.kind,
     ledger.c.delta,
     ledger.c.created_at,
-).where(ledger.c.merchant_id == bindparam("merchant_id"), ledger.c.id == bindparam("entry_id"))
+).where(ledger.c.id.in_(bindparam("ids", expanding=True)))
 _SELECT_VOIDED = select(ledger.c.id).where(ledger.c.voids_entry_id == bindparam("entry_id"))
 _INSERT_ENTRY = insert(ledger)
 _INSERT_IDEMPOTENCY = insert(idempotency)
@@ -217,6 +230,7 @@ class Batch:
         self.devices: dict[int, Any] = {}
         self.programs: dict[tuple[int, int | None], Any] = {}
         self.cards: dict[str, Any] = {}
+        self.void_targets: dict[str, Any] = {}
         self.replays: dict[tuple[int, str], tuple[str, int, str]] = {}
         self.entries: dict[str, dict[str, Any]] = {}
         self.records: list[dict[str, Any]] = []
@@ -228,6 +242,11 @@ class Batch:
         if refs:
             for row in self.conn.execute(_SELECT_CARDS, {"refs": refs}):
                 self.cards[row.ref] = row.deleted_day
+        # Ledger entries never change, so the entries that voids name can be read up front.
+        entry_ids = sorted({c.entry_id for c in commands if c.entry_id is not None})
+        if entry_ids:
+            for row in self.conn.execute(_SELECT_ENTRIES, {"ids": entry_ids}):
+                self.void_targets[row.id] = row
         wanted: dict[int, set[str]] = {}
         for c in commands:
             if c.idempotency_key is not None:
@@ -241,6 +260,31 @@ class Batch:
                     row.response,
                 )
 
+    def run_all(self, commands: list[Command]) -> list[Outcome | AppError]:
+        """Apply commands in the order of the balance rows they change; answer in their order.
+
+        Every transaction then takes its row locks in one global order, so two app instances
+        writing the same balances at once wait for each other but never deadlock.
+        """
+        results: dict[int, Outcome | AppError] = {}
+        for i in sorted(range(len(commands)), key=lambda i: self._balance_key(commands[i])):
+            try:
+                results[i] = self.run(commands[i])
+            except AppError as refusal:
+                results[i] = refusal
+        return [results[i] for i in range(len(commands))]
+
+    def _balance_key(self, cmd: Command) -> tuple[int, int, str]:
+        """The balance row a command will change, as far as it is known before it runs."""
+        if cmd.op == "void":
+            entry = self.void_target(cmd.merchant_id, cmd.entry_id)
+            return (cmd.merchant_id, entry.program_id, entry.holder) if entry else (0, 0, "")
+        try:
+            program = self.program(cmd.merchant_id, cmd.program_id)
+        except AppError:
+            return (0, 0, "")
+        return (cmd.merchant_id, program.id, cmd.holder or "")
+
     def run(self, cmd: Command) -> Outcome:
         """Apply one command; a refusal is raised before it has written anything."""
         self._check_device(cmd)
@@ -250,14 +294,17 @@ class Batch:
             replay = self._replay(cmd, marker)
             if replay is not None:
                 return replay
-        if cmd.op == "stamp":
-            outcome = _stamp(self, cmd)
-        elif cmd.op == "redeem":
-            outcome = _redeem(self, cmd)
-        elif cmd.op == "claim":
-            outcome = _claim(self, cmd)
-        else:
-            outcome = _void(self, cmd)
+        try:
+            outcome = self._apply(cmd)
+        except AppError:
+            # Another instance may have committed this very key while this one waited for the
+            # balance row, and its write is what refused ours (cooldown, no reward left, already
+            # undone): this request is a retry of that one and gets its answer.
+            if marker is None or not self._reload_replay(marker):
+                raise
+            replay = self._replay(cmd, marker)
+            assert replay is not None
+            return replay
         if marker is not None:
             response = json.dumps(outcome.body, separators=(",", ":"))
             self.replays[marker] = (cmd.fingerprint, outcome.status, response)
@@ -272,6 +319,15 @@ class Batch:
                 }
             )
         return outcome
+
+    def _apply(self, cmd: Command) -> Outcome:
+        if cmd.op == "stamp":
+            return _stamp(self, cmd)
+        if cmd.op == "redeem":
+            return _redeem(self, cmd)
+        if cmd.op == "claim":
+            return _claim(self, cmd)
+        return _void(self, cmd)
 
     def flush(self) -> None:
         """Write the batch's new ledger entries and idempotency records."""
@@ -316,6 +372,25 @@ class Batch:
             headers={"Idempotent-Replayed": "true"},
             replayed=True,
         )
+
+    def _reload_replay(self, marker: tuple[int, str]) -> bool:
+        merchant_id, key = marker
+        params = {"merchant_id": merchant_id, "keys": [key]}
+        row = self.conn.execute(_SELECT_IDEMPOTENCY, params).first()
+        if row is None:
+            return False
+        self.replays[marker] = (row.fingerprint, row.status_code, row.response)
+        return True
+
+    def void_target(self, merchant_id: int, entry_id: str | None) -> Any:
+        """The entry a void names, if it exists at this merchant."""
+        if entry_id is None:
+            return None
+        if entry_id not in self.void_targets:
+            row = self.conn.execute(_SELECT_ENTRIES, {"ids": [entry_id]}).first()
+            self.void_targets[entry_id] = row
+        entry = self.void_targets[entry_id]
+        return entry if entry is not None and entry.merchant_id == merchant_id else None
 
     def check_card(self, card_ref: str | None) -> None:
         if card_ref is None:
@@ -461,8 +536,7 @@ def _redeem(batch: Batch, cmd: Command) -> Outcome:
 
 def _void(batch: Batch, cmd: Command) -> Outcome:
     conn = batch.conn
-    params = {"merchant_id": cmd.merchant_id, "entry_id": cmd.entry_id}
-    entry = conn.execute(_SELECT_ENTRY, params).first()
+    entry = batch.void_target(cmd.merchant_id, cmd.entry_id)
     if entry is None:
         raise NotFound("No such entry at this shop.", code="unknown-entry")
     if entry.kind not in ("stamp", "redemption"):
@@ -474,17 +548,20 @@ def _void(batch: Batch, cmd: Command) -> Outcome:
             title="Undo window passed",
             code="undo-window",
         )
-    already = cmd.entry_id in batch.voided
-    if already or conn.execute(_SELECT_VOIDED, {"entry_id": cmd.entry_id}).first() is not None:
-        raise Conflict("This entry was already undone.", title="Already undone", code="voided")
+    if _already_voided(batch, cmd):
+        raise _voided()
     program = batch.program(cmd.merchant_id, entry.program_id)
     key = _key(cmd.merchant_id, entry.program_id, entry.holder)
     n = abs(entry.delta)
     if entry.kind == "stamp":
-        row = conn.execute(_VOID_STAMP, {**key, "n": n, "epoch": EPOCH}).first()
+        stamped = {"stamped_at": entry.created_at, "stamped_day": entry.created_at.date()}
+        row = conn.execute(_VOID_STAMP, {**key, **stamped, "n": n, "epoch": EPOCH}).first()
     else:
         row = conn.execute(_VOID_REDEMPTION, {**key, "n": n}).first()
     if row is None:
+        # A void of the same entry may have committed while this one waited for the row.
+        if _already_voided(batch, cmd):
+            raise _voided()
         raise Conflict(
             "These stamps were already redeemed; undo the redemption first.",
             title="Cannot undo",
@@ -502,6 +579,16 @@ def _void(batch: Batch, cmd: Command) -> Outcome:
     outcome = _result(entry_id, "void", program, row.stamps, -entry.delta)
     outcome.body["voids_entry_id"] = cmd.entry_id
     return outcome
+
+
+def _already_voided(batch: Batch, cmd: Command) -> bool:
+    if cmd.entry_id in batch.voided:
+        return True
+    return batch.conn.execute(_SELECT_VOIDED, {"entry_id": cmd.entry_id}).first() is not None
+
+
+def _voided() -> Conflict:
+    return Conflict("This entry was already undone.", title="Already undone", code="voided")
 
 
 def touch_devices(conn: Connection, device_ids: set[int], now: datetime) -> None:

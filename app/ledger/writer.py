@@ -135,33 +135,33 @@ class LedgerWriter:
         _deliver(jobs, results)
 
     def _run_batch(self, jobs: list[_Job]) -> list[Outcome | BaseException]:
-        results: list[Outcome | BaseException] = []
+        commands = [job.command for job in jobs]
         with self._transaction() as conn:
-            batch = Batch(conn, [job.command for job in jobs])
-            for job in jobs:
-                try:
-                    results.append(batch.run(job.command))
-                except AppError as refusal:
-                    results.append(refusal)
+            batch = Batch(conn, commands)
+            results: list[Outcome | BaseException] = list(batch.run_all(commands))
             batch.flush()
             self._housekeeping(conn, jobs)
         return results
 
     def _run_alone(self, job: _Job) -> Outcome | BaseException:
-        try:
-            with self._transaction() as conn:
-                return run_command(conn, job.command)
-        except AppError as refusal:
-            return refusal
-        except IntegrityError:
-            # Another instance wrote the same idempotency key or void first.
-            return Conflict(
-                "This request conflicts with one that was already made; reload and retry.",
-                code="conflict",
-            )
-        except Exception as exc:
-            log.exception("ledger command failed")
-            return exc
+        # A unique key met on the first try was committed by another instance in the meantime
+        # (the same Idempotency-Key, or a void of the same entry); the second try sees that
+        # write and answers as a retry of it.
+        for _attempt in range(2):
+            try:
+                with self._transaction() as conn:
+                    return run_command(conn, job.command)
+            except AppError as refusal:
+                return refusal
+            except IntegrityError:
+                continue
+            except Exception as exc:
+                log.exception("ledger command failed")
+                return exc
+        return Conflict(
+            "This request conflicts with one that was already made; reload and retry.",
+            code="conflict",
+        )
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:

@@ -1,0 +1,376 @@
+"""Concurrent writes: many requests at once through one app, and through two app instances on
+one database, as production runs them. Nothing is lost, nothing is doubled, nothing is a 500."""
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from app.config import Settings
+from app.db import write_engine
+from app.errors import AppError
+from app.ledger.models import Balance, LedgerEntry
+from app.ledger.service import Command, Outcome, run_command
+from app.main import create_app
+from app.tokens import crypto
+from app.tokens.service import create_card
+from tests.conftest import Clock, Shop, make_shop, new_card, stamp
+
+ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
+balance = Balance.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    headers: dict[str, str]
+    json: dict[str, Any] | None = None
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: httpx.Headers = field(repr=False)
+
+    @property
+    def replayed(self) -> bool:
+        return bool(self.headers.get("idempotent-replayed") == "true")
+
+
+def fire(apps: list[FastAPI], calls: list[Call]) -> list[Answer]:
+    """Send all calls at once; call i goes to apps[i % len(apps)].
+
+    Each app gets its own thread and event loop, as separate server processes would; the
+    threads start together, and each sends its share of the calls concurrently.
+    """
+    answers: list[Answer | None] = [None] * len(calls)
+    start = threading.Barrier(len(apps))
+
+    async def send_share(index: int) -> None:
+        transport = httpx.ASGITransport(app=apps[index], raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://treu.test") as http:
+            mine = range(index, len(calls), len(apps))
+            start.wait()
+            responses = await asyncio.gather(
+                *(http.post(calls[i].path, headers=calls[i].headers, json=calls[i].json)
+                  for i in mine)
+            )  # fmt: skip
+        for i, response in zip(mine, responses, strict=True):
+            answers[i] = Answer(response.status_code, response.json(), response.headers)
+
+    with ThreadPoolExecutor(len(apps)) as pool:
+        for done in [pool.submit(asyncio.run, send_share(i)) for i in range(len(apps))]:
+            done.result()
+    assert all(a is not None for a in answers)
+    return answers  # type: ignore[return-value]
+
+
+def stamp_call(shop: Shop, token: str, count: int = 1, key: str | None = None) -> Call:
+    headers = {**shop.auth, "Idempotency-Key": key or uuid.uuid4().hex}
+    return Call("/api/v1/stamps", headers, {"token": token, "count": count})
+
+
+def redeem_call(shop: Shop, token: str) -> Call:
+    headers = {**shop.auth, "Idempotency-Key": uuid.uuid4().hex}
+    return Call("/api/v1/redemptions", headers, {"token": token})
+
+
+@pytest.fixture
+def second_app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
+    """Another instance of the service on the same database, with its own ledger writer."""
+    application = create_app(settings, clock=clock)
+    yield application
+    application.state.writer.stop()
+    application.state.engine.dispose()
+
+
+@pytest.fixture(params=[1, 2], ids=["one-app", "two-apps"])
+def apps(request: pytest.FixtureRequest, app: FastAPI) -> list[FastAPI]:
+    """One app, or two instances of it on the same database."""
+    chosen = [app] if request.param == 1 else [app, request.getfixturevalue("second_app")]
+    # Two apps in one process share the module-level routers, and FastAPI builds a route on
+    # its first request, which is not thread-safe across apps (separate server processes do
+    # not share anything). Build them one app at a time before the concurrent part.
+    for application in chosen:
+        warm = TestClient(application)
+        for path in ("/api/v1/stamps", "/api/v1/redemptions", f"/api/v1/entries/{'0' * 32}/void"):
+            assert warm.post(path).status_code == 401
+    return chosen
+
+
+@pytest.fixture
+def slow_ledger_writes(apps: list[FastAPI]) -> Iterator[None]:
+    """Hold each write transaction open a moment after it changed balances.
+
+    Two instances then really meet on the same rows: one waits for the other's row lock, and
+    carries on with what the other committed. Without this the windows are microseconds wide
+    and the races these tests are about would hardly ever happen.
+    """
+
+    def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO LEDGER_ENTRY"):
+            time.sleep(0.02)
+
+    engines = [application.state.engine for application in apps]
+    for engine in engines:
+        event.listen(engine, "after_cursor_execute", pause)
+    yield
+    for engine in engines:
+        event.remove(engine, "after_cursor_execute", pause)
+
+
+def stamps_of(client: TestClient, token: str, shop: Shop) -> int:
+    view = client.get(f"/api/v1/cards/{token}").json()["cards"]
+    return sum(c["stamps"] for c in view if c["merchant"]["slug"] == shop.slug)
+
+
+def make_cards(app: FastAPI, n: int) -> list[str]:
+    """Cards made in one transaction: quicker than n requests, and the same rows."""
+    with Session(write_engine(app.state.engine)) as session:
+        now = app.state.clock()
+        cards = [create_card(session=session, keyring=app.state.keyring, now=now) for _ in range(n)]
+        session.commit()
+    return [c.token for c in cards]
+
+
+def balances(app: FastAPI, shop: Shop, tokens: list[str]) -> list[int]:
+    """The stamps each card has at the shop, read from the balance table."""
+    keyring = app.state.keyring
+    holders = [
+        crypto.holder_for(keyring, crypto.verify_token(keyring, t), shop.merchant_id)
+        for t in tokens
+    ]
+    with app.state.engine.connect() as conn:
+        query = select(balance.c.holder, balance.c.stamps).where(
+            balance.c.merchant_id == shop.merchant_id
+        )
+        found = dict(conn.execute(query).tuples().all())
+    return [found.get(h, 0) for h in holders]
+
+
+def entries(engine: Engine, merchant_id: int) -> list[Any]:
+    with engine.connect() as conn:
+        query = select(ledger).where(ledger.c.merchant_id == merchant_id)
+        return list(conn.execute(query))
+
+
+def assert_no_server_error(answers: list[Answer]) -> None:
+    errors = [a for a in answers if a.status >= 500]
+    assert not errors, errors[:3]
+
+
+def test_stamps_on_fifty_cards_at_once(apps: list[FastAPI], client: TestClient) -> None:
+    shop = make_shop(apps[0], "Café Sonne")
+    tokens = make_cards(apps[0], 50)
+    counts = [1 + i % 3 for i in range(50)]
+    answers = fire(apps, [stamp_call(shop, t, n) for t, n in zip(tokens, counts, strict=True)])
+    assert [a.status for a in answers] == [201] * 50
+    assert [a.body["stamps"] for a in answers] == counts
+    assert balances(apps[0], shop, tokens) == counts
+    assert [stamps_of(client, t, shop) for t in tokens[:3]] == counts[:3]
+    written = entries(apps[0].state.engine, shop.merchant_id)
+    assert sorted(e.id for e in written) == sorted(a.body["entry_id"] for a in answers)
+    assert sum(e.delta for e in written) == sum(counts)
+
+
+def test_stamps_on_one_card_at_once_are_all_counted(
+    apps: list[FastAPI], client: TestClient
+) -> None:
+    shop = make_shop(apps[0], "Kiosk", cooldown_seconds=0)
+    token = new_card(client)
+    answers = fire(apps, [stamp_call(shop, token) for _ in range(40)])
+    assert [a.status for a in answers] == [201] * 40
+    # Each stamp saw the one before it: the answered balances are 1, 2, …, 40 in some order.
+    assert sorted(a.body["stamps"] for a in answers) == list(range(1, 41))
+    assert stamps_of(client, token, shop) == 40
+    written = entries(apps[0].state.engine, shop.merchant_id)
+    assert sorted(e.id for e in written) == sorted(a.body["entry_id"] for a in answers)
+
+
+@pytest.mark.usefixtures("slow_ledger_writes")
+def test_interleaved_stamps_on_a_few_cards(
+    apps: list[FastAPI], client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches of two writers change the same balance rows at once and never deadlock.
+
+    A deadlock would still end well (the batch is replayed one command at a time), but only
+    after the database's deadlock timeout, a second or more at every till waiting on it.
+    """
+    shop = make_shop(apps[0], "Kiosk", cooldown_seconds=0)
+    tokens = make_cards(apps[0], 6)
+    plan = [(tokens[i % 6], 1 + i % 4) for i in range(60)]
+    random.Random(7).shuffle(plan)
+    answers = fire(apps, [stamp_call(shop, t, n) for t, n in plan])
+    assert [a.status for a in answers] == [201] * 60
+    assert balances(apps[0], shop, tokens) == [sum(n for t, n in plan if t == c) for c in tokens]
+    written = entries(apps[0].state.engine, shop.merchant_id)
+    assert sorted(e.id for e in written) == sorted(a.body["entry_id"] for a in answers)
+    replayed = [r for r in caplog.records if "replaying one by one" in r.getMessage()]
+    assert not replayed, "a batch failed (a deadlock?) and was replayed"
+
+
+# With a cooldown the later try is refused by the first one's stamp; without, it meets the first
+# one's Idempotency-Key in the ledger's unique index. Within one app neither gets that far.
+@pytest.mark.parametrize(
+    ("apps", "cooldown"), [(1, 60), (2, 0), (2, 60)], ids=["one-app", "two-apps-0", "two-apps-60"],
+    indirect=["apps"],
+)  # fmt: skip
+@pytest.mark.usefixtures("slow_ledger_writes")
+def test_retries_of_one_key_write_once(
+    apps: list[FastAPI], client: TestClient, cooldown: int
+) -> None:
+    shop = make_shop(apps[0], "Café Sonne", cooldown_seconds=cooldown)
+    tokens = make_cards(apps[0], 8)
+    keys = [f"till-1-{n:04d}" for n in range(8)]
+    # Every key is retried six times at once, three times on each app when there are two.
+    calls = [
+        stamp_call(shop, t, 2, key=k) for t, k in zip(tokens, keys, strict=True) for _ in range(6)
+    ]
+    answers = fire(apps, calls)
+    assert_no_server_error(answers)
+    for token, key in zip(tokens, keys, strict=True):
+        mine = [
+            a for a, c in zip(answers, calls, strict=True) if c.headers["Idempotency-Key"] == key
+        ]
+        created = [a for a in mine if a.status == 201]
+        in_progress = [a for a in mine if a.status == 409]
+        assert len(created) + len(in_progress) == 6, [(a.status, a.body) for a in mine]
+        assert {a.body["code"] for a in in_progress} <= {"in-flight"}
+        assert all(a.headers["retry-after"] for a in in_progress)
+        first = [a for a in created if not a.replayed]
+        assert len(first) == 1, [(a.status, a.body) for a in mine]
+        assert all(a.body == first[0].body for a in created)
+        assert stamp(client, shop, token, key=key, count=2).json() == first[0].body
+    assert balances(apps[0], shop, tokens) == [2] * 8
+    written = entries(apps[0].state.engine, shop.merchant_id)
+    assert sorted(e.idempotency_key for e in written) == keys
+
+
+@pytest.mark.usefixtures("slow_ledger_writes")
+def test_concurrent_redemptions_never_overdraw(apps: list[FastAPI], client: TestClient) -> None:
+    shop = make_shop(apps[0], "Bäckerei", stamps_required=3, cooldown_seconds=0)
+    token = new_card(client)
+    assert stamp(client, shop, token, count=10).status_code == 201  # 3 rewards due, 1 spare
+    answers = fire(apps, [redeem_call(shop, token) for _ in range(20)])
+    statuses = Counter(a.status for a in answers)
+    assert statuses == {201: 3, 409: 17}
+    assert sorted(a.body["stamps"] for a in answers if a.status == 201) == [1, 4, 7]
+    assert {a.body["code"] for a in answers if a.status == 409} == {"no-reward-due"}
+    assert stamps_of(client, token, shop) == 1
+    kinds = Counter(e.kind for e in entries(apps[0].state.engine, shop.merchant_id))
+    assert kinds == {"stamp": 1, "redemption": 3}
+    with apps[0].state.engine.connect() as conn:
+        row = conn.execute(select(balance).where(balance.c.merchant_id == shop.merchant_id)).one()
+    assert (row.stamps, row.lifetime_stamps, row.redeemed) == (1, 10, 3)
+
+
+# With other stamps on the card the later void still finds enough stamps and meets the first
+# one in the unique index; without, the balance refuses it.
+@pytest.mark.parametrize(
+    ("apps", "other_stamps"), [(1, 0), (2, 0), (2, 5)], ids=["one-app", "two-apps-0", "two-apps-5"],
+    indirect=["apps"],
+)  # fmt: skip
+@pytest.mark.usefixtures("slow_ledger_writes")
+def test_concurrent_voids_of_one_entry_undo_it_once(
+    apps: list[FastAPI], client: TestClient, other_stamps: int
+) -> None:
+    shop = make_shop(apps[0], "Kiosk", cooldown_seconds=0)
+    token = new_card(client)
+    if other_stamps:
+        assert stamp(client, shop, token, count=other_stamps).status_code == 201
+    entry_id = stamp(client, shop, token, count=3).json()["entry_id"]
+    calls = [
+        Call(f"/api/v1/entries/{entry_id}/void", {**shop.auth, "Idempotency-Key": f"v-{n}"})
+        for n in range(12)
+    ]
+    answers = fire(apps, calls)
+    assert Counter(a.status for a in answers) == {201: 1, 409: 11}
+    # The cashier is told what happened: the entry is undone already, not "redeemed".
+    assert {a.body["code"] for a in answers if a.status == 409} == {"voided"}
+    assert stamps_of(client, token, shop) == other_stamps
+    kinds = Counter(e.kind for e in entries(apps[0].state.engine, shop.merchant_id))
+    assert kinds == {"stamp": 1 + bool(other_stamps), "void": 1}
+
+
+# The service on its own: several threads, each with its own connection and transaction, and no
+# writer thread in between to serialise them. The conditional statements alone must hold.
+
+
+def _command(app: FastAPI, shop: Shop, token: str, op: str, **fields: Any) -> Command:
+    keyring = app.state.keyring
+    card_id = crypto.verify_token(keyring, token)
+    holder = crypto.holder_for(keyring, card_id, shop.merchant_id)
+    return Command(
+        op=op,  # type: ignore[arg-type]
+        merchant_id=shop.merchant_id,
+        device_id=shop.device_id,
+        now=app.state.clock(),
+        holder=holder,
+        card_ref=crypto.card_ref(keyring, card_id),
+        fingerprint=crypto.request_fingerprint(keyring, shop.merchant_id, repr(fields).encode()),
+        **fields,
+    )
+
+
+def _run_in_threads(engine: Engine, commands: list[Command]) -> list[Outcome | Exception]:
+    writer = write_engine(engine)
+    start = threading.Barrier(len(commands))
+
+    def one(command: Command) -> Outcome | Exception:
+        start.wait()
+        try:
+            with writer.begin() as conn:
+                return run_command(conn, command)
+        except (AppError, IntegrityError) as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(one, commands))
+
+
+def test_run_command_from_many_connections(app: FastAPI, client: TestClient) -> None:
+    shop = make_shop(app, "Kiosk", stamps_required=2, cooldown_seconds=0)
+    token = new_card(client)
+    stamps = [_command(app, shop, token, "stamp", count=1) for _ in range(8)]
+    results = _run_in_threads(app.state.engine, stamps)
+    assert sorted(r.body["stamps"] for r in results if isinstance(r, Outcome)) == list(range(1, 9))
+
+    redemptions = [_command(app, shop, token, "redeem") for _ in range(8)]
+    results = _run_in_threads(app.state.engine, redemptions)
+    done = [r for r in results if isinstance(r, Outcome)]
+    refused = [r for r in results if isinstance(r, AppError)]
+    assert (len(done), len(refused)) == (4, 4)
+    assert {r.status for r in refused} == {409}
+    assert stamps_of(client, token, shop) == 0
+
+
+def test_run_command_with_one_key_from_many_connections(app: FastAPI, client: TestClient) -> None:
+    """One write wins; the others replay it, or meet the unique key and replay on a second try."""
+    shop = make_shop(app, "Kiosk", cooldown_seconds=60)
+    token = new_card(client)
+    command = _command(app, shop, token, "stamp", count=3, idempotency_key="k-1")
+    results = _run_in_threads(app.state.engine, [command] * 8)
+    firsts = [r for r in results if isinstance(r, Outcome) and not r.replayed]
+    assert len(firsts) == 1
+    for result in results:
+        if isinstance(result, IntegrityError):
+            with write_engine(app.state.engine).begin() as conn:
+                result = run_command(conn, command)
+        assert isinstance(result, Outcome), result
+        assert (result.status, result.body) == (201, firsts[0].body)
+    assert stamps_of(client, token, shop) == 3

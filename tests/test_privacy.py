@@ -1,0 +1,361 @@
+"""Privacy at rest (DESIGN.md, privacy model 1-3), proved on a real database.
+
+Someone holding a full copy of the database *and* the server keys must learn nothing that says
+which records at two shops belong to one card: no card id or token anywhere, per-shop holders
+that nothing stored can recompute, idempotency fingerprints keyed per shop, no time finer than
+a second, no sequence numbers, a card row with days only and a wallet sealed under the card id.
+And nothing about the customer's device or network is kept at all.
+"""
+
+import itertools
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import nacl.encoding
+import nacl.hash
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, Integer, inspect, text
+
+from app.config import Settings
+from app.main import create_app
+from app.tokens import crypto
+from tests.conftest import Clock, Shop, make_shop
+
+IP = "203.0.113.77"
+AGENT = "Mozilla/5.0 (PrivacyProbe; like Gecko) treu-test/1.0"
+# What a browser and a reverse proxy put on every request.
+NETWORK_HEADERS = {
+    "User-Agent": AGENT,
+    "X-Forwarded-For": f"{IP}, 198.51.100.9",
+    "X-Real-IP": IP,
+    "Forwarded": f"for={IP};proto=https",
+    "Accept-Language": "de-AT,de;q=0.9",
+}
+SUSPECT_COLUMN = re.compile(
+    r"(^|_)(ip|ips|ip_address|addr|address|remote|forwarded|agent|user_agent|ua|browser|"
+    r"referer|referrer|fingerprint_device|device_fingerprint|lang|accept_language)($|_)"
+)
+IPV4 = re.compile(r"(?<![\d.])\d{1,3}(\.\d{1,3}){3}(?![\d.])")
+WORD = re.compile(r"[0-9A-Za-z]{16,}")
+SECOND = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?")
+
+
+@dataclass
+class Card:
+    token: str
+    card_id: bytes
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every text form of the card id and token that must never be stored."""
+        b32 = crypto.b32encode(self.card_id)
+        return [
+            self.token,
+            self.token[:34],  # version, key id and card id: the token's first 21 bytes
+            self.card_id.hex(),
+            b32,
+            crypto.recovery_code(self.card_id),
+            crypto.b32decode(self.token).hex(),
+        ]
+
+
+@dataclass
+class Story:
+    """Two shops, five cards, and what their customers and tills did."""
+
+    app: FastAPI
+    a: Shop
+    b: Shop
+    cards: list[Card]  # cards[0] and cards[1] visit both shops
+    entry_ids: list[str]  # in the order the ledger wrote them
+
+    @property
+    def engine(self) -> Engine:
+        engine: Engine = self.app.state.engine
+        return engine
+
+    def holder(self, card: Card, shop: Shop) -> str:
+        return crypto.holder_for(self.app.state.keyring, card.card_id, shop.merchant_id)
+
+
+def write(client: TestClient, shop: Shop, path: str, key: str | None = None, **body: Any) -> Any:
+    headers = {**NETWORK_HEADERS, **shop.auth, "Idempotency-Key": key or uuid.uuid4().hex}
+    response = client.post(path, json=body or None, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def customer_card(app: FastAPI, client: TestClient) -> Card:
+    """A card made the way a phone makes one, with everything a browser sends."""
+    created = client.post("/api/v1/cards", headers=NETWORK_HEADERS)
+    assert created.status_code == 201
+    token = created.json()["token"]
+    return Card(token, crypto.verify_token(app.state.keyring, token))
+
+
+@pytest.fixture
+def story(settings: Settings) -> Iterator[Story]:
+    """The real clock on purpose: what would be stored to the microsecond is stored so here."""
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        a = make_shop(app, "Café Sonne", stamps_required=3, cooldown_seconds=0)
+        b = make_shop(app, "Bäckerei Gruber", stamps_required=5, cooldown_seconds=0)
+        cards = [customer_card(app, client) for _ in range(5)]
+        entries: list[str] = []
+        both, only_a, only_b = cards[:2], cards[2:4], cards[4:]
+        for number, card in enumerate(both, start=1):
+            # The same Idempotency-Key and the same body at both shops (two tills that number
+            # their requests alike): the stored fingerprints must still differ.
+            for shop in (a, b):
+                key = f"till-{number:04d}"
+                body = write(client, shop, "/api/v1/stamps", key, token=card.token, count=3)
+                entries.append(body["entry_id"])
+        for shop, card in [(a, c) for c in only_a] + [(b, c) for c in only_b]:
+            entries.append(write(client, shop, "/api/v1/stamps", token=card.token)["entry_id"])
+        x = cards[0]
+        entries.append(write(client, a, "/api/v1/redemptions", token=x.token)["entry_id"])
+        undone = write(client, b, "/api/v1/stamps", token=f"http://treu.test/c/{x.token}")
+        entries.append(undone["entry_id"])
+        entries.append(write(client, b, f"/api/v1/entries/{undone['entry_id']}/void")["entry_id"])
+        # The customer side: the card page (it seals the wallet), export, QR, feedback.
+        for card in cards:
+            assert client.get(f"/api/v1/cards/{card.token}", headers=NETWORK_HEADERS).is_success
+        assert client.get(f"/api/v1/cards/{x.token}/export", headers=NETWORK_HEADERS).is_success
+        assert client.get(f"/api/v1/cards/{x.token}/qr.svg", headers=NETWORK_HEADERS).is_success
+        for shop, comment in ((a, "Lovely cake"), (b, "Bread was fresh")):
+            body = {"token": x.token, "merchant": shop.slug, "rating": 5, "comment": comment}
+            given = client.post("/api/v1/feedback", json=body, headers=NETWORK_HEADERS)
+            assert given.status_code == 201, given.text
+        yield Story(app, a, b, cards, entries)
+
+
+def dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, as the database driver returns it."""
+    with engine.connect() as conn:
+        return {
+            table: [dict(row._mapping) for row in conn.execute(text(f'SELECT * FROM "{table}"'))]
+            for table in inspect(conn).get_table_names()
+        }
+
+
+def cells(tables: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, str, Any]]:
+    for table, rows in tables.items():
+        for row in rows:
+            for column, value in row.items():
+                yield table, column, value
+
+
+def as_bytes(value: Any) -> bytes | None:
+    if isinstance(value, bytes | memoryview | bytearray):
+        return bytes(value)
+    return None
+
+
+def words(value: Any) -> set[str]:
+    """The long runs of letters and digits in a value: ids, hashes, keys, encoded bytes."""
+    if isinstance(value, str):
+        return set(WORD.findall(value))
+    raw = as_bytes(value)
+    return {raw.hex()} if raw else set()
+
+
+def test_no_card_id_token_or_network_trace_is_stored(story: Story) -> None:
+    tables = dump(story.engine)
+    assert sum(len(rows) for rows in tables.values()) > 40  # the story really wrote
+    for table, column, value in cells(tables):
+        where = f"{table}.{column}"
+        raw = as_bytes(value)
+        for card in story.cards:
+            if raw is not None:
+                assert card.card_id not in raw, where
+                assert crypto.b32decode(card.token)[5:21] not in raw, where
+            elif isinstance(value, str):
+                folded = value.upper()
+                for secret in card.secrets:
+                    assert secret.upper() not in folded, where
+        if isinstance(value, str):
+            assert not IPV4.search(value), (where, value)
+            for trace in ("PrivacyProbe", "Mozilla", "Gecko", "testclient", "de-AT"):
+                assert trace not in value, where
+    inspector = inspect(story.engine)
+    for table in tables:
+        for name in (c["name"] for c in inspector.get_columns(table)):
+            assert not SUSPECT_COLUMN.search(name.lower()), f"{table}.{name}"
+
+
+def test_records_at_two_shops_cannot_be_joined_even_with_the_keys(story: Story) -> None:
+    tables = dump(story.engine)
+    keyring = story.app.state.keyring
+    a, b = story.a.merchant_id, story.b.merchant_id
+    # Per shop, every id-like value in its rows; and every row that names a holder.
+    values: dict[int, set[str]] = {a: set(), b: set()}
+    held: dict[int, list[tuple[str, dict[str, Any]]]] = {a: [], b: []}
+    for table, rows in tables.items():
+        for row in rows:
+            if row.get("merchant_id") in values:
+                values[row["merchant_id"]] |= {w for v in row.values() for w in words(v)}
+                if "holder" in row:
+                    held[row["merchant_id"]].append((table, row))
+    assert held[a] and held[b]
+    # 1. Nothing id-like at one shop appears at the other: no shared holder, fingerprint, key.
+    shared = values[a] & values[b]
+    assert not shared
+    # 2. The holders of one card differ per shop, and every pair of an A row and a B row stays
+    #    apart under every server key: no holder is a keyed hash of the other shop's holder.
+    for card in story.cards[:2]:
+        assert story.holder(card, story.a) != story.holder(card, story.b)
+    keys = [keyring.holder_key, keyring.card_ref_key, keyring.wallet_key, keyring.session_key]
+    people = [b"holder" + m.to_bytes(8, "big") for m in (a, b)] + [b"card-ref", b"wallet"]
+    holders_b = {row["holder"] for _, row in held[b]}
+    for _, row_a in held[a]:
+        assert row_a["holder"] not in holders_b
+        derived = {_keyed(k, p, bytes.fromhex(row_a["holder"])) for k in keys for p in people}
+        assert not derived & holders_b
+    # 3. Nothing stored is a card id: treat every 16 bytes found anywhere as one, and none of
+    #    them gives a stored holder or card ref. The real card id does (the attack works).
+    stored_holders = {row["holder"] for rows in held.values() for _, row in rows}
+    refs = {row["ref"] for row in tables["card"]}
+    candidates = _sixteen_byte_candidates(tables)
+    assert len(candidates) > 100
+    for candidate in candidates:
+        for merchant in (a, b):
+            assert crypto.holder_for(keyring, candidate, merchant) not in stored_holders
+        assert crypto.card_ref(keyring, candidate) not in refs
+    x = story.cards[0]
+    assert crypto.holder_for(keyring, x.card_id, a) in stored_holders
+    assert crypto.card_ref(keyring, x.card_id) in refs
+
+
+def _keyed(key: bytes, person: bytes, message: bytes) -> str:
+    digest = nacl.hash.blake2b(
+        message, digest_size=16, key=key, person=person, encoder=nacl.encoding.RawEncoder
+    )
+    return str(digest.hex())
+
+
+def _sixteen_byte_candidates(tables: dict[str, list[dict[str, Any]]]) -> set[bytes]:
+    """Every 16-byte string that a stored value holds, read as hex, base32 or raw bytes."""
+    found: set[bytes] = set()
+    for _, _, value in cells(tables):
+        raw = as_bytes(value)
+        blobs = [raw] if raw else []
+        for word in words(value):
+            if re.fullmatch(r"[0-9a-fA-F]+", word) and len(word) % 2 == 0:
+                blobs.append(bytes.fromhex(word))
+            if re.fullmatch(r"[A-Z2-7]+", word):
+                blobs.append(crypto.b32decode(word[: len(word) - len(word) % 8]))
+        for blob in blobs:
+            found |= {blob[i : i + 16] for i in range(len(blob) - 15)}
+    return found
+
+
+def test_idempotency_fingerprints_are_keyed_per_shop(story: Story) -> None:
+    tables = dump(story.engine)
+    kept = {(r["merchant_id"], r["key"]): r["fingerprint"] for r in tables["idempotency_record"]}
+    a, b = story.a.merchant_id, story.b.merchant_id
+    # One card, the same key and the same body at both shops: unrelated fingerprints.
+    for key in ("till-0001", "till-0002"):
+        assert kept[(a, key)] != kept[(b, key)]
+    assert len(set(kept.values())) == len(kept)
+
+
+def test_no_time_finer_than_a_second_and_no_sequence_numbers(story: Story) -> None:
+    tables = dump(story.engine)
+    times = 0
+    for table, column, value in cells(tables):
+        if isinstance(value, datetime):
+            assert value.microsecond == 0, f"{table}.{column}"
+            times += 1
+        elif isinstance(value, str) and (found := SECOND.fullmatch(value)):
+            assert set((found.group(1) or ".0")[1:]) == {"0"}, f"{table}.{column} {value}"
+            times += 1
+    assert times > 20
+    # Ledger ids are random, not a counter or a clock: spread over 128 bits, in no order.
+    ids = story.entry_ids
+    assert sorted(e["id"] for e in tables["ledger_entry"]) == sorted(ids)
+    numbers = sorted(int(i, 16) for i in ids)
+    assert min(b - a for a, b in itertools.pairwise(numbers)) > 2**64
+    assert ids != sorted(ids)
+    # No table that names a card or holder has a counter for a key: that would order the rows
+    # of every shop on one line, finer than any timestamp.
+    inspector = inspect(story.engine)
+    for table in inspector.get_table_names():
+        columns = {c["name"]: c for c in inspector.get_columns(table)}
+        if not {"holder", "ref"} & columns.keys():
+            continue
+        for name in inspector.get_pk_constraint(table)["constrained_columns"]:
+            if isinstance(columns[name]["type"], Integer):
+                foreign = {
+                    c for fk in inspector.get_foreign_keys(table) for c in fk["constrained_columns"]
+                }
+                assert name in foreign, f"{table}.{name} is a sequence"
+
+
+def test_card_row_holds_days_and_a_wallet_sealed_under_the_card_id(story: Story) -> None:
+    tables = dump(story.engine)
+    keyring = story.app.state.keyring
+    rows = {row["ref"]: row for row in tables["card"]}
+    assert set(next(iter(rows.values()))) == {
+        "ref", "created_day", "last_seen_day", "sealed_wallet", "deleted_day",
+    }  # fmt: skip
+    for row in rows.values():
+        for column in ("created_day", "last_seen_day"):
+            day = row[column]
+            as_text = day if isinstance(day, str) else None
+            is_day = isinstance(day, date) and not isinstance(day, datetime)
+            assert is_day or re.fullmatch(r"\d{4}-\d\d-\d\d", as_text or ""), (column, day)
+    a, b = story.a.merchant_id, story.b.merchant_id
+    visited = {0: [a, b], 1: [a, b], 2: [a], 3: [a], 4: [b]}
+    for index, card in enumerate(story.cards):
+        sealed = as_bytes(rows[crypto.card_ref(keyring, card.card_id)]["sealed_wallet"])
+        assert sealed
+        assert crypto.open_wallet(keyring, card.card_id, sealed) == visited[index]
+        # Without this card's id it does not open: not with another card's, not with anything
+        # else that is stored.
+        others = [c.card_id for c in story.cards if c is not card]
+        for wrong in others + sorted(_sixteen_byte_candidates(tables))[:200]:
+            assert crypto.open_wallet(keyring, wrong, sealed) == []
+    # Two cards that visited the same shops do not carry the same sealed bytes.
+    wallets = [as_bytes(r["sealed_wallet"]) for r in rows.values()]
+    assert len(set(wallets)) == len(wallets)
+
+
+def test_a_stamp_never_writes_the_card_row(app: FastAPI, clock: Clock) -> None:
+    """The card row changes only when its holder looks at the card, on another day."""
+    a = make_shop(app, "Café Sonne", cooldown_seconds=0)
+    b = make_shop(app, "Bäckerei Gruber", cooldown_seconds=0)
+    with TestClient(app) as client:
+        card = customer_card(app, client)
+        ref = crypto.card_ref(app.state.keyring, card.card_id)
+        created = _card_row(app.state.engine, ref)
+        clock.advance(2 * 86_400)
+        for shop in (a, b, a):
+            write(client, shop, "/api/v1/stamps", token=card.token)
+            assert _card_row(app.state.engine, ref) == created
+        assert client.get(f"/api/v1/cards/{card.token}").is_success
+        seen = _card_row(app.state.engine, ref)
+        assert seen["last_seen_day"] != created["last_seen_day"]
+        wallet = as_bytes(seen["sealed_wallet"])
+        assert crypto.open_wallet(app.state.keyring, card.card_id, wallet) == [
+            a.merchant_id,
+            b.merchant_id,
+        ]
+        clock.advance(86_400)
+        write(client, b, "/api/v1/stamps", token=card.token)
+        assert _card_row(app.state.engine, ref) == seen
+
+
+def _card_row(engine: Engine, ref: str) -> dict[str, Any]:
+    """The card row as stored; on PostgreSQL with the id of the transaction that wrote it."""
+    extra = ", xmin::text AS written_by" if engine.dialect.name == "postgresql" else ""
+    with engine.connect() as conn:
+        query = text(f"SELECT *{extra} FROM card WHERE ref = :ref")
+        row = dict(conn.execute(query, {"ref": ref}).one()._mapping)
+    row["sealed_wallet"] = as_bytes(row["sealed_wallet"])
+    return row
