@@ -359,3 +359,31 @@ def _card_row(engine: Engine, ref: str) -> dict[str, Any]:
         row = dict(conn.execute(query, {"ref": ref}).one()._mapping)
     row["sealed_wallet"] = as_bytes(row["sealed_wallet"])
     return row
+
+
+def test_deleting_a_card_leaves_nothing_that_marks_its_records(
+    app: FastAPI, client: TestClient, shop: Shop, other_shop: Shop, clock: Clock
+) -> None:
+    """Records left without a card would stand out at each shop and link the two."""
+    leaving, staying = customer_card(app, client), customer_card(app, client)
+    for card in (leaving, staying):
+        for at in (shop, other_shop):
+            write(client, at, "/api/v1/stamps", token=card.token, count=3)
+        body = {"token": card.token, "merchant": shop.slug, "rating": 5}
+        assert client.post("/api/v1/feedback", json=body).status_code == 201
+    clock.advance(3600)
+    assert client.delete(f"/api/v1/cards/{leaving.token}").status_code == 204
+
+    tables = dump(app.state.engine)
+    gone = {
+        crypto.holder_for(app.state.keyring, leaving.card_id, s.merchant_id)
+        for s in (shop, other_shop)
+    }
+    for table, column, value in cells(tables):
+        assert value not in gone, f"{table}.{column} still holds a deleted card's holder"
+    # Every remaining ledger record belongs to a card that still has its balance there.
+    balances = {(b["merchant_id"], b["holder"]) for b in tables["balance"]}
+    assert {(e["merchant_id"], e["holder"]) for e in tables["ledger_entry"]} <= balances
+    # The shop's liability counts only cards that exist.
+    held = sum(h["cards"] * h["stamps"] for h in tables["analytics_holding"])
+    assert held == sum(b["stamps"] for b in tables["balance"]) == 6

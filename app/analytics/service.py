@@ -327,6 +327,32 @@ def _write(conn: Connection, rows: Mapping[str, list[dict[str, Any]]]) -> None:
             conn.execute(upserts[name], table_rows)
 
 
+def forget_holder(
+    conn: Connection, *, merchant_id: int, holder: str, held: Iterable[tuple[int, int]]
+) -> None:
+    """A deleted card leaves the rollups: its own row goes, the cards it held stop counting.
+
+    The day, hour, visit and cohort counts keep it only as a number among others.
+    """
+    conn.execute(
+        delete(card_table).where(
+            card_table.c.merchant_id == merchant_id, card_table.c.holder == holder
+        )
+    )
+    rows = [
+        {"merchant_id": merchant_id, "program_id": program_id, "stamps": stamps, "cards": -1}
+        for program_id, stamps in held
+        if stamps > 0
+    ]
+    if rows:
+        conn.execute(_UPSERTS[conn.dialect.name][holding_table.name], rows)
+        conn.execute(
+            delete(holding_table).where(
+                holding_table.c.merchant_id == merchant_id, holding_table.c.cards <= 0
+            )
+        )
+
+
 # --- rebuilt from the ledger --------------------------------------------------------------------
 
 REBUILD_CHUNK = 10_000

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
+from app.analytics import service as analytics
 from app.errors import NotFound
 from app.feedback import service as feedback
 from app.ledger.models import Balance, LedgerEntry
@@ -154,17 +155,22 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
 
 
 def delete_card(*, session: Session, keyring: Keyring, key: CardKey, now: datetime) -> None:
-    """Delete the card: balances, feedback and sealed wallet; the token is refused after.
+    """Delete the card and everything tied to it at every shop; the token is refused after.
 
-    Ledger entries stay, as the shops' bookkeeping: they carry only per-shop pseudonyms, and
-    with the card id gone nobody can ever tie them to one another or to this card again.
+    Its ledger entries go too: entries left without a balance would mark, at each shop, the
+    records of a deleted card, and a single deletion would link its records across shops. The
+    shops keep what it contributed only as counts in their rollups.
     """
     feedback.forget_card(session=session, keyring=keyring, card_id=key.card_id)
-    holders = holders_by_merchant(session, keyring, key.card_id)
-    for holder, merchant_id in holders.items():
+    conn = session.connection()
+    for holder, merchant_id in holders_by_merchant(session, keyring, key.card_id).items():
+        mine = (col(Balance.merchant_id) == merchant_id, col(Balance.holder) == holder)
+        held = session.exec(select(Balance.program_id, Balance.stamps).where(*mine)).all()
+        analytics.forget_holder(conn, merchant_id=merchant_id, holder=holder, held=held)
+        session.execute(delete(Balance).where(*mine))
         session.execute(
-            delete(Balance).where(
-                col(Balance.merchant_id) == merchant_id, col(Balance.holder) == holder
+            delete(LedgerEntry).where(
+                col(LedgerEntry.merchant_id) == merchant_id, col(LedgerEntry.holder) == holder
             )
         )
     session.execute(
