@@ -87,8 +87,15 @@ def run_server(app: Any, host: str, port: int) -> None:
     One process, one worker, uvicorn's fastest protocol and event loop, and no access log: a
     customer's request is never logged (no IP address, no user agent).
     """
+    import gc
+
     import uvicorn
 
+    # Everything imported and built so far lives as long as the server: frozen, a full
+    # collection no longer walks it (that walk was a 100 ms pause, the stamp's p99 under load).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
     uvicorn.run(
         app,
         host=host,
