@@ -256,6 +256,52 @@ def merchant_list(ctx: Context, as_json: bool) -> None:
     ctx.emit({"merchants": data}, "\n".join(f"{m['slug']}\t{m['name']}" for m in data))
 
 
+@merchant.command("password")
+@click.option("--merchant", "slug", required=True)
+@click.option("--password", help="The new password (default: a new random one, shown once).")
+@json_option
+@pass_ctx
+def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bool) -> None:
+    """Give the owner a new password (a forgotten one); logs the owner out everywhere."""
+    from sqlmodel import select
+
+    from app.merchants.auth import end_other_sessions
+    from app.merchants.models import Owner
+
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        owner = session.exec(select(Owner).where(Owner.merchant_id == m.id)).first()
+        if owner is None or owner.id is None:
+            raise merchants.MerchantError(f"{slug} has no owner login.")
+        new = password or merchants.new_password()
+        merchants.set_owner_password(session=session, owner=owner, password=new)
+        end_other_sessions(session=session, owner_id=owner.id, keep=None)
+        email = owner.email
+    ctx.emit(
+        {"slug": slug, "owner_email": email, "owner_password": new},
+        f"new password for {email}: {new}",
+    )
+
+
+@cli.group()
+def analytics() -> None:
+    """The merchants' dashboards."""
+
+
+@analytics.command("rebuild")
+@click.option("--merchant", "slug", help="Only this merchant (default: all).")
+@pass_ctx
+def analytics_rebuild(ctx: Context, slug: str | None) -> None:
+    """Recompute the dashboards' rollups from the ledger (after an import or a restore)."""
+    from app.analytics.service import rebuild_rollups
+
+    with ctx.session() as session:
+        merchant_id = merchants.get_merchant(session=session, slug=slug).id if slug else None
+        rebuild_rollups(session.connection(), merchant_id=merchant_id)
+    click.echo(f"rollups rebuilt for {slug or 'every merchant'}")
+
+
 @cli.group()
 def device() -> None:
     """Cashier devices."""

@@ -25,6 +25,7 @@ from app.clock import utcnow
 from app.config import Settings
 from app.db import make_engine, write_engine
 from app.errors import AppError
+from app.feedback.demo import seed_demo_feedback
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants import service as merchants
 from app.merchants.models import Merchant
@@ -89,6 +90,10 @@ def seed(
         with engine.begin() as conn:
             for m in created:
                 rebuild_rollups(conn, merchant_id=m["merchant_id"])
+                # Some recent visitors left feedback, so the inbox and its figures show something.
+                seed_demo_feedback(
+                    conn, merchant_id=m["merchant_id"], rng=random.Random(seed), now=now
+                )
     finally:
         engine.dispose()
     hidden = ("merchant_id", "program_id", "device_ids", "required", "weight", "stamps")

@@ -416,3 +416,42 @@ def test_merchant_list(treu: Treu) -> None:
     assert [m["slug"] for m in listed] == ["cafe-sonne", "salon-haarmonie"]
     with treu.session() as session:
         assert len(session.exec(select(Merchant)).all()) == 2
+
+
+def test_merchant_password_resets_a_forgotten_login(treu: Treu) -> None:
+    out = merchant(treu, "--slug", "sonne")
+    reset = treu.json("merchant", "password", "--merchant", "sonne")
+    assert reset["owner_email"] == out["owner_email"]
+    assert reset["owner_password"] != out["owner_password"]
+    chosen = treu.json(
+        "merchant", "password", "--merchant", "sonne", "--password", "a-long-new-one"
+    )
+    assert chosen["owner_password"] == "a-long-new-one"
+    with treu.session() as session:
+        owner = session.exec(select(Owner).where(Owner.email == out["owner_email"])).one()
+    assert verify_password(owner.password_hash, "a-long-new-one")
+    assert not verify_password(owner.password_hash, out["owner_password"])
+    short = treu("merchant", "password", "--merchant", "sonne", "--password", "abc", ok=False)
+    assert short.exit_code != 0 and "at least" in short.output
+
+
+def test_analytics_rebuild_restores_the_rollups_from_the_ledger(treu: Treu) -> None:
+    from sqlalchemy import text
+
+    out = merchant(treu, "--slug", "sonne")
+    device = treu.json("device", "create", "--merchant", "sonne")
+    with treu.api() as client:
+        token = client.post("/api/v1/cards").json()["token"]
+        headers = {"Authorization": f"Bearer {device['secret']}", "Idempotency-Key": "k1"}
+        client.post("/api/v1/stamps", json={"token": token, "count": 2}, headers=headers)
+    count = text("SELECT count(*) FROM analytics_card")
+    engine = make_engine(treu.database_url)
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(count).scalar_one() == 1
+            conn.execute(text("DELETE FROM analytics_card"))
+        treu("analytics", "rebuild", "--merchant", out["slug"])
+        with engine.connect() as conn:
+            assert conn.execute(count).scalar_one() == 1
+    finally:
+        engine.dispose()
