@@ -6,13 +6,13 @@ from urllib.parse import urlencode
 
 from babel.dates import format_date, format_datetime, format_timedelta
 from babel.numbers import format_decimal, format_percent
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from app.db import SessionDep, get_write_session, write_engine
+from app.db import SessionDep, WriteSessionDep, write_engine
 from app.errors import AppError, NotFound
 from app.feedback import service
 from app.feedback.router import AttemptsDep, LimitsDep, review_link
@@ -27,8 +27,6 @@ from app.web.i18n import gettext as _
 
 router = APIRouter(include_in_schema=False)
 
-# Commits before the response goes out, so the page after a redirect sees the change.
-WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 FormText = Annotated[str, Form()]
 
 N_ = service.N_
@@ -189,7 +187,7 @@ def send_feedback(
     token: str,
     slug: str,
     request: Request,
-    session: WriteSession,
+    session: WriteSessionDep,
     limits: LimitsDep,
     attempts: AttemptsDep,
     rating: FormText = "",
@@ -256,7 +254,7 @@ def send_feedback(
 
 
 @router.get("/r/{slug}")
-def review_redirect(slug: str, request: Request, session: WriteSession) -> RedirectResponse:
+def review_redirect(slug: str, request: Request, session: WriteSessionDep) -> RedirectResponse:
     """Count one click on the merchant's review link (per day, nothing else) and go there."""
     merchant = service.get_merchant(session=session, slug=slug)
     target = service.review_target(merchant.review_url)
@@ -414,7 +412,7 @@ def reply(
     request: Request,
     login: auth.CurrentLogin,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
     text: FormText = "",
 ) -> Response:
     assert login.merchant.id is not None
@@ -431,7 +429,7 @@ def hide(
     request: Request,
     login: auth.CurrentLogin,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
     hidden: FormText = "1",
 ) -> Response:
     assert login.merchant.id is not None
@@ -447,7 +445,7 @@ def save_tags(
     request: Request,
     login: auth.CurrentLogin,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
     defaults: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies the default)
     own: FormText = "",
 ) -> Response:

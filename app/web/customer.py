@@ -8,12 +8,12 @@ offline use and remembering the card.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session, col, select
 
 from app.claims import service as claims
-from app.db import SessionDep, get_write_session
+from app.db import SessionDep, WriteSessionDep
 from app.errors import AppError, NotFound
 from app.merchants.models import Merchant, Program
 from app.tokens import crypto
@@ -23,10 +23,6 @@ from app.tokens.router import view_card
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
-
-# Committed before the response leaves: the browser follows the redirect at once and must find
-# the card (a request-scoped dependency would commit only after the response was sent).
-PageWriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
 def _programs(session: Session, merchant_ids: list[int]) -> dict[int, list[Program]]:
@@ -47,7 +43,7 @@ def home(request: Request) -> Response:
 
 
 @router.post("/cards/new")
-def new_card(request: Request, session: PageWriteSession) -> Response:
+def new_card(request: Request, session: WriteSessionDep) -> Response:
     """One tap, no form: a new card, then its page (which keeps it in this browser)."""
     state = request.app.state
     card = cards.create_card(session=session, keyring=state.keyring, now=state.clock())

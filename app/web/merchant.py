@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from sqlmodel import Session
 
 from app import printing
-from app.db import SessionDep, get_write_session
+from app.db import SessionDep, WriteSessionDep
 from app.errors import NotFound
 from app.merchants import auth, exports, service
 from app.merchants.models import Merchant, Owner, Program
@@ -28,9 +28,6 @@ from app.web.i18n import ngettext
 
 router = APIRouter(include_in_schema=False)
 
-# Commits before the response is sent (FastAPI's default would commit after it), so the page
-# that follows a redirect always sees the change, and a failed commit is an error page.
-WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 FormText = Annotated[str, Form()]
 LoginCsrf = Annotated[bool, Depends(auth.login_csrf_ok)]
 
@@ -116,7 +113,7 @@ def login_page(request: Request, session: SessionDep, next: str = "", bye: str =
 def login(
     request: Request,
     read: SessionDep,
-    write: WriteSession,
+    write: WriteSessionDep,
     csrf_ok: LoginCsrf,
     email: FormText = "",
     password: FormText = "",
@@ -151,7 +148,7 @@ def login(
 
 @router.post("/merchant/logout")
 def logout(
-    request: Request, login: auth.CurrentLogin, _csrf: auth.CsrfChecked, write: WriteSession
+    request: Request, login: auth.CurrentLogin, _csrf: auth.CsrfChecked, write: WriteSessionDep
 ) -> RedirectResponse:
     auth.end_session(session=write, session_hash=login.session_hash)
     response = see_other(f"{auth.LOGIN_PATH}?bye=1")
@@ -185,7 +182,7 @@ def change_password(
     request: Request,
     login: auth.CurrentLogin,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
     current: FormText = "",
     new: FormText = "",
     repeat: FormText = "",
@@ -218,7 +215,7 @@ def change_password(
 
 @router.post("/merchant/account/logout-others")
 def logout_others(
-    login: auth.CurrentLogin, _csrf: auth.CsrfChecked, write: WriteSession
+    login: auth.CurrentLogin, _csrf: auth.CsrfChecked, write: WriteSessionDep
 ) -> RedirectResponse:
     owner_id = login.owner.id or 0
     auth.end_other_sessions(session=write, owner_id=owner_id, keep=login.session_hash)
@@ -324,7 +321,7 @@ def save_program(
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     read: SessionDep,
-    write: WriteSession,
+    write: WriteSessionDep,
     name: FormText = "",
     reward_text: FormText = "",
     stamps_required: FormText = "",
@@ -359,7 +356,7 @@ def pause_or_resume(
     action: str,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
 ) -> RedirectResponse:
     if action not in ("pause", "resume"):
         raise NotFound("There is nothing at this address.")
@@ -376,7 +373,7 @@ def save_profile(
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     read: SessionDep,
-    write: WriteSession,
+    write: WriteSessionDep,
     shop_name: FormText = "",
     city: FormText = "",
     category: FormText = "",
@@ -473,7 +470,7 @@ def pair_device(
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     read: SessionDep,
-    write: WriteSession,
+    write: WriteSessionDep,
     label: FormText = "",
 ) -> HTMLResponse:
     settings = request.app.state.settings
@@ -501,7 +498,7 @@ def rename_device(
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     read: SessionDep,
-    write: WriteSession,
+    write: WriteSessionDep,
     label: FormText = "",
 ) -> Response:
     mine = _in(write, merchant)
@@ -522,7 +519,7 @@ def revoke_device(
     device_id: int,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
 ) -> RedirectResponse:
     service.revoke_device(
         session=write, merchant=_in(write, merchant), device_id=device_id,
@@ -655,7 +652,7 @@ def print_cards(
     request: Request,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
-    write: WriteSession,
+    write: WriteSessionDep,
     count: FormText = "10",
 ) -> HTMLResponse:
     number = int(count) if count.isdigit() else 0
