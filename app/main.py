@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastA
     app.state.in_flight = set[tuple[int, str]]()
 
     install_error_handlers(app)
+
     # FastAPI matches routes one by one, at a few microseconds each: the health check and the
     # stamp (the hot path) come first, so they are found before the hundred routes of the pages.
     @app.get("/healthz", tags=["ops"])
