@@ -1,7 +1,8 @@
 """Feedback figures from plain rows: pure functions, no database.
 
-Every figure about fewer than k feedbacks is suppressed (None, shown as "fewer than k"), like
-the loyalty KPIs, so a single customer's rating cannot be read off a small group. Where a
+Every figure about fewer than k cards is suppressed (None, shown as "fewer than k"), like the
+loyalty KPIs, so a single customer's rating cannot be read off a small group; one card may give
+feedback after several visits, so groups are counted in cards, not in feedbacks. Where a
 suppressed weekly cell could be worked out from the total and the other weeks, a second week
 is suppressed with it.
 """
@@ -24,6 +25,15 @@ class Rated:
     tags: tuple[str, ...] = ()
     replied_at: datetime | None = None
     hidden: bool = False
+    # The same number for one card's feedbacks within one query, meaningless outside it; None:
+    # a card of its own.
+    card: int | None = None
+
+
+def cards(rows: Iterable[Rated]) -> int:
+    """How many different cards gave these feedbacks."""
+    rows = list(rows)
+    return len({r.card for r in rows if r.card is not None}) + sum(r.card is None for r in rows)
 
 
 def csat(ratings: Sequence[int]) -> float | None:
@@ -80,31 +90,33 @@ def weekly(
     rows: Sequence[Rated], *, start: datetime, end: datetime, tz: tzinfo, k: int
 ) -> list[dict[str, Any]]:
     """Count, average and CSAT per week, with small weeks suppressed."""
-    by_week: dict[date, list[int]] = {w: [] for w in weeks_between(start, end, tz)}
+    by_week: dict[date, list[Rated]] = {w: [] for w in weeks_between(start, end, tz)}
     for row in rows:
-        by_week.setdefault(week_start(row.created_at, tz), []).append(row.rating)
-    small = {w for w, ratings in by_week.items() if 0 < len(ratings) < k}
+        by_week.setdefault(week_start(row.created_at, tz), []).append(row)
+    small = {w for w, week in by_week.items() if 0 < cards(week) < k}
     if len(small) == 1:
         # One hidden week next to a shown total could be worked out by subtraction.
-        shown = [w for w, ratings in by_week.items() if len(ratings) >= k]
+        shown = [w for w, week in by_week.items() if cards(week) >= k]
         if shown:
             small.add(min(shown, key=lambda w: (len(by_week[w]), w)))
     return [
         {
             "week": w.isoformat(),
-            "count": None if w in small else len(ratings),
-            "average_rating": None if w in small else average(ratings),
-            "csat": None if w in small else csat(ratings),
+            "count": None if w in small else len(week),
+            "average_rating": None if w in small else average([r.rating for r in week]),
+            "csat": None if w in small else csat([r.rating for r in week]),
             "suppressed": w in small,
         }
-        for w, ratings in sorted(by_week.items())
+        for w, week in sorted(by_week.items())
     ]
 
 
 def top_tags(rows: Iterable[Rated], *, k: int, limit: int = 5) -> tuple[list[dict[str, Any]], int]:
-    """The most chosen tags with their counts; tags chosen fewer than k times are only counted."""
+    """The most chosen tags with counts; a tag chosen by fewer than k cards is only counted."""
+    rows = list(rows)
     counts = Counter(tag for row in rows for tag in set(row.tags))
-    shown = [(t, c) for t, c in counts.most_common() if c >= k]
+    by_cards = {t: cards(r for r in rows if t in r.tags) for t in counts}
+    shown = [(t, c) for t, c in counts.most_common() if by_cards[t] >= k]
     return [{"tag": t, "count": c} for t, c in shown[:limit]], len(counts) - len(shown)
 
 
@@ -120,9 +132,10 @@ def summarise(
     """Every feedback figure for one period, as a plain dict (JSON-ready)."""
     clicks_by_day = clicks_by_day or {}
     n = len(rows)
-    enough = n >= k
+    enough = cards(rows) >= k
     ratings = [r.rating for r in rows]
     scores = [r.recommend for r in rows if r.recommend is not None]
+    scored = cards(r for r in rows if r.recommend is not None) >= k
     tags, hidden_tags = top_tags(rows, k=k)
     clicks_weekly: Counter[date] = Counter()
     for day, clicks in clicks_by_day.items():
@@ -134,10 +147,10 @@ def summarise(
         "count": n if enough else None,
         "average_rating": average(ratings) if enough else None,
         "csat": csat(ratings) if enough else None,
-        "nps": nps(scores) if len(scores) >= k else None,
-        "nps_suppressed": len(scores) < k,
-        # None answers at all is no group to protect; 1 to k-1 answers are suppressed.
-        "nps_responses": len(scores) if len(scores) >= k or not scores else None,
+        "nps": nps(scores) if scored else None,
+        "nps_suppressed": not scored,
+        # No answers at all is no group to protect; answers from 1 to k-1 cards are suppressed.
+        "nps_responses": len(scores) if scored or not scores else None,
         "weekly": weekly(rows, start=start, end=end, tz=tz, k=k),
         "top_tags": tags if enough else [],
         "tags_suppressed": hidden_tags if enough else len({t for r in rows for t in r.tags}),

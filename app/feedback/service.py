@@ -640,6 +640,7 @@ def figures(
             col(Feedback.created_at) < end,
         )
     ).all()
+    numbers: dict[str, int] = {}  # one number per card for counting, never the holder itself
     rated = [
         feedback_figures.Rated(
             created_at=f.created_at,
@@ -648,6 +649,7 @@ def figures(
             tags=tuple(tags_of(f)),
             replied_at=f.replied_at,
             hidden=f.hidden_at is not None,
+            card=numbers.setdefault(f.holder, len(numbers)),
         )
         for f in rows
     ]

@@ -101,6 +101,24 @@ def test_fewer_than_k_suppresses_every_figure_but_the_clicks() -> None:
     assert out["nps"]["score"] == 100
 
 
+def test_groups_are_counted_in_cards_not_in_feedbacks() -> None:
+    """One regular's feedback after every visit is still one customer."""
+    day = {"start": MONDAY, "end": MONDAY + timedelta(days=7), "tz": VIENNA, "k": 5}
+    regulars = [
+        Rated(created_at=MONDAY + timedelta(hours=i), rating=5 if i % 3 else 1, recommend=9,
+              tags=("service",), card=i % 4)
+        for i in range(12)
+    ]  # fmt: skip
+    out = summarise(regulars, **day)  # type: ignore[arg-type]
+    assert out["suppressed"] and out["count"] is None and out["csat"] is None
+    assert out["nps"] is None and out["weekly"][0]["suppressed"]
+    fifth = Rated(created_at=MONDAY, rating=4, recommend=9, tags=("service",), card=4)
+    out = summarise([*regulars, fifth], **day)  # type: ignore[arg-type]
+    assert out["count"] == 13 and out["csat"] == pytest.approx(9 / 13)
+    assert out["nps"]["score"] == 100
+    assert out["top_tags"] == [{"tag": "service", "count": 13}]
+
+
 def test_nps_has_its_own_threshold_as_the_question_is_optional() -> None:
     rows = rated([4] * 6) + rated([4] * 4, recommend=9)
     out = summarise(rows, start=MONDAY, end=MONDAY + timedelta(days=1), tz=VIENNA, k=5)
