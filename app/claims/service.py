@@ -12,8 +12,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import nacl.encoding
-import nacl.hash
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -21,7 +19,7 @@ from sqlmodel import Session, col, select
 from app.claims.models import ClaimCode
 from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
 from app.merchants.models import Device, Merchant, Program
-from app.tokens.crypto import Keyring, b32encode
+from app.tokens.crypto import Keyring, b32encode, keyed_hash
 
 CODE_CHARS = 20
 _CODE = re.compile(rf"[A-Z2-7]{{{CODE_CHARS}}}")
@@ -50,20 +48,15 @@ def parse_code(text: str) -> str:
 
 
 def code_hash(keyring: Keyring, code: str) -> str:
-    return nacl.hash.blake2b(
-        code.encode(), digest_size=16, key=keyring.card_ref_key, person=b"treu-claim-code",
-        encoder=nacl.encoding.HexEncoder,
-    ).decode()  # fmt: skip
+    return keyed_hash(keyring.card_ref_key, b"treu-claim-code", code.encode()).hex()
 
 
 def _new_code(keyring: Keyring, merchant_id: int, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         raw = secrets.token_bytes(13)
     else:
-        raw = nacl.hash.blake2b(
-            idempotency_key.encode(), digest_size=13, key=keyring.card_ref_key,
-            person=b"claim" + merchant_id.to_bytes(8, "big"), encoder=nacl.encoding.RawEncoder,
-        )  # fmt: skip
+        person = b"claim" + merchant_id.to_bytes(8, "big")
+        raw = keyed_hash(keyring.card_ref_key, person, idempotency_key.encode(), size=13)
     return b32encode(raw)[:CODE_CHARS]
 
 

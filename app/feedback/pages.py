@@ -20,6 +20,7 @@ from app.feedback.schemas import FeedbackFields
 from app.feedback.scrub import KINDS, PLACEHOLDER
 from app.merchants import auth
 from app.merchants.models import Merchant
+from app.merchants.service import merchant_zone
 from app.tokens.dependencies import load_card, parse_card
 from app.web import render
 from app.web.i18n import activate, choose_language, current_language
@@ -61,7 +62,7 @@ def comment_html(text: str) -> Markup:
 
 
 def page_helpers(merchant: Merchant) -> dict[str, Any]:
-    zone = service.merchant_zone(merchant)
+    zone = merchant_zone(merchant)
     locale = current_language()
 
     def when(moment: datetime | None) -> str:

@@ -12,10 +12,9 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +35,7 @@ from app.feedback.schemas import COMMENT_CHARS, FeedbackFields
 from app.feedback.scrub import normalise, scrub
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants.models import Merchant
+from app.merchants.service import merchant_zone
 from app.tokens.crypto import Keyring, holder_for
 
 
@@ -127,13 +127,6 @@ def dump_tags(tags: list[str]) -> str:
 def tags_of(row: Feedback | FeedbackSettings) -> list[str]:
     loaded = json.loads(row.tags or "[]")
     return [str(t) for t in loaded] if isinstance(loaded, list) else []
-
-
-def merchant_zone(merchant: Merchant) -> tzinfo:
-    try:
-        return ZoneInfo(merchant.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def get_merchant(*, session: Session, slug: str) -> Merchant:

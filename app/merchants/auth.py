@@ -15,8 +15,6 @@ from functools import cache
 from typing import Annotated
 from urllib.parse import quote
 
-import nacl.encoding
-import nacl.hash
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from sqlalchemy import case, delete
@@ -27,6 +25,7 @@ from app.db import SessionDep
 from app.errors import AppError, wants_html
 from app.merchants.models import LoginThrottle, Merchant, Owner, OwnerSession
 from app.merchants.service import hash_password, verify_password
+from app.tokens.crypto import keyed_hash
 
 SESSION_COOKIE = "treu_owner"
 # Before login there is no session to bind the login form's CSRF token to; this cookie is it.
@@ -62,10 +61,7 @@ class OwnerForbidden(AppError):
 
 def _keyed(request: Request, person: bytes, value: str) -> str:
     key: bytes = request.app.state.keyring.session_key
-    digest: bytes = nacl.hash.blake2b(
-        value.encode(), digest_size=32, key=key, person=person, encoder=nacl.encoding.RawEncoder
-    )
-    return digest.hex()
+    return keyed_hash(key, person, value.encode(), size=32).hex()
 
 
 def session_id_hash(request: Request, cookie_value: str) -> str:

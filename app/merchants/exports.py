@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from app.ledger.models import LedgerEntry
 from app.merchants.models import Device, Merchant, Program
+from app.merchants.service import merchant_zone
 
 LEDGER_COLUMNS = (
     "entry_id", "time", "kind", "stamps", "program_id", "program", "holder", "device_id",
@@ -60,7 +61,7 @@ def ledger_rows(
     *, session: Session, merchant: Merchant, start: date, end: date
 ) -> Iterator[tuple[Any, ...]]:
     """The merchant's ledger entries of the local days start..end, oldest first."""
-    zone = ZoneInfo(merchant.timezone)
+    zone = merchant_zone(merchant)
     lo, hi = period_bounds(start, end, zone)
     programs = {
         p.id: p.name

@@ -6,6 +6,7 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nacl.pwhash
 from pydantic import ValidationError
@@ -121,6 +122,14 @@ def create_merchant(
     session.add_all([program, owner])
     session.flush()
     return NewMerchant(merchant, program, email, password)
+
+
+def merchant_zone(merchant: Merchant) -> ZoneInfo:
+    """The shop's time zone (its local days and hours); UTC if the stored name is unknown."""
+    try:
+        return ZoneInfo(merchant.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def get_merchant(*, session: Session, slug: str) -> Merchant:

@@ -163,7 +163,8 @@ def card_id_from_recovery_code(code: str) -> bytes:
     return raw
 
 
-def _keyed_hash(key: bytes, person: bytes, message: bytes, size: int = 16) -> bytes:
+def keyed_hash(key: bytes, person: bytes, message: bytes, size: int = 16) -> bytes:
+    """Keyed BLAKE2b, personalised per use, so no two uses of one key can be matched."""
     return nacl.hash.blake2b(
         message, digest_size=size, key=key, person=person, encoder=nacl.encoding.RawEncoder
     )
@@ -172,12 +173,12 @@ def _keyed_hash(key: bytes, person: bytes, message: bytes, size: int = 16) -> by
 def holder_for(keyring: Keyring, card_id: bytes, merchant_id: int) -> str:
     """The card's pseudonym at one merchant: unlinkable to its pseudonym anywhere else."""
     person = b"holder" + merchant_id.to_bytes(8, "big")
-    return _keyed_hash(keyring.holder_key, person, card_id).hex()
+    return keyed_hash(keyring.holder_key, person, card_id).hex()
 
 
 def card_ref(keyring: Keyring, card_id: bytes) -> str:
     """What the card table is keyed by: a keyed hash, never the card id itself."""
-    return _keyed_hash(keyring.card_ref_key, b"card-ref", card_id).hex()
+    return keyed_hash(keyring.card_ref_key, b"card-ref", card_id).hex()
 
 
 def request_fingerprint(keyring: Keyring, merchant_id: int, canonical: bytes) -> str:
@@ -186,11 +187,11 @@ def request_fingerprint(keyring: Keyring, merchant_id: int, canonical: bytes) ->
     A plain hash of the same body at two merchants would be equal and link the card.
     """
     person = b"idem" + merchant_id.to_bytes(8, "big")
-    return _keyed_hash(keyring.holder_key, person, canonical).hex()
+    return keyed_hash(keyring.holder_key, person, canonical).hex()
 
 
 def _wallet_box(keyring: Keyring, card_id: bytes) -> nacl.secret.SecretBox:
-    key = _keyed_hash(keyring.wallet_key, b"wallet", card_id, size=nacl.secret.SecretBox.KEY_SIZE)
+    key = keyed_hash(keyring.wallet_key, b"wallet", card_id, size=nacl.secret.SecretBox.KEY_SIZE)
     return nacl.secret.SecretBox(key)
 
 

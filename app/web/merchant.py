@@ -8,7 +8,6 @@ up within that merchant and answer 404 otherwise.
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time, format_timedelta
 from fastapi import APIRouter, Depends, Form, Request
@@ -410,13 +409,6 @@ def save_profile(
 # --- devices ----------------------------------------------------------------------------------
 
 
-def _zone(merchant: Merchant) -> ZoneInfo:
-    try:
-        return ZoneInfo(merchant.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def _ago(moment: datetime, now: datetime, language: str) -> str:
     """'3 minutes ago' / 'vor 3 Minuten'; a date once it is more than a week back."""
     if now - moment > timedelta(days=7):
@@ -483,7 +475,9 @@ def pair_device(
         "qr": printing.inline_svg(qr.qr_svg(url)),
         "code": display_code(code),
         "url": url,
-        "expires": format_time(expires_at, "short", tzinfo=_zone(merchant), locale=language),
+        "expires": format_time(
+            expires_at, "short", tzinfo=service.merchant_zone(merchant), locale=language
+        ),
     }
     response = _devices_page(request, read, merchant, pairing=pairing)
     # The code is shown once: no cache may keep it.
@@ -534,7 +528,7 @@ EXPORT_DEFAULT_DAYS = 30
 
 
 def _today(request: Request, merchant: Merchant) -> date:
-    return auth.now_of(request).astimezone(_zone(merchant)).date()
+    return auth.now_of(request).astimezone(service.merchant_zone(merchant)).date()
 
 
 def _period(request: Request, merchant: Merchant, start: str, end: str) -> tuple[date, date] | None:
