@@ -230,12 +230,16 @@ class Inputs:
     # Cards first seen before the end of the period, and before its start.
     ever: int
     previous_ever: int
-    # Activity per day over both periods; visits per (weekday 0=Monday, hour) in the period.
+    # Activity per day over both periods.
     days: Sequence[DayActivity]
-    hours: Sequence[tuple[int, int, int]]
+    # In the period: (weekday 0=Monday, hour, visits, distinct cards with those visits), and
+    # distinct cards with a visit per weekday.
+    hours: Sequence[tuple[int, int, int, int]]
+    weekday_cards: Mapping[int, int]
     # Per device and day over both periods and the four weeks before the period (for the
-    # device's usual volume).
+    # device's usual volume); distinct cards stamped at each device in the period.
     devices: Sequence[DeviceDay]
+    device_cards: Mapping[int, int]
     device_labels: Mapping[int, str]
     # (first_month, month, cards).
     cohorts: Sequence[tuple[int, int, int]]
@@ -259,10 +263,13 @@ class Cells:
         self, key: Hashable, value: int, cards: int | None = None, *, keep: bool = False
     ) -> Hashable:
         """Register a figure about `cards` cards (default: the figure counts cards itself);
-        keep: a headline figure, hidden for another's sake only when nothing else will do."""
+        keep: a headline figure, hidden for another's sake only when nothing else will do.
+
+        A figure about no card is sensitive too unless it is 0 itself: counts of deleted cards
+        stay in some rollups but not in the distinct-card counts."""
         self.values[key] = value
         about = value if cards is None else cards
-        if 0 < about < self.k:
+        if about < self.k and (about or value):
             self.sensitive.add(key)
         if keep:
             self.keep.add(key)
@@ -355,6 +362,7 @@ class CohortRow:
 class DeviceRow:
     device_id: int
     label: str
+    cards: Figure  # distinct cards stamped there: what the row is about
     scans: Figure
     stamps: Figure
     visits: Figure
@@ -480,11 +488,15 @@ class _Builder:
             ),
         }
         device_rows = []
-        for device_id, key, figures, flags in devices:
-            scans, stamps, visits, repeats, voids = (derived(v, key) for v in figures)
+        for device_id, key, voids_key, figures, flags in devices:
+            cards = fig(key, figures[0])  # "fewer than k cards" when that is why
+            scans, stamps, visits, repeats = (derived(v, key) for v in figures[1:])
+            voids = derived(cells.values[voids_key], key, voids_key)
+            if voids_key in cells.sensitive:
+                voids.small = True
             label = i.device_labels.get(device_id, "")
             device_rows.append(
-                DeviceRow(device_id, label, scans, stamps, visits, repeats, voids, flags)
+                DeviceRow(device_id, label, cards, scans, stamps, visits, repeats, voids, flags)
             )
         return Dashboard(
             period=self.p,
@@ -633,15 +645,22 @@ class _Builder:
     ) -> tuple[list[Hashable], list[list[Hashable]], list[int]]:
         c = self.cells
         by_cell: dict[tuple[int, int], int] = defaultdict(int)
-        for weekday, hour, visits in self.i.hours:
+        cards: dict[tuple[int, int], int] = defaultdict(int)
+        for weekday, hour, visits, n in self.i.hours:
             by_cell[(weekday, hour)] += visits
+            cards[(weekday, hour)] += n
         used = sorted({h for (_, h), v in by_cell.items() if v})
         hours = list(range(used[0], used[-1] + 1)) if used else []
         weekdays, heat = [], []
         for weekday in range(7):
-            # Visits, not cards: a cell with fewer than k visits is about fewer than k cards.
-            row = [c.add(("hour", weekday, h), by_cell[(weekday, h)]) for h in hours]
-            total = c.add(("weekday", weekday), sum(by_cell[(weekday, h)] for h in range(24)))
+            # The cells show visits, but are about the cards behind them: three regulars every
+            # Monday at 8 make many visits and still single those three out.
+            row = [
+                c.add(("hour", weekday, h), by_cell[(weekday, h)], cards[(weekday, h)])
+                for h in hours
+            ]
+            visits = sum(by_cell[(weekday, h)] for h in range(24))
+            total = c.add(("weekday", weekday), visits, self.i.weekday_cards.get(weekday, 0))
             c.sum(total, row)
             weekdays.append(total)
             heat.append(row)
@@ -650,7 +669,8 @@ class _Builder:
 
     def _device_cells(
         self, visits_key: Hashable
-    ) -> list[tuple[int, Hashable, tuple[int, ...], list[dict[str, Any]]]]:
+    ) -> list[tuple[int, Hashable, Hashable, tuple[int, ...], list[dict[str, Any]]]]:
+        """A row per device, about the cards stamped there; its undone stamps on their own."""
         c, p = self.cells, self.p
         current: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         daily: dict[int, list[DeviceDay]] = defaultdict(list)
@@ -660,17 +680,21 @@ class _Builder:
                 totals = current[d.device_id]
                 for n, value in enumerate((d.scans, d.stamps, d.visits, d.voids)):
                     totals[n] += value
-        rows: list[tuple[int, Hashable, tuple[int, ...], list[dict[str, Any]]]] = []
+        rows: list[tuple[int, Hashable, Hashable, tuple[int, ...], list[dict[str, Any]]]] = []
         keys = []
         all_scans = sum(t[0] for t in current.values())
         usual_repeats = _ratio(all_scans - sum(t[2] for t in current.values()), all_scans) or 0.0
         for device_id in sorted(current):
             scans, stamps, visits, voids = current[device_id]
-            key = c.add(("device", device_id), visits, scans)
+            cards = self.i.device_cards.get(device_id, 0)
+            key = c.add(("device", device_id), visits, cards)
             keys.append(key)
-            figures = (scans, stamps, visits, scans - visits, voids)
+            # Undone stamps may be of cards the row does not count (all their stamps there
+            # undone): a count of them below k is about fewer than k cards.
+            voids_key = c.add(("device-voids", device_id), voids)
+            figures = (cards, scans, stamps, visits, scans - visits)
             flags = device_flags(daily[device_id], p, usual_repeats)
-            rows.append((device_id, key, figures, flags))
+            rows.append((device_id, key, voids_key, figures, flags))
         # A device's visits are its scans less its repeat scans: they add up to the period's.
         c.sum(visits_key, keys)
         return rows

@@ -9,7 +9,7 @@ On SQLite the tables are WITHOUT ROWID: rows are stored in key order, so the das
 reads (one merchant, a span of days) touch contiguous pages.
 """
 
-from sqlalchemy import Index
+from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -45,6 +45,54 @@ class VisitRollup(SQLModel, table=True):
     day: int = Field(primary_key=True)
     gap: int = Field(primary_key=True)
     visits: int = 0
+
+
+class HourVisitRollup(SQLModel, table=True):
+    """Visits per local day and hour by the days since the same card's previous visit in the
+    same weekday and hour (gap 0: its first there): distinct cards per cell of the heat map.
+
+    Like VisitRollup's gap, per cell of the week: a card visited on weekday w at hour h in [a, b)
+    once for each such visit in [a, b) whose previous one there lies before a.
+    """
+
+    __tablename__ = "analytics_hour_visit"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    hour: int = Field(primary_key=True)
+    gap: int = Field(primary_key=True)
+    visits: int = 0
+
+
+class WeekdayVisitRollup(SQLModel, table=True):
+    """Visits per local day by the days since the same card's previous visit on the same
+    weekday (gap 0: its first): distinct cards per weekday."""
+
+    __tablename__ = "analytics_weekday_visit"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    gap: int = Field(primary_key=True)
+    visits: int = 0
+
+
+class DeviceCardRollup(SQLModel, table=True):
+    """Cards stamped at a device (0: no device) per local day, by the days since the same card
+    was last stamped there (gap 0: never before): distinct cards per device.
+
+    Not ActivityRollup's visits, which count a card-day once, at the device of its first stamp.
+    """
+
+    __tablename__ = "analytics_device_card"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    device_id: int = Field(primary_key=True)
+    gap: int = Field(primary_key=True)
+    cards: int = 0
 
 
 class CohortRollup(SQLModel, table=True):
@@ -91,3 +139,6 @@ class CardRollup(SQLModel, table=True):
     second_day: int | None = None
     last_day: int
     visits: int = 0
+    # The last visit day per weekday-hour and the last day per device, the gaps of the tables
+    # above are counted from (app.analytics.rollups.CardState.recent: compact JSON).
+    recent: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})

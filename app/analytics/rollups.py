@@ -6,13 +6,22 @@ computes it from a whole history (the rebuild, and a card whose entry was just u
 writer does on every batch. Both run the same code per entry, so the rollups the writer keeps
 equal the ones a rebuild computes (tests/analytics/test_rollups.py holds them to it).
 
-Definitions: a *visit* is a card-day with stamps (a second scan the same day is the same visit);
-an undone entry counts nowhere except in `voids`, at the time and device of the undone entry.
+Definitions: a *visit* is a card-day with stamps (a second scan the same day is the same visit),
+counted at the hour and device of the day's first stamp; a card is *seen at a device* on a day
+with a stamp there; an undone entry counts nowhere except in `voids`, at the time and device of
+the undone entry.
+
+Distinct cards over any span come from gaps: each visit (or day seen at a device) is counted with
+the days since the same card's previous one of the same kind (0: its first), so a card was there
+in [a, b) exactly once for each of them in [a, b) whose previous one lies before a. The kinds are
+any visit (`visits`), a visit at the same weekday and hour (`hours`), on the same weekday
+(`weekdays`), and a day seen at the same device (`devices`).
 """
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -44,10 +53,41 @@ class CardState:
     second_day: int | None = None
     last_day: int | None = None
     visits: int = 0
+    # Last visit day per slot of the week (weekday * 24 + hour of the visit), and last day seen
+    # per device (0: none): what the per-slot and per-device gaps are counted from.
+    slots: dict[int, int] = field(default_factory=dict)
+    devices: dict[int, int] = field(default_factory=dict)
+
+    def recent(self) -> str:
+        """slots and devices as stored in the card's rollup row (compact JSON)."""
+        return encode_recent(self.slots, self.devices)
+
+
+def encode_recent(slots: Mapping[int, int], devices: Mapping[int, int]) -> str:
+    return json.dumps(
+        {"s": {str(k): slots[k] for k in sorted(slots)},
+         "d": {str(k): devices[k] for k in sorted(devices)}},
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+def decode_recent(text: str | None) -> tuple[dict[int, int], dict[int, int]]:
+    """The slots and devices of a stored card row (empty for a row without them)."""
+    if not text:
+        return {}, {}
+    found = json.loads(text)
+    return (
+        {int(k): int(v) for k, v in found.get("s", {}).items()},
+        {int(k): int(v) for k, v in found.get("d", {}).items()},
+    )
 
 
 def _counts() -> list[int]:
     return [0] * len(ACTIVITY_FIELDS)
+
+
+def _counter() -> defaultdict[tuple[int, ...], int]:
+    return defaultdict(int)
 
 
 @dataclass
@@ -57,10 +97,18 @@ class Rollups:
     activity: defaultdict[tuple[int, int, int], list[int]] = field(
         default_factory=lambda: defaultdict(_counts)
     )
-    visits: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
-    cohorts: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    # (day, gap) -> visits.
+    visits: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
+    # (first month, month) -> cards.
+    cohorts: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
     # (program, stamps held) -> cards: kept from balances, not from a card's visits.
-    holdings: defaultdict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
+    holdings: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
+    # (day, hour, gap since the card's last visit at that weekday and hour) -> visits.
+    hours: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
+    # (day, gap since the card's last visit on that weekday) -> visits.
+    weekdays: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
+    # (day, device, gap since the card was last seen at that device) -> cards seen.
+    devices: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
 
     def hold(self, program_id: int, before: int, after: int) -> None:
         """A card's stamps in a program went from before to after (0: holds none)."""
@@ -70,25 +118,26 @@ class Rollups:
             if after > 0:
                 self.holdings[(program_id, after)] += 1
 
+    def counters(self) -> dict[str, defaultdict[tuple[int, ...], int]]:
+        """The single-count tables by field name (all but activity)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "activity"}
+
     def merge(self, other: "Rollups", sign: int = 1) -> None:
         for key, counts in other.activity.items():
             mine = self.activity[key]
             for i, n in enumerate(counts):
                 mine[i] += sign * n
-        for visit_key, n in other.visits.items():
-            self.visits[visit_key] += sign * n
-        for cohort_key, n in other.cohorts.items():
-            self.cohorts[cohort_key] += sign * n
-        for holding_key, n in other.holdings.items():
-            self.holdings[holding_key] += sign * n
+        for name, counter in other.counters().items():
+            into = getattr(self, name)
+            for counted, n in counter.items():
+                into[counted] += sign * n
 
     def nonzero(self) -> "Rollups":
         """The same counts without the keys that add up to nothing."""
         out = Rollups()
         out.activity.update({k: v for k, v in self.activity.items() if any(v)})
-        out.visits.update({k: v for k, v in self.visits.items() if v})
-        out.cohorts.update({k: v for k, v in self.cohorts.items() if v})
-        out.holdings.update({k: v for k, v in self.holdings.items() if v})
+        for name, counter in self.counters().items():
+            getattr(out, name).update({k: v for k, v in counter.items() if v})
         return out
 
 
@@ -119,6 +168,11 @@ def day_number(d: date) -> int:
 
 def day_date(day: int) -> date:
     return EPOCH + timedelta(days=day)
+
+
+def weekday_of(day: int) -> int:
+    """0 for Monday: day 0, 1 January 1970, was a Thursday (the SQL reads (day + 3) % 7)."""
+    return (day + 3) % 7
 
 
 @cache
@@ -180,12 +234,22 @@ class CardTally:
         goal = self.required.get(entry.program_id, 0)
         if goal > 0:
             counts[REWARDS] += after // goal - before // goal
-        day, state = key[0], self.state
+        (day, hour, device), state = key, self.state
+        seen = state.devices.get(device)
+        if seen != day:
+            self.out.devices[(day, device, _gap(day, seen))] += 1
+            state.devices[device] = day
         if state.last_day == day:
             return
         counts[VISITS] += 1
-        gap = 0 if state.last_day is None else day - state.last_day
-        self.out.visits[(day, gap)] += 1
+        self.out.visits[(day, _gap(day, state.last_day))] += 1
+        weekday = weekday_of(day)
+        slot = weekday * 24 + hour
+        # Every visit is in one slot, so the last on this weekday is the latest of its slots.
+        on_weekday = [d for s, d in state.slots.items() if s // 24 == weekday]
+        self.out.weekdays[(day, _gap(day, max(on_weekday, default=None)))] += 1
+        self.out.hours[(day, hour, _gap(day, state.slots.get(slot)))] += 1
+        state.slots[slot] = day
         if state.first_day is None:
             state.first_day = day
         elif state.visits == 1:
@@ -195,6 +259,10 @@ class CardTally:
             self.out.cohorts[(month_of(state.first_day), month)] += 1
         state.last_day = day
         state.visits += 1
+
+
+def _gap(day: int, previous: int | None) -> int:
+    return 0 if previous is None else day - previous
 
 
 def in_order(entries: Iterable[Entry]) -> list[Entry]:

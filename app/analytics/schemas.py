@@ -60,6 +60,9 @@ class CohortOut(BaseModel):
 class DeviceOut(BaseModel):
     device_id: int
     label: str
+    cards: FigureOut = Field(
+        description="distinct cards stamped at the device: the row is hidden below k"
+    )
     scans: FigureOut
     stamps: FigureOut
     visits: FigureOut
@@ -70,8 +73,12 @@ class DeviceOut(BaseModel):
 
 class HeatOut(BaseModel):
     hours: list[int]
-    weekdays: list[FigureOut] = Field(description="visits Monday … Sunday")
-    cells: list[list[FigureOut]] = Field(description="visits per weekday (rows) and hour")
+    weekdays: list[FigureOut] = Field(
+        description="visits Monday … Sunday (hidden when by fewer than k distinct cards)"
+    )
+    cells: list[list[FigureOut]] = Field(
+        description="visits per weekday (rows) and hour (hidden when by fewer than k cards)"
+    )
 
 
 class KpiReport(BaseModel):
@@ -153,6 +160,7 @@ def report(d: kpis.Dashboard, feedback: dict[str, Any] | None) -> KpiReport:
             DeviceOut(
                 device_id=r.device_id,
                 label=r.label,
+                cards=_figure(r.cards),
                 scans=_figure(r.scans),
                 stamps=_figure(r.stamps),
                 visits=_figure(r.visits),

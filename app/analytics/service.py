@@ -49,8 +49,11 @@ from app.analytics.models import (
     ActivityRollup,
     CardRollup,
     CohortRollup,
+    DeviceCardRollup,
     HoldingRollup,
+    HourVisitRollup,
     VisitRollup,
+    WeekdayVisitRollup,
 )
 from app.analytics.rollups import (
     ACTIVITY_FIELDS,
@@ -60,6 +63,7 @@ from app.analytics.rollups import (
     Rollups,
     day_date,
     day_number,
+    decode_recent,
     in_order,
     local_slot,
     month_of,
@@ -75,7 +79,25 @@ visit_table = VisitRollup.__table__  # type: ignore[attr-defined]
 cohort_table = CohortRollup.__table__  # type: ignore[attr-defined]
 holding_table = HoldingRollup.__table__  # type: ignore[attr-defined]
 card_table = CardRollup.__table__  # type: ignore[attr-defined]
-ROLLUP_TABLES = (activity_table, visit_table, cohort_table, holding_table, card_table)
+hour_table = HourVisitRollup.__table__  # type: ignore[attr-defined]
+weekday_table = WeekdayVisitRollup.__table__  # type: ignore[attr-defined]
+device_table = DeviceCardRollup.__table__  # type: ignore[attr-defined]
+# Rollups' single-count fields: their table, the key columns after merchant_id, the count.
+COUNTED = {
+    "visits": (visit_table, ("day", "gap"), "visits"),
+    "cohorts": (cohort_table, ("first_month", "month"), "cards"),
+    "holdings": (holding_table, ("program_id", "stamps"), "cards"),
+    "hours": (hour_table, ("day", "hour", "gap"), "visits"),
+    "weekdays": (weekday_table, ("day", "gap"), "visits"),
+    "devices": (device_table, ("day", "device_id", "gap"), "cards"),
+}
+# A deleted card's share leaves these: their gaps chain one card's visits together.
+CHAINED = ("hours", "weekdays", "devices")
+ROLLUP_TABLES = (
+    activity_table,
+    *(table for table, _, _ in COUNTED.values()),
+    card_table,
+)
 _ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
 _balance = Balance.__table__  # type: ignore[attr-defined]
 _merchant = Merchant.__table__  # type: ignore[attr-defined]
@@ -107,6 +129,7 @@ _CARD_STATES = (
         _c.second_day,
         _c.last_day,
         _c.visits,
+        _c.recent,
     )
     .select_from(
         _balance.join(_merchant, _merchant.c.id == _balance.c.merchant_id).outerjoin(
@@ -133,7 +156,7 @@ def _adding_upsert(dialect: str, table: Any, counters: Iterable[str]) -> Any:
 def _card_upsert(dialect: str) -> Any:
     make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = make_insert(card_table)
-    fields = ("first_day", "second_day", "last_day", "visits")
+    fields = ("first_day", "second_day", "last_day", "visits", "recent")
     return stmt.on_conflict_do_update(
         index_elements=list(card_table.primary_key.columns),
         set_={name: stmt.excluded[name] for name in fields},
@@ -143,9 +166,10 @@ def _card_upsert(dialect: str) -> Any:
 _UPSERTS = {
     dialect: {
         activity_table.name: _adding_upsert(dialect, activity_table, ACTIVITY_FIELDS),
-        visit_table.name: _adding_upsert(dialect, visit_table, ["visits"]),
-        cohort_table.name: _adding_upsert(dialect, cohort_table, ["cards"]),
-        holding_table.name: _adding_upsert(dialect, holding_table, ["cards"]),
+        **{
+            table.name: _adding_upsert(dialect, table, [counted])
+            for table, _, counted in COUNTED.values()
+        },
         card_table.name: _card_upsert(dialect),
     }
     for dialect in ("sqlite", "postgresql")
@@ -214,9 +238,10 @@ def record_entries(
 
 
 def _changed(found: Any, state: CardState) -> bool:
-    # A second stamp on the same day changes no visit day: nothing to write.
-    before = (found.first_day, found.second_day, found.last_day, found.visits)
-    return before != (state.first_day, state.second_day, state.last_day, state.visits)
+    # A second stamp the same day at the same device changes no day: nothing to write.
+    before = (found.first_day, found.second_day, found.last_day, found.visits, found.recent)
+    after = (state.first_day, state.second_day, state.last_day, state.visits, state.recent())
+    return before != after
 
 
 def _timezone(conn: Connection, merchant_id: int) -> str:
@@ -244,7 +269,10 @@ def _extend(
     for e in new:
         if e.kind == "stamp":
             lifetime[e.program_id] = lifetime.get(e.program_id, 0) - e.delta
-    state = CardState(found.first_day, found.second_day, found.last_day, found.visits or 0)
+    slots, devices = decode_recent(found.recent)
+    state = CardState(
+        found.first_day, found.second_day, found.last_day, found.visits or 0, slots, devices
+    )
     tally = CardTally(state=state, lifetime=lifetime, required=required, tz=tz, out=out)
     for entry in in_order(new):
         tally.add(entry)
@@ -288,14 +316,14 @@ def _card_row(key: tuple[int, str], state: CardState) -> dict[str, Any]:
         "second_day": state.second_day,
         "last_day": state.last_day,
         "visits": state.visits,
+        "recent": state.recent(),
     }
 
 
 def rollup_rows(outs: Mapping[int, Rollups]) -> dict[str, list[dict[str, Any]]]:
     """Rows for each counting table, by table name (keys adding up to nothing left out)."""
-    rows: dict[str, list[dict[str, Any]]] = {
-        t.name: [] for t in (activity_table, visit_table, cohort_table, holding_table)
-    }
+    rows: dict[str, list[dict[str, Any]]] = {activity_table.name: []}
+    rows.update({table.name: [] for table, _, _ in COUNTED.values()})
     for merchant_id, out in outs.items():
         m = {"merchant_id": merchant_id}
         for (day, hour, device_id), counts in out.activity.items():
@@ -303,19 +331,12 @@ def rollup_rows(outs: Mapping[int, Rollups]) -> dict[str, list[dict[str, Any]]]:
                 key = {"day": day, "hour": hour, "device_id": device_id}
                 counted = dict(zip(ACTIVITY_FIELDS, counts, strict=True))
                 rows[activity_table.name].append(m | key | counted)
-        for (day, gap), n in out.visits.items():
-            if n:
-                rows[visit_table.name].append(m | {"day": day, "gap": gap, "visits": n})
-        for (first_month, month), n in out.cohorts.items():
-            if n:
-                rows[cohort_table.name].append(
-                    m | {"first_month": first_month, "month": month, "cards": n}
-                )
-        for (program_id, stamps), n in out.holdings.items():
-            if n:
-                rows[holding_table.name].append(
-                    m | {"program_id": program_id, "stamps": stamps, "cards": n}
-                )
+        for name, counter in out.counters().items():
+            table, columns, count_column = COUNTED[name]
+            into = rows[table.name]
+            for key_values, n in counter.items():
+                if n:
+                    into.append(m | dict(zip(columns, key_values, strict=True)) | {count_column: n})
     return rows
 
 
@@ -330,10 +351,33 @@ def _write(conn: Connection, rows: Mapping[str, list[dict[str, Any]]]) -> None:
 def forget_holder(
     conn: Connection, *, merchant_id: int, holder: str, held: Iterable[tuple[int, int]]
 ) -> None:
-    """A deleted card leaves the rollups: its own row goes, the cards it held stop counting.
+    """A deleted card leaves the rollups: its own row goes, the cards it held stop counting,
+    and its share of the per-slot and per-device counts goes (read from its ledger entries:
+    call this before they are deleted).
 
-    The day, hour, visit and cohort counts keep it only as a number among others.
+    The day, hour, visit and cohort counts keep it only as a number among others. The slot and
+    device counts exist only to count distinct cards, which it no longer is, and their gaps,
+    on a quiet weekday hour or device, would chain its visits together.
     """
+    params = {"merchant_id": merchant_id, "holder": holder}
+    history = [_entry(row._mapping) for row in conn.execute(_CARD_HISTORY, params)]
+    if history:
+        share, _ = replay(history, required={}, tz=zone(_timezone(conn, merchant_id)))
+        gone = Rollups()
+        for name in CHAINED:
+            getattr(gone, name).update({k: -n for k, n in getattr(share, name).items() if n})
+        _write(conn, rollup_rows({merchant_id: gone}))
+        for name in CHAINED:
+            table, columns, counted = COUNTED[name]
+            keys = sorted(getattr(gone, name))
+            if keys:
+                # A row left at zero would still mark where one of its visits was.
+                key = tuple_(*(table.c[column] for column in columns))
+                conn.execute(
+                    delete(table).where(
+                        table.c.merchant_id == merchant_id, key.in_(keys), table.c[counted] <= 0
+                    )
+                )
     conn.execute(
         delete(card_table).where(
             card_table.c.merchant_id == merchant_id, card_table.c.holder == holder
@@ -358,16 +402,22 @@ def forget_holder(
 REBUILD_CHUNK = 10_000
 
 
-def rebuild_rollups(conn: Connection, merchant_id: int | None = None) -> None:
-    """Recompute the rollups of one merchant (or all) from the ledger, replacing what was there."""
-    for table in ROLLUP_TABLES:
+def rebuild_rollups(
+    conn: Connection, merchant_id: int | None = None, *, tables: Sequence[Any] = ROLLUP_TABLES
+) -> None:
+    """Recompute the rollups of one merchant (or all) from the ledger, replacing what was there.
+
+    tables: only these (a migration that adds a rollup fills just its own tables, and leaves
+    the counts that deleted cards still hold a part of alone).
+    """
+    for table in tables:
         stmt = delete(table)
         if merchant_id is not None:
             stmt = stmt.where(table.c.merchant_id == merchant_id)
         conn.execute(stmt)
     outs, cards = recompute(conn, merchant_id)
     rows = {**rollup_rows(outs), card_table.name: cards}
-    for table in ROLLUP_TABLES:
+    for table in tables:
         for i in range(0, len(rows[table.name]), REBUILD_CHUNK):
             conn.execute(insert(table), rows[table.name][i : i + REBUILD_CHUNK])
 
@@ -533,7 +583,9 @@ def gather(*, session: Session, merchant_id: int, period: Period, k: int) -> Inp
         previous_ever=previous_ever,
         days=[d for d in days if d.day >= previous.start],
         hours=_hours(session, merchant_id, period),
+        weekday_cards=_weekday_cards(session, merchant_id, period),
         devices=devices,
+        device_cards=_device_cards(session, merchant_id, period),
         device_labels=_device_labels(session, merchant_id),
         cohorts=_cohorts(session, merchant_id, month_of(period.end - 1) - COHORT_MONTHS + 1),
         outstanding=_outstanding(session, merchant_id),
@@ -688,16 +740,63 @@ def _days_and_devices(
     return [DayActivity(day, *counts) for day, counts in days.items()], devices
 
 
-def _hours(session: Session, merchant_id: int, period: Period) -> list[tuple[int, int, int]]:
-    a = activity_table.c
-    # Day 0 (1 January 1970) was a Thursday: weekday 3 with Monday as 0.
-    weekday = (a.day + 3) % 7
+def _weekday(day: Any) -> Any:
+    # Day 0 (1 January 1970) was a Thursday: weekday 3 with Monday as 0 (rollups.weekday_of).
+    return ((day + 3) % 7).label("weekday")
+
+
+def _first_in(table: Any, period: Period) -> Any:
+    """SQL: the row counts each card once in the period (its previous one was before it)."""
+    t = table.c
+    return and_(
+        t.merchant_id == bindparam("merchant_id"),
+        t.day >= period.start,
+        t.day < period.end,
+        or_(t.gap == 0, t.day - t.gap < period.start),
+    )
+
+
+def _hours(session: Session, merchant_id: int, period: Period) -> list[tuple[int, int, int, int]]:
+    """Visits per weekday and hour in the period, and the distinct cards they are about."""
+    a, h = activity_table.c, hour_table.c
     rows = session.execute(
-        select(weekday.label("weekday"), a.hour, func.sum(a.visits))
+        select(_weekday(a.day), a.hour, func.sum(a.visits))
         .where(a.merchant_id == merchant_id, a.day >= period.start, a.day < period.end)
         .group_by("weekday", a.hour)
     )
-    return [(int(w), int(h), int(n)) for w, h, n in rows]
+    visits = {(int(w), int(hour)): int(n) for w, hour, n in rows}
+    rows = session.execute(
+        select(_weekday(h.day), h.hour, func.sum(h.visits))
+        .where(_first_in(hour_table, period))
+        .group_by("weekday", h.hour),
+        {"merchant_id": merchant_id},
+    )
+    cards = {(int(w), int(hour)): int(n) for w, hour, n in rows}
+    return [(w, hour, n, cards.get((w, hour), 0)) for (w, hour), n in visits.items()]
+
+
+def _weekday_cards(session: Session, merchant_id: int, period: Period) -> dict[int, int]:
+    """Distinct cards with a visit on each weekday of the period."""
+    w = weekday_table.c
+    rows = session.execute(
+        select(_weekday(w.day), func.sum(w.visits))
+        .where(_first_in(weekday_table, period))
+        .group_by("weekday"),
+        {"merchant_id": merchant_id},
+    )
+    return {int(weekday): int(n) for weekday, n in rows if n}
+
+
+def _device_cards(session: Session, merchant_id: int, period: Period) -> dict[int, int]:
+    """Distinct cards stamped at each device in the period."""
+    d = device_table.c
+    rows = session.execute(
+        select(d.device_id, func.sum(d.cards))
+        .where(_first_in(device_table, period))
+        .group_by(d.device_id),
+        {"merchant_id": merchant_id},
+    )
+    return {int(device_id): int(n) for device_id, n in rows if n}
 
 
 def _device_labels(session: Session, merchant_id: int) -> dict[int, str]:

@@ -11,7 +11,15 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 from app.analytics import kpis
-from app.analytics.rollups import CardState, Entry, Rollups, day_number, month_of, replay
+from app.analytics.rollups import (
+    CardState,
+    Entry,
+    Rollups,
+    day_number,
+    month_of,
+    replay,
+    weekday_of,
+)
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -105,6 +113,22 @@ def from_rollups(
             and (c.second_day is None or c.second_day >= p.end)
         )
 
+    def first_in(day: int, gap: int) -> bool:
+        """The row counts a card once in the period: distinct cards."""
+        return period.start <= day < period.end and (gap == 0 or day - gap < period.start)
+
+    hour_cards: dict[tuple[int, int], int] = defaultdict(int)
+    for (day, hour, gap), n in total.hours.items():
+        if first_in(day, gap):
+            hour_cards[(weekday_of(day), hour)] += n
+    weekday_cards: dict[int, int] = defaultdict(int)
+    for (day, gap), n in total.weekdays.items():
+        if first_in(day, gap):
+            weekday_cards[weekday_of(day)] += n
+    device_cards: dict[int, int] = defaultdict(int)
+    for (day, device, gap), n in total.devices.items():
+        if first_in(day, gap):
+            device_cards[device] += n
     by_day: dict[int, list[int]] = defaultdict(lambda: [0] * 6)
     hours: dict[tuple[int, int], int] = defaultdict(int)
     devices: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0] * 4)
@@ -136,11 +160,13 @@ def from_rollups(
             1 for c in cards if c.first_day is not None and c.first_day < period.start
         ),
         days=[kpis.DayActivity(day, *by_day[day]) for day in sorted(by_day)],
-        hours=sorted((w, h, n) for (w, h), n in hours.items()),
+        hours=sorted((w, h, n, hour_cards[(w, h)]) for (w, h), n in hours.items()),
+        weekday_cards={w: n for w, n in weekday_cards.items() if n},
         devices=[
             kpis.DeviceDay(device, day, *counts)
             for (device, day), counts in sorted(devices.items())
         ],
+        device_cards={d: n for d, n in device_cards.items() if n},
         device_labels=device_labels or {},
         cohorts=sorted((f, m, n) for (f, m), n in total.cohorts.items() if f >= first_cohort and n),
         outstanding=outstanding or kpis.Outstanding(),

@@ -228,7 +228,10 @@ def test_cells_sensitivity_boundaries() -> None:
     for key, n in (("zero", 0), ("nine", 9), ("ten", 10)):
         cells.add(key, n)
     cells.add("visits", 500, cards=9)
-    assert cells.hidden() == {"nine", "visits"}
+    # Visits of cards deleted since: no card left to count, and not nothing either.
+    cells.add("ghosts", 3, cards=0)
+    cells.add("nothing", 0, cards=0)
+    assert cells.hidden() == {"nine", "visits", "ghosts"}
 
 
 def test_device_flags_volume_and_repeats() -> None:
@@ -270,3 +273,134 @@ def test_window_counts_distinct_cards() -> None:
     assert kpis.count(rows, kpis.all_visits(m, m + 30)) == 5
     assert kpis.count(rows, kpis.new_cards(m - 60, m + 30)) == 4
     assert kpis.count(rows, kpis.active_cards(m + 2, m + 3)) == 1  # a, twice on 3 Mar
+
+
+# --- the heat map and the devices, by distinct cards ---------------------------------------------
+
+# The Mondays of March 2026 (the period of these tests).
+MONDAYS = [date(2026, 3, d) for d in (2, 9, 16, 23, 30)]
+TUESDAY = date(2026, 3, 3)
+
+
+def regulars(n: int, hour: int, *, prefix: str = "r", device: int = 1) -> list[Event]:
+    """n cards that come every Monday of March at the same hour."""
+    return [Event(f"{prefix}{i}", d, hour=hour, device=device) for i in range(n) for d in MONDAYS]
+
+
+def passers_by(n: int, day: date, hour: int, *, device: int = 1) -> list[Event]:
+    """n cards that come once."""
+    return [Event(f"p{hour}-{i}", day, hour=hour, device=device) for i in range(n)]
+
+
+def heat_cell(d: kpis.Dashboard, weekday: int, hour: int) -> Figure:
+    return d.heat[weekday][d.hours.index(hour)]
+
+
+def assert_nothing_can_be_worked_out(builder: kpis._Builder) -> None:
+    hidden = builder.cells.hidden()
+    for total, parts in builder.cells.equations:
+        assert len({total, *parts} & hidden) != 1, (total, parts)
+
+
+def test_regulars_at_one_hour_are_hidden_however_often_they_come() -> None:
+    """9 regulars every Monday at 8 make 45 visits: still a figure about 9 cards."""
+    k = 10
+    events = regulars(k - 1, 8) + passers_by(12, TUESDAY, 10)
+    builder = kpis._Builder(inputs(events, start=MARCH, days=30, k=k))
+    d = builder.build()
+    assert d.headline["visits"].current.value == 45 + 12  # 21 cards: the period is shown
+    assert heat_cell(d, 0, 8) == Figure(None, hidden=True, small=True)
+    # All of Monday's visits are those 45: the weekday bar would give them away.
+    assert d.weekdays[0] == Figure(None, hidden=True, small=True)
+    assert heat_cell(d, 1, 10).value == 12 and not heat_cell(d, 1, 10).hidden
+    # The period's visits are the weekdays' sum: one more weekday goes, or Monday is 57 - 12.
+    assert sum(f.hidden for f in d.weekdays) >= 2
+    assert_nothing_can_be_worked_out(builder)
+
+
+def test_k_cards_at_one_hour_are_shown() -> None:
+    k = 10
+    d = kpis.compute(inputs(regulars(k, 8), start=MARCH, days=30, k=k))
+    assert heat_cell(d, 0, 8) == Figure(5 * k)
+    assert d.weekdays[0] == Figure(5 * k)
+    # Few visits by many cards are shown as well: each passer-by is one of k.
+    d = kpis.compute(inputs(passers_by(k, TUESDAY, 10), start=MARCH, days=30, k=k))
+    assert heat_cell(d, 1, 10) == Figure(k)
+
+
+def test_cards_of_a_weekday_are_counted_across_its_hours() -> None:
+    """6 cards at 8 and the same 6 at 9 another Monday: 12 visits on Monday, by 6 cards."""
+    k = 10
+    events = regulars(6, 8) + [
+        Event(f"r{i}", MONDAYS[0], hour=9) for i in range(6)  # a second scan: same visit at 8
+    ] + [Event(f"r{i}", date(2026, 3, 16), hour=9, minute=30) for i in range(6)]  # fmt: skip
+    events += passers_by(k, TUESDAY, 10)
+    d = kpis.compute(inputs(events, start=MARCH, days=30, k=k))
+    assert d.weekdays[0] == Figure(None, hidden=True, small=True)
+    assert d.weekdays[1] == Figure(k)
+
+
+def test_a_hidden_hour_cannot_be_worked_out_from_its_weekday() -> None:
+    """Monday: 12 passers-by at 8 and 3 regulars at 9 (15 visits). Monday's total is about 15
+    cards and the 8 o'clock cell about 12, but both shown would give 9 o'clock as 27 - 12."""
+    k = 10
+    events = passers_by(12, MONDAYS[1], 8) + regulars(3, 9) + passers_by(20, TUESDAY, 9)
+    builder = kpis._Builder(inputs(events, start=MARCH, days=30, k=k))
+    d = builder.build()
+    assert d.hours == [8, 9]
+    assert heat_cell(d, 0, 9) == Figure(None, hidden=True, small=True)
+    assert heat_cell(d, 0, 8) == Figure(None, hidden=True, small=False)  # for 9 o'clock's sake
+    assert d.weekdays[0] == Figure(27)
+    assert heat_cell(d, 1, 9) == Figure(20) and d.headline["visits"].current == Figure(47)
+    assert_nothing_can_be_worked_out(builder)
+
+
+def test_a_device_used_by_few_cards_is_hidden_however_often_it_scans() -> None:
+    """The terrace till stamped 4 regulars every Monday (20 scans); the counter 15 cards, the
+    bar 12."""
+    k = 10
+    events = regulars(4, 8, device=3) + passers_by(15, TUESDAY, 10, device=1)
+    events += passers_by(12, TUESDAY, 11, device=2)
+    # One of the counter's cards also came to the terrace, once: the terrace has 5 cards.
+    events.append(Event("p10-0", date(2026, 3, 4), hour=11, device=3))
+    builder = kpis._Builder(inputs(events, start=MARCH, days=30, k=k))
+    d = builder.build()
+    counter, bar, terrace = d.devices
+    assert (counter.cards.value, counter.scans.value, counter.visits.value) == (15, 15, 15)
+    assert terrace.cards == Figure(None, hidden=True, small=True)
+    assert terrace.scans.hidden and terrace.visits.hidden and terrace.repeat_scans.hidden
+    # The devices' visits add up to the period's: the smaller other device goes too, or the
+    # terrace's 21 visits would be the period's 48 less 15 and 12.
+    assert bar.cards == Figure(None, hidden=True, small=False) and bar.scans.hidden
+    assert d.headline["visits"].current == Figure(48)
+    assert_nothing_can_be_worked_out(builder)
+    # With k cards at the terrace, every device is shown.
+    events += regulars(6, 8, prefix="t", device=3)
+    d = kpis.compute(inputs(events, start=MARCH, days=30, k=k))
+    assert [r.cards.value for r in d.devices] == [15, 12, 11]
+
+
+def test_a_device_counts_cards_stamped_there_not_only_first_scans() -> None:
+    """10 cards are scanned first at the counter, then again at the terrace the same day: the
+    terrace has no visit of its own, but 10 cards (and 10 repeat scans)."""
+    k = 10
+    events = passers_by(k, TUESDAY, 10, device=1)
+    events += [Event(e.card, e.day, hour=11, device=2) for e in events]
+    d = kpis.compute(inputs(events, start=MARCH, days=30, k=k))
+    counter, terrace = d.devices
+    assert (terrace.cards.value, terrace.visits.value, terrace.repeat_scans.value) == (k, 0, k)
+    assert counter.cards.value == k
+
+
+def test_a_few_undone_stamps_at_a_device_are_hidden() -> None:
+    k = 10
+    events = passers_by(12, TUESDAY, 10)
+    undo = [Event("p10-0", TUESDAY, hour=10, minute=2, kind="void", voids=0)]
+    d = kpis.compute(inputs(events + undo, start=MARCH, days=30, k=k))
+    (counter,) = d.devices
+    assert counter.cards.value == 11 and counter.scans.value == 11
+    assert counter.voids == Figure(None, hidden=True, small=True)
+    many = [Event(f"p10-{i}", TUESDAY, hour=10, minute=2, kind="void", voids=i) for i in range(k)]
+    events += passers_by(12, date(2026, 3, 5), 12)
+    d = kpis.compute(inputs(events + many, start=MARCH, days=30, k=k))
+    assert d.devices[0].voids.value == k

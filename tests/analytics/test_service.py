@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from app.analytics import kpis, service
-from app.analytics.rollups import CardState, Rollups, day_number
+from app.analytics.rollups import CardState, Rollups, day_number, decode_recent
 from app.merchants.models import Merchant, Program
 from tests.analytics.reference import from_rollups
 from tests.conftest import Clock, Shop, new_card, redeem, stamp
@@ -44,15 +44,16 @@ def stored(app: FastAPI, merchant_id: int) -> tuple[Rollups, list[CardState]]:
             total.activity[(row.day, row.hour, row.device_id)] = [
                 row.scans, row.stamps, row.visits, row.redemptions, row.voids, row.rewards_earned
             ]  # fmt: skip
-        v, c, h = service.visit_table, service.cohort_table, service.card_table
-        for row in conn.execute(select(v).where(v.c.merchant_id == merchant_id)):
-            total.visits[(row.day, row.gap)] = row.visits
-        for row in conn.execute(select(c).where(c.c.merchant_id == merchant_id)):
-            total.cohorts[(row.first_month, row.month)] = row.cards
+        for name, (table, columns, counted) in service.COUNTED.items():
+            counter = getattr(total, name)
+            for row in conn.execute(select(table).where(table.c.merchant_id == merchant_id)):
+                counter[tuple(row._mapping[c] for c in columns)] = row._mapping[counted]
+        h = service.card_table
         cards = [
-            CardState(row.first_day, row.second_day, row.last_day, row.visits)
+            CardState(row.first_day, row.second_day, row.last_day, row.visits,
+                      *decode_recent(row.recent))
             for row in conn.execute(select(h).where(h.c.merchant_id == merchant_id))
-        ]
+        ]  # fmt: skip
     return total, cards
 
 
