@@ -9,21 +9,38 @@ Runs on SQLite, and on PostgreSQL with TREU_TEST_DATABASE_URL.
 import contextlib
 import random
 import uuid
-from datetime import UTC, datetime
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Connection, select
 from sqlmodel import Session
 
+from alembic import command
 from app.analytics import service
-from app.analytics.rollups import day_number
+from app.analytics.rollups import (
+    CardState,
+    CardTally,
+    Entry,
+    Rollups,
+    day_number,
+    decode_recent,
+    in_order,
+    local_slot,
+    replay,
+    weekday_of,
+)
 from app.db import write_engine
 from app.errors import AppError
 from app.ledger.service import Batch, Command
+from app.migrations import alembic_config
 from app.tokens import crypto
 from app.tokens.service import create_card
+from tests.analytics.reference import UTC_ZONE, Event, ledger
 from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp, void
 
 # Clock steps: same minute, same day, across a night, a week, a month and a quarter.
@@ -86,6 +103,11 @@ def test_random_api_sequences_match_the_rebuild(
     assert min(done.values()) >= 5, done  # every kind was exercised
     kept = assert_consistent(app)
     assert kept["analytics_visit"] and kept["analytics_cohort"] and kept["analytics_holding"]
+    assert kept["analytics_hour_visit"] and kept["analytics_weekday_visit"]
+    # Both tills, and cards seen again at one after a gap.
+    devices = kept["analytics_device_card"]
+    assert {row[2] for row in devices} == {shop.device_id, second.device_id}
+    assert any(row[3] > 0 for row in devices)
 
 
 def test_one_batch_of_many_commands_matches_the_rebuild(app: FastAPI, clock: Clock) -> None:
@@ -186,3 +208,172 @@ def _second_device(app: FastAPI, shop: Shop) -> Shop:
         assert device.id is not None
     return Shop(shop.merchant_id, shop.slug, shop.program_id, device.id, secret,
                 shop.owner_email, shop.owner_password)  # fmt: skip
+
+
+# --- distinct cards per weekday, hour and device ---------------------------------------------
+
+CHAINED = [service.COUNTED[name][0] for name in service.CHAINED]
+
+
+def test_a_deleted_card_leaves_the_slot_and_device_counts(
+    app: FastAPI, client: TestClient, shop: Shop, clock: Clock
+) -> None:
+    second = _second_device(app, shop)
+    leaving, staying = new_card(client), new_card(client)
+    for days in (0, 1, 7, 14, 15):
+        clock.now = datetime(2026, 11, 2, 8, 0, tzinfo=UTC) + timedelta(days=days)
+        for token in (leaving, staying):
+            assert stamp(client, shop, token).status_code == 201
+        clock.advance(3600)
+        assert stamp(client, second, leaving).status_code == 201
+    assert client.delete(f"/api/v1/cards/{leaving}").status_code == 204
+    with app.state.engine.connect() as conn:
+        kept, expected = stored(conn), recomputed(conn)
+        # Not a row left at zero either: it would mark where the card had been.
+        for name in service.CHAINED:
+            table, _, counted = service.COUNTED[name]
+            assert kept[table.name] == expected[table.name], table.name
+            assert conn.execute(select(table).where(table.c[counted] <= 0)).all() == []
+        assert kept["analytics_card"] == expected["analytics_card"]
+        # The second till saw only the deleted card: nothing about it is left.
+        device = service.device_table.c
+        left = select(device.device_id).where(device.device_id == second.device_id)
+        assert conn.execute(left).all() == []
+    # The older counts keep it only as a number among others (the page shows its visits).
+    assert kept["analytics_visit"] != expected["analytics_visit"]
+
+
+def test_the_migration_rolls_up_existing_ledgers(
+    app: FastAPI, client: TestClient, shop: Shop, clock: Clock, database_url: str
+) -> None:
+    second = _second_device(app, shop)
+    tokens = [new_card(client) for _ in range(3)]
+    for n in range(12):
+        clock.advance(5 * 3600 if n % 3 else 86_400 + 3600)
+        for token in tokens[: 1 + n % 3]:
+            assert stamp(client, shop if n % 2 else second, token).status_code == 201
+    app.state.engine.dispose()
+    config = alembic_config(database_url)
+    command.downgrade(config, "0006_feedback")
+    command.upgrade(config, "head")
+    with app.state.engine.connect() as conn:
+        kept, expected = stored(conn), recomputed(conn)
+    for name in [*(t.name for t in CHAINED), "analytics_card"]:
+        assert kept[name] == expected[name], name
+        assert kept[name], name
+
+
+def distinct_by_brute_force(
+    events: list[Event], lo: int, hi: int
+) -> dict[str, dict[Any, set[str]]]:
+    """Cards per weekday-hour cell, weekday and device in [lo, hi), from the plain definitions:
+    a visit is a card's first stamp (not undone) of a day; a device counts every stamp there."""
+    found: dict[str, dict[Any, set[str]]] = {n: defaultdict(set) for n in service.CHAINED}
+    for card, history in ledger(events).items():
+        undone = {e.voids_entry_id for e in history if e.kind == "void"}
+        days: set[int] = set()
+        for e in in_order(history):
+            if e.kind != "stamp" or e.id in undone:
+                continue
+            day, hour = local_slot(e.created_at, UTC_ZONE)
+            if not lo <= day < hi:
+                continue
+            found["devices"][e.device_id or 0].add(card)
+            if day not in days:
+                days.add(day)
+                found["hours"][(weekday_of(day), hour)].add(card)
+                found["weekdays"][weekday_of(day)].add(card)
+    return found
+
+
+def distinct_by_gaps(total: Rollups, lo: int, hi: int) -> dict[str, dict[Any, int]]:
+    """The same counts as the dashboard reads them from the rollups (as numbers)."""
+    counts: dict[str, dict[Any, int]] = {n: defaultdict(int) for n in service.CHAINED}
+    for name in service.CHAINED:
+        for key, n in getattr(total, name).items():
+            day, gap = key[0], key[-1]
+            if lo <= day < hi and (gap == 0 or day - gap < lo):
+                weekday = weekday_of(day)
+                cell = {"hours": (weekday, key[1]), "weekdays": weekday, "devices": key[1]}
+                counts[name][cell[name]] += n
+    return {name: {k: v for k, v in c.items() if v} for name, c in counts.items()}
+
+
+START = date(2026, 3, 2)
+events_strategy = st.lists(
+    st.tuples(
+        st.sampled_from("abcd"),  # card
+        st.integers(0, 40),  # day
+        st.sampled_from((8, 9, 13)),  # hour
+        st.integers(0, 59),  # minute
+        st.sampled_from((1, 2, 0)),  # device (0: none)
+        st.booleans(),  # undo the card's latest stamp instead
+    ),
+    max_size=40,
+)
+
+
+def as_events(raw: list[tuple[str, int, int, int, int, bool]]) -> list[Event]:
+    events: list[Event] = []
+    latest: dict[str, int] = {}
+    for card, day, hour, minute, device, undo in raw:
+        at = START + timedelta(days=day)
+        if undo and card in latest:
+            events.append(Event(card, at, hour, "void", device=device, voids=latest.pop(card)))
+        else:
+            latest[card] = len(events)
+            events.append(Event(card, at, hour, device=device, minute=minute))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(events_strategy, st.integers(0, 40), st.integers(1, 41))
+def test_gaps_count_the_distinct_cards_of_any_window(
+    raw: list[tuple[str, int, int, int, int, bool]], lo: int, length: int
+) -> None:
+    events = as_events(raw)
+    total = Rollups()
+    for history in ledger(events).values():
+        share, _ = replay(history, required={1: 3}, tz=UTC_ZONE)
+        total.merge(share)
+    a = day_number(START) + lo
+    expected = distinct_by_brute_force(events, a, a + length)
+    got = distinct_by_gaps(total, a, a + length)
+    for name in service.CHAINED:
+        assert got[name] == {k: len(v) for k, v in expected[name].items()}, name
+    # The hour counts hold every visit, like the activity counts.
+    by_hour: dict[tuple[int, int], int] = defaultdict(int)
+    for (day, hour, _), n in total.hours.items():
+        by_hour[(day, hour)] += n
+    by_activity: dict[tuple[int, int], int] = defaultdict(int)
+    for (day, hour, _), counts in total.activity.items():
+        by_activity[(day, hour)] += counts[2]
+    assert {k: v for k, v in by_hour.items() if v} == {k: v for k, v in by_activity.items() if v}
+
+
+@settings(max_examples=150, deadline=None)
+@given(events_strategy.map(lambda raw: [(*r[:5], False) for r in raw]), st.data())
+def test_adding_batch_by_batch_through_the_stored_state_equals_the_replay(
+    raw: list[tuple[str, int, int, int, int, bool]], data: st.DataObject
+) -> None:
+    """What the writer does: extend each card from its stored row (recent as JSON), batch by
+    batch, in time order."""
+    for history in ledger(as_events(raw)).values():
+        ordered = in_order(history)
+        cuts = sorted(data.draw(st.sets(st.integers(1, max(len(ordered) - 1, 1)), max_size=4)))
+        expected, final = replay(history, required={1: 3}, tz=UTC_ZONE)
+        out, state, lifetime = Rollups(), CardState(), dict[int, int]()
+        for lo, hi in zip([0, *cuts], [*cuts, len(ordered)], strict=True):
+            stored_as = (state.first_day, state.second_day, state.last_day, state.visits)
+            state = CardState(*stored_as, *decode_recent(state.recent()))
+            tally = CardTally(state=state, lifetime=lifetime, required={1: 3}, tz=UTC_ZONE, out=out)
+            for entry in ordered[lo:hi]:
+                tally.add(entry)
+        assert out.nonzero() == expected.nonzero()
+        assert state == final and state.recent() == final.recent()
+
+
+def test_an_entry_is_read_at_its_local_slot() -> None:
+    entry = Entry("x", 1, "stamp", 1, 2, datetime(2026, 3, 2, 8, 30, tzinfo=UTC))
+    assert local_slot(entry.created_at, UTC_ZONE) == (day_number(date(2026, 3, 2)), 8)
+    assert weekday_of(day_number(date(2026, 3, 2))) == 0  # a Monday

@@ -180,3 +180,31 @@ def test_custom_period_in_local_days(app: FastAPI, shop: Shop) -> None:
         assert merchant is not None
         late = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)  # already 3 November in Vienna
         assert service.today_of(merchant, late) == date(2026, 11, 3)
+
+
+def test_the_kpi_api_hides_a_busy_hour_of_few_cards(
+    client: TestClient, clock: Clock, shop: Shop
+) -> None:
+    """9 regulars every Monday at 8 (local) make 36 visits; 12 passers-by come on a Tuesday at
+    11. The Monday cell is about 9 cards and stays hidden, however many visits it holds."""
+    regulars = [new_card(client) for _ in range(9)]
+    for week in range(4):
+        clock.now = datetime(2026, 11, 2, 7, 10, tzinfo=UTC) + timedelta(weeks=week)
+        for token in regulars:
+            assert stamp(client, shop, token).status_code == 201
+    clock.now = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)  # 11 o'clock in Vienna
+    for _ in range(12):
+        assert stamp(client, shop, new_card(client)).status_code == 201
+    clock.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    log_in(client, shop.owner_email, shop.owner_password)
+    body = client.get("/api/v1/merchant/kpis?period=30d").json()
+    assert body["headline"]["visits"]["current"]["value"] == 48
+    busiest = body["busiest"]
+    assert busiest["hours"] == [8, 9, 10, 11]
+    hidden = {"value": None, "suppressed": True, "reason": "fewer-than-k"}
+    assert busiest["cells"][0][0] == hidden
+    assert busiest["weekdays"][0] == hidden
+    assert busiest["cells"][1][3]["value"] == 12
+    # The one till saw all 21 cards.
+    (device,) = body["devices"]
+    assert device["cards"]["value"] == 21 and device["scans"]["value"] == 48
