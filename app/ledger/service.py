@@ -7,9 +7,10 @@ the single entry a void names: the stamp path costs the same however long the le
 """
 
 import json
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
@@ -17,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.analytics.service import record_entries
 from app.claims.models import ClaimCode
+from app.db import Prepared
 from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
 from app.ledger import exceptions
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
@@ -33,7 +35,7 @@ card_table = Card.__table__  # type: ignore[attr-defined]
 # A cooldown reset to this instant lets an undone stamp be stamped again at once.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Operation = Literal["stamp", "redeem", "void", "claim"]
+Operation = Literal["stamp", "redeem", "void", "claim", "ping"]
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def _balance_upsert(dialect: str) -> Any:
     return stmt.returning(b.stamps, b.lifetime_stamps, b.redeemed)
 
 
-_UPSERTS = {name: _balance_upsert(name) for name in ("sqlite", "postgresql")}
+_UPSERTS = {name: Prepared(_balance_upsert(name)) for name in ("sqlite", "postgresql")}
 
 # UPDATE statements may not reuse a column's name for a bind parameter, hence the k_ prefix.
 _KEY = and_(
@@ -116,7 +118,7 @@ _KEY = and_(
     balance.c.program_id == bindparam("k_program_id"),
     balance.c.holder == bindparam("k_holder"),
 )
-_REDEEM = (
+_REDEEM = Prepared(
     update(balance)
     .where(_KEY, balance.c.stamps >= bindparam("required"))
     .values(
@@ -160,18 +162,53 @@ _VOID_REDEMPTION = (
 _SELECT_BALANCE = select(
     balance.c.stamps, balance.c.last_stamp_at, balance.c.stamp_day, balance.c.day_stamps
 ).where(_KEY)
-_SELECT_DEVICE = select(device_table.c.merchant_id, device_table.c.revoked_at).where(
-    device_table.c.id == bindparam("device_id")
+_SELECT_DEVICE = Prepared(
+    select(device_table.c.merchant_id, device_table.c.revoked_at).where(
+        device_table.c.id == bindparam("device_id")
+    )
 )
-_SELECT_CARDS = select(card_table.c.ref, card_table.c.deleted_day).where(
-    card_table.c.ref.in_(bindparam("refs", expanding=True))
-)
-_SELECT_IDEMPOTENCY = select(
-    idempotency.c.key, idempotency.c.fingerprint, idempotency.c.status_code, idempotency.c.response
-).where(
-    idempotency.c.merchant_id == bindparam("merchant_id"),
-    idempotency.c.key.in_(bindparam("keys", expanding=True)),
-)
+
+
+def _padded(values: list[str]) -> list[str]:
+    """The list, with its last value repeated up to a power of two: few statements to prepare."""
+    size = 1 << (len(values) - 1).bit_length()
+    return values + [values[-1]] * (size - len(values))
+
+
+def _in(column: Any, size: int) -> Any:
+    return column.in_([bindparam(f"v{i}") for i in range(size)])
+
+
+@cache
+def _select_cards(size: int) -> Prepared:
+    return Prepared(
+        select(card_table.c.ref, card_table.c.deleted_day).where(_in(card_table.c.ref, size))
+    )
+
+
+@cache
+def _select_idempotency(size: int) -> Prepared:
+    i = idempotency.c
+    return Prepared(
+        select(i.key, i.fingerprint, i.status_code, i.response).where(
+            i.merchant_id == bindparam("merchant_id"), _in(i.key, size)
+        )
+    )
+
+
+def _values(values: list[str]) -> dict[str, str]:
+    return {f"v{i}": v for i, v in enumerate(_padded(values))}
+
+
+def _cards(conn: Connection, refs: list[str]) -> list[Any]:
+    return _select_cards(len(_padded(refs))).all(conn, _values(refs))
+
+
+def _idempotency(conn: Connection, merchant_id: int, keys: list[str]) -> list[Any]:
+    params = {"merchant_id": merchant_id, **_values(keys)}
+    return _select_idempotency(len(_padded(keys))).all(conn, params)
+
+
 _PROGRAM_COLUMNS = (
     program_table.c.id,
     program_table.c.name,
@@ -182,11 +219,13 @@ _PROGRAM_COLUMNS = (
     program_table.c.daily_cap,
     program_table.c.active,
 )
-_SELECT_PROGRAM = select(*_PROGRAM_COLUMNS).where(
-    program_table.c.merchant_id == bindparam("merchant_id"),
-    program_table.c.id == bindparam("program_id"),
+_SELECT_PROGRAM = Prepared(
+    select(*_PROGRAM_COLUMNS).where(
+        program_table.c.merchant_id == bindparam("merchant_id"),
+        program_table.c.id == bindparam("program_id"),
+    )
 )
-_SELECT_DEFAULT_PROGRAM = (
+_SELECT_DEFAULT_PROGRAM = Prepared(
     select(*_PROGRAM_COLUMNS)
     .where(program_table.c.merchant_id == bindparam("merchant_id"))
     .order_by(program_table.c.active.desc(), program_table.c.id)
@@ -202,8 +241,8 @@ _SELECT_ENTRIES = select(
     ledger.c.created_at,
 ).where(ledger.c.id.in_(bindparam("ids", expanding=True)))
 _SELECT_VOIDED = select(ledger.c.id).where(ledger.c.voids_entry_id == bindparam("entry_id"))
-_INSERT_ENTRY = insert(ledger)
-_INSERT_IDEMPOTENCY = insert(idempotency)
+_INSERT_ENTRY = Prepared(insert(ledger))
+_INSERT_IDEMPOTENCY = Prepared(insert(idempotency))
 
 
 def _key(merchant_id: int, program_id: int, holder: str | None) -> dict[str, Any]:
@@ -211,7 +250,7 @@ def _key(merchant_id: int, program_id: int, holder: str | None) -> dict[str, Any
 
 
 def new_entry_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 _MISSING = object()
@@ -240,7 +279,7 @@ class Batch:
     def _prefetch(self, commands: list[Command]) -> None:
         refs = sorted({c.card_ref for c in commands if c.card_ref is not None})
         if refs:
-            for row in self.conn.execute(_SELECT_CARDS, {"refs": refs}):
+            for row in _cards(self.conn, refs):
                 self.cards[row.ref] = row.deleted_day
         # Ledger entries never change, so the entries that voids name can be read up front.
         entry_ids = sorted({c.entry_id for c in commands if c.entry_id is not None})
@@ -252,8 +291,7 @@ class Batch:
             if c.idempotency_key is not None:
                 wanted.setdefault(c.merchant_id, set()).add(c.idempotency_key)
         for merchant_id, keys in wanted.items():
-            params = {"merchant_id": merchant_id, "keys": sorted(keys)}
-            for row in self.conn.execute(_SELECT_IDEMPOTENCY, params):
+            for row in _idempotency(self.conn, merchant_id, sorted(keys)):
                 self.replays[(merchant_id, row.key)] = (
                     row.fingerprint,
                     row.status_code,
@@ -333,18 +371,18 @@ class Batch:
         """Write the batch's new ledger entries and idempotency records."""
         if self.entries:
             entries = list(self.entries.values())
-            self.conn.execute(_INSERT_ENTRY, entries)
+            _INSERT_ENTRY.many(self.conn, entries)
             # The dashboard's rollups move with the ledger, in the same transaction.
             record_entries(self.conn, entries, self.programs.values())
             self.entries = {}
         if self.records:
-            self.conn.execute(_INSERT_IDEMPOTENCY, self.records)
+            _INSERT_IDEMPOTENCY.many(self.conn, self.records)
             self.records = []
 
     def _check_device(self, cmd: Command) -> None:
         row = self.devices.get(cmd.device_id)
         if row is None:
-            row = self.conn.execute(_SELECT_DEVICE, {"device_id": cmd.device_id}).first()
+            row = _SELECT_DEVICE.first(self.conn, {"device_id": cmd.device_id})
             self.devices[cmd.device_id] = row if row is not None else _MISSING
         if row is None or row is _MISSING or row.merchant_id != cmd.merchant_id:
             raise Unauthorized("This device is not paired with treu.", code="unknown-device")
@@ -375,10 +413,10 @@ class Batch:
 
     def _reload_replay(self, marker: tuple[int, str]) -> bool:
         merchant_id, key = marker
-        params = {"merchant_id": merchant_id, "keys": [key]}
-        row = self.conn.execute(_SELECT_IDEMPOTENCY, params).first()
-        if row is None:
+        rows = _idempotency(self.conn, merchant_id, [key])
+        if not rows:
             return False
+        row = rows[0]
         self.replays[marker] = (row.fingerprint, row.status_code, row.response)
         return True
 
@@ -398,8 +436,8 @@ class Batch:
                 "This card is not known here.", title="Unknown card", code="unknown-card"
             )
         if card_ref not in self.cards:
-            row = self.conn.execute(_SELECT_CARDS, {"refs": [card_ref]}).first()
-            self.cards[card_ref] = row.deleted_day if row is not None else _MISSING
+            rows = _cards(self.conn, [card_ref])
+            self.cards[card_ref] = rows[0].deleted_day if rows else _MISSING
         deleted = self.cards[card_ref]
         if deleted is _MISSING:
             raise NotFound(
@@ -418,10 +456,10 @@ class Batch:
         if key not in self.programs:
             if program_id is None:
                 params: dict[str, Any] = {"merchant_id": merchant_id}
-                row = self.conn.execute(_SELECT_DEFAULT_PROGRAM, params).first()
+                row = _SELECT_DEFAULT_PROGRAM.first(self.conn, params)
             else:
                 params = {"merchant_id": merchant_id, "program_id": program_id}
-                row = self.conn.execute(_SELECT_PROGRAM, params).first()
+                row = _SELECT_PROGRAM.first(self.conn, params)
             self.programs[key] = row
         row = self.programs[key]
         if row is None:
@@ -492,8 +530,8 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
         raise exceptions.daily_cap(program.daily_cap)
     key = _key(cmd.merchant_id, program.id, cmd.holder)
     today = cmd.now.date()
-    row = conn.execute(
-        _UPSERTS[conn.dialect.name],
+    row = _UPSERTS[conn.dialect.name].first(
+        conn,
         {
             "merchant_id": cmd.merchant_id,
             "program_id": program.id,
@@ -504,7 +542,7 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
             "cap": program.daily_cap,
             "cooldown_cutoff": cmd.now - timedelta(seconds=program.cooldown_seconds),
         },
-    ).first()
+    )
     if row is None:
         raise _why_refused(conn, key, program, cmd)
     entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="stamp", delta=cmd.count)
@@ -526,7 +564,7 @@ def _redeem(batch: Batch, cmd: Command) -> Outcome:
     program = batch.program(cmd.merchant_id, cmd.program_id)
     key = _key(cmd.merchant_id, program.id, cmd.holder)
     required = program.stamps_required
-    row = conn.execute(_REDEEM, {**key, "required": required, "now": cmd.now}).first()
+    row = _REDEEM.first(conn, {**key, "required": required, "now": cmd.now})
     if row is None:
         current = conn.execute(_SELECT_BALANCE, key).first()
         raise exceptions.no_reward_due(current.stamps if current else 0, required)

@@ -42,6 +42,11 @@ CHECKPOINT_EVERY_SECONDS = 0.2
 WAL_LIMIT_PAGES = 10_000
 
 
+# A health check's job: answered once the writer has run a query inside its transaction.
+PING = Command(op="ping", merchant_id=0, device_id=0, now=utcnow())
+PONG = Outcome(status=200, body={"status": "ok"})
+
+
 @dataclass
 class _Job:
     command: Command
@@ -87,6 +92,10 @@ class LedgerWriter:
         future: asyncio.Future[Outcome] = loop.create_future()
         self._queue.put(_Job(command, loop, future))
         return await future
+
+    async def ping(self) -> Outcome:
+        """Answered by the writer thread after a query on its connection: both are alive."""
+        return await self.submit(PING)
 
     def submit_sync(self, command: Command) -> Outcome:
         """The same for callers without an event loop (CLI, tests)."""
@@ -135,15 +144,24 @@ class LedgerWriter:
         _deliver(jobs, results)
 
     def _run_batch(self, jobs: list[_Job]) -> list[Outcome | BaseException]:
-        commands = [job.command for job in jobs]
+        commands = [job.command for job in jobs if job.command is not PING]
         with self._transaction() as conn:
             batch = Batch(conn, commands)
-            results: list[Outcome | BaseException] = list(batch.run_all(commands))
+            done = iter(batch.run_all(commands))
             batch.flush()
+            if len(commands) < len(jobs):
+                conn.exec_driver_sql("SELECT 1")
             self._housekeeping(conn, jobs)
-        return results
+        return [PONG if job.command is PING else next(done) for job in jobs]
 
     def _run_alone(self, job: _Job) -> Outcome | BaseException:
+        if job.command is PING:
+            try:
+                with self._transaction() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+            except Exception as exc:
+                return exc
+            return PONG
         # A unique key met on the first try was committed by another instance in the meantime
         # (the same Idempotency-Key, or a void of the same entry); the second try sees that
         # write and answers as a retry of it.
@@ -199,7 +217,8 @@ class LedgerWriter:
         stale = {
             j.command.device_id
             for j in jobs
-            if stamp - self._device_seen.get(j.command.device_id, 0) > DEVICE_TOUCH_SECONDS
+            if j.command is not PING
+            and stamp - self._device_seen.get(j.command.device_id, 0) > DEVICE_TOUCH_SECONDS
         }
         if stale:
             touch_devices(conn, stale, now)

@@ -2,6 +2,8 @@
 
 import base64
 
+import nacl.encoding
+import nacl.hash
 import nacl.signing
 import nacl.utils
 import pytest
@@ -106,6 +108,18 @@ def test_holders_differ_per_merchant_and_need_the_key(keyring: crypto.Keyring) -
     assert a != b
     assert crypto.holder_for(keyring, card_id, 1) == a
     assert crypto.holder_for(make_keyring(), card_id, 1) != a
+
+
+def test_keyed_hash_is_libsodiums_blake2b() -> None:
+    # Holders and card refs already stored were made with libsodium: the bytes must not change.
+    key, message = nacl.utils.random(32), nacl.utils.random(16)
+    for person in (b"holder" + (7).to_bytes(8, "big"), b"card-ref", b"wallet"):
+        for size in (16, 32):
+            expected = nacl.hash.blake2b(
+                message, digest_size=size, key=key, person=person,
+                encoder=nacl.encoding.RawEncoder,
+            )  # fmt: skip
+            assert crypto.keyed_hash(key, person, message, size) == expected
 
 
 def test_wallet_opens_only_with_the_card_id(keyring: crypto.Keyring) -> None:

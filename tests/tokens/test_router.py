@@ -5,6 +5,8 @@ import base64
 import nacl.signing
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from app.tokens import crypto
 from tests.conftest import Shop, new_card, stamp
 
@@ -91,6 +93,17 @@ def test_public_keys_verify_a_card_offline(client: TestClient) -> None:
     (key,) = [k for k in keys if k["kid"] == raw[1:5].hex()]
     verify_key = nacl.signing.VerifyKey(base64.b64decode(key["public_key"]))
     verify_key.verify(crypto.SIGNATURE_DOMAIN + raw[1:21], raw[21:])
+
+
+def test_healthz_fails_when_the_database_does_not_answer(settings: Settings) -> None:
+    # Nothing listens on port 9: the writer cannot connect, so the check must not say "ok".
+    down = settings.model_copy(update={"database_url": "postgresql+psycopg://nobody@127.0.0.1:9/x"})
+    app = create_app(down)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/healthz")
+    app.state.writer.stop()
+    assert response.status_code == 503
+    assert response.json()["detail"] == "The database does not answer."
 
 
 def test_healthz_and_openapi(client: TestClient) -> None:
