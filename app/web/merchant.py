@@ -11,15 +11,21 @@ from typing import Annotated, Any
 
 from babel.dates import format_date, format_time, format_timedelta
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from sqlmodel import Session
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from sqlmodel import Session, col, select
 
 from app import printing
 from app.db import SessionDep, WriteSessionDep
 from app.errors import NotFound
 from app.merchants import auth, exports, service
-from app.merchants.models import Merchant, Owner, Program
-from app.merchants.pairing import create_pairing_code, display_code
+from app.merchants.models import Merchant, Owner, PairingCode, Program
+from app.merchants.pairing import create_pairing_code, display_code, hash_code
 from app.tokens import qr
 from app.web import i18n, render
 from app.web.i18n import gettext as _
@@ -471,7 +477,12 @@ def pair_device(
         base_url=settings.base_url, label=label.strip()[:80],
     )  # fmt: skip
     language = i18n.choose_language(request)
+    # The page asks for this code's state by its row id (the code itself stays on the page).
+    pairing_id = write.exec(
+        select(PairingCode.id).where(PairingCode.code_hash == hash_code(code))
+    ).one()
     pairing = {
+        "id": pairing_id,
         "qr": printing.inline_svg(qr.qr_svg(url)),
         "code": display_code(code),
         "url": url,
@@ -483,6 +494,28 @@ def pair_device(
     # The code is shown once: no cache may keep it.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@router.get("/merchant/devices/pairing/{pairing_id}")
+def pairing_state(
+    request: Request, pairing_id: int, merchant: auth.CurrentMerchant, session: SessionDep
+) -> JSONResponse:
+    """Whether the pairing code on the devices page was used yet: the page asks every few
+    seconds while it shows the code, and reloads its device list once it was."""
+    row = session.exec(
+        select(PairingCode).where(
+            col(PairingCode.id) == pairing_id, col(PairingCode.merchant_id) == merchant.id
+        )
+    ).first()
+    if row is None:  # another merchant's code is not found either
+        raise NotFound("There is no such pairing code.")
+    if row.used_at is not None:
+        state = "paired"
+    else:
+        state = "expired" if row.expires_at <= auth.now_of(request) else "waiting"
+    return JSONResponse(
+        {"state": state, "device_id": row.device_id}, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.post("/merchant/devices/{device_id}/rename")

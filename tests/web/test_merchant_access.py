@@ -11,7 +11,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.merchants.models import Device, Merchant, Program
+from app.merchants.models import Device, Merchant, PairingCode, Program
+from app.merchants.pairing import create_pairing_code
 from tests.conftest import Shop, new_card, stamp
 from tests.merchants.test_auth import HTML, form_token, log_in
 
@@ -24,6 +25,7 @@ ID_ROUTES = {
     ("POST", "/merchant/program/{program_id}/{action}"): {},
     ("POST", "/merchant/devices/{device_id}/rename"): {"label": "Mine now"},
     ("POST", "/merchant/devices/{device_id}/revoke"): {},
+    ("GET", "/merchant/devices/pairing/{pairing_id}"): {},
     ("POST", "/merchant/feedback/{feedback_id}/reply"): {"text": "Thanks from a stranger"},
     ("POST", "/merchant/feedback/{feedback_id}/hide"): {"hidden": "1"},
 }  # fmt: skip
@@ -64,13 +66,30 @@ def gets_without_parameters(app: FastAPI) -> list[str]:
     )
 
 
-def fill(path: str, shop: Shop, feedback_id: str = "0" * 32) -> str:
+def fill(path: str, shop: Shop, feedback_id: str = "0" * 32, pairing_id: int = 1) -> str:
     return (
         path.replace("{program_id}", str(shop.program_id))
         .replace("{device_id}", str(shop.device_id))
         .replace("{feedback_id}", feedback_id)
+        .replace("{pairing_id}", str(pairing_id))
         .replace("{action}", "pause")
     )
+
+
+def pairing_code_of(app: FastAPI, shop: Shop) -> int:
+    """A pairing code the shop's owner made (its row id)."""
+    with Session(app.state.engine) as session:
+        merchant = session.get(Merchant, shop.merchant_id)
+        assert merchant is not None
+        create_pairing_code(
+            session=session, merchant=merchant, now=app.state.clock(), base_url="http://x"
+        )
+        session.commit()
+        pairing_id = session.exec(
+            select(PairingCode.id).where(PairingCode.merchant_id == shop.merchant_id)
+        ).one()
+    assert pairing_id is not None
+    return pairing_id
 
 
 def feedback_for(client: TestClient, shop: Shop) -> str:
@@ -108,10 +127,11 @@ def test_every_route_with_an_id_refuses_another_merchants_things(
     }
     assert with_ids == set(ID_ROUTES), "a new route with an id: add it to ID_ROUTES"
     their_feedback = feedback_for(client, other_shop)
+    their_pairing = pairing_code_of(app, other_shop)
     log_in(client, shop.owner_email, shop.owner_password)
     token = form_token(client.get("/merchant/account", headers=HTML).text)
     for (method, path), data in ID_ROUTES.items():
-        target = fill(path, other_shop, their_feedback)
+        target = fill(path, other_shop, their_feedback, their_pairing)
         for action in ("pause", "resume") if "{action}" in path else ("",):
             url = target.replace("/pause", f"/{action}") if action else target
             response = client.request(
