@@ -2,7 +2,7 @@
 
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -94,6 +94,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
+T = TypeVar("T")
+
 # --- statements on the driver ------------------------------------------------------------------
 
 
@@ -181,6 +183,13 @@ class _Compiled:
         if self.order is None:
             return bound
         return tuple([bound[name] for name in self.order])
+
+
+def padded(values: Sequence[T]) -> list[T]:
+    """The values with the last one repeated up to a power of two: an IN list then comes in few
+    lengths, and so in few statements to prepare."""
+    size = 1 << (len(values) - 1).bit_length()
+    return [*values, *[values[-1]] * (size - len(values))]
 
 
 def _translated(sql: str, exc: Exception) -> StatementError:

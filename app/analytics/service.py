@@ -9,6 +9,7 @@ checks, and after a bulk import).
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -70,6 +71,7 @@ from app.analytics.rollups import (
     replay,
     zone,
 )
+from app.db import Prepared, padded
 from app.errors import Unprocessable
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants.models import Device, Merchant, Program
@@ -117,28 +119,33 @@ _CARD_HISTORY = select(*_ENTRY_COLUMNS).where(
     _ledger.c.merchant_id == bindparam("merchant_id"), _ledger.c.holder == bindparam("holder")
 )
 _c = card_table.c
-_CARD_STATES = (
-    select(
-        _balance.c.merchant_id,
-        _balance.c.holder,
-        _balance.c.program_id,
-        _balance.c.lifetime_stamps,
-        _balance.c.stamps,
-        _merchant.c.timezone,
-        _c.first_day,
-        _c.second_day,
-        _c.last_day,
-        _c.visits,
-        _c.recent,
+
+
+@cache
+def _card_states(size: int) -> Prepared:
+    """The state of `size` cards (merchant_id m<i>, holder h<i>): balances, rollup row, zone."""
+    cards = [tuple_(bindparam(f"m{i}"), bindparam(f"h{i}")) for i in range(size)]
+    return Prepared(
+        _CARD_STATES.where(tuple_(_balance.c.merchant_id, _balance.c.holder).in_(cards))
     )
-    .select_from(
-        _balance.join(_merchant, _merchant.c.id == _balance.c.merchant_id).outerjoin(
-            card_table,
-            (_c.merchant_id == _balance.c.merchant_id) & (_c.holder == _balance.c.holder),
-        )
-    )
-    .where(
-        tuple_(_balance.c.merchant_id, _balance.c.holder).in_(bindparam("cards", expanding=True))
+
+
+_CARD_STATES = select(
+    _balance.c.merchant_id,
+    _balance.c.holder,
+    _balance.c.program_id,
+    _balance.c.lifetime_stamps,
+    _balance.c.stamps,
+    _merchant.c.timezone,
+    _c.first_day,
+    _c.second_day,
+    _c.last_day,
+    _c.visits,
+    _c.recent,
+).select_from(
+    _balance.join(_merchant, _merchant.c.id == _balance.c.merchant_id).outerjoin(
+        card_table,
+        (_c.merchant_id == _balance.c.merchant_id) & (_c.holder == _balance.c.holder),
     )
 )
 
@@ -165,12 +172,12 @@ def _card_upsert(dialect: str) -> Any:
 
 _UPSERTS = {
     dialect: {
-        activity_table.name: _adding_upsert(dialect, activity_table, ACTIVITY_FIELDS),
+        activity_table.name: Prepared(_adding_upsert(dialect, activity_table, ACTIVITY_FIELDS)),
         **{
-            table.name: _adding_upsert(dialect, table, [counted])
+            table.name: Prepared(_adding_upsert(dialect, table, [counted]))
             for table, _, counted in COUNTED.values()
         },
-        card_table.name: _card_upsert(dialect),
+        card_table.name: Prepared(_card_upsert(dialect)),
     }
     for dialect in ("sqlite", "postgresql")
 }
@@ -209,7 +216,7 @@ def record_entries(
     states: dict[tuple[int, str], Any] = {}
     lifetimes: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)
     outs: dict[int, Rollups] = defaultdict(Rollups)
-    for found in conn.execute(_CARD_STATES, {"cards": sorted(by_card)}):
+    for found in _states(conn, sorted(by_card)):
         key = (found.merchant_id, found.holder)
         states[key] = found
         lifetimes[key][found.program_id] = found.lifetime_stamps
@@ -228,8 +235,9 @@ def record_entries(
         else:
             state = _replace(conn, key, batch_ids, required, tz, out)
         if state.first_day is not None:
-            if state_row is None or _changed(state_row, state):
-                cards.append(_card_row(key, state))
+            row = _card_row(key, state)
+            if state_row is None or _changed(state_row, row):
+                cards.append(row)
         elif state_row is not None and state_row.first_day is not None:
             gone.append(key)  # its only visit was undone
     _write(conn, {**rollup_rows(outs), card_table.name: cards})
@@ -237,11 +245,18 @@ def record_entries(
         conn.execute(delete(card_table).where(tuple_(_c.merchant_id, _c.holder).in_(gone)))
 
 
-def _changed(found: Any, state: CardState) -> bool:
+def _states(conn: Connection, cards: list[tuple[int, str]]) -> list[Any]:
+    params: dict[str, Any] = {}
+    for i, (merchant_id, holder) in enumerate(padded(cards)):
+        params[f"m{i}"], params[f"h{i}"] = merchant_id, holder
+    return _card_states(len(params) // 2).all(conn, params)
+
+
+def _changed(found: Any, row: Mapping[str, Any]) -> bool:
     # A second stamp the same day at the same device changes no day: nothing to write.
-    before = (found.first_day, found.second_day, found.last_day, found.visits, found.recent)
-    after = (state.first_day, state.second_day, state.last_day, state.visits, state.recent())
-    return before != after
+    return (found.first_day, found.second_day, found.last_day, found.visits, found.recent) != (
+        row["first_day"], row["second_day"], row["last_day"], row["visits"], row["recent"]
+    )  # fmt: skip
 
 
 def _timezone(conn: Connection, merchant_id: int) -> str:
@@ -345,7 +360,7 @@ def _write(conn: Connection, rows: Mapping[str, list[dict[str, Any]]]) -> None:
     upserts = _UPSERTS[conn.dialect.name]
     for name, table_rows in rows.items():
         if table_rows:
-            conn.execute(upserts[name], table_rows)
+            upserts[name].many(conn, table_rows)
 
 
 def forget_holder(
@@ -389,7 +404,7 @@ def forget_holder(
         if stamps > 0
     ]
     if rows:
-        conn.execute(_UPSERTS[conn.dialect.name][holding_table.name], rows)
+        _UPSERTS[conn.dialect.name][holding_table.name].many(conn, rows)
         conn.execute(
             delete(holding_table).where(
                 holding_table.c.merchant_id == merchant_id, holding_table.c.cards <= 0

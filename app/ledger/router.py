@@ -6,7 +6,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -61,7 +61,7 @@ def _check_key(key: str | None) -> None:
         )
 
 
-async def _submit(request: Request, command: Command) -> JSONResponse:
+async def _submit(request: Request, command: Command) -> Response:
     """Queue a command; answer once it has committed. A key still being processed is a 409."""
     state = request.app.state
     in_flight: set[tuple[int, str]] = state.in_flight
@@ -84,7 +84,9 @@ async def _submit(request: Request, command: Command) -> JSONResponse:
     finally:
         if marker is not None:
             in_flight.discard(marker)
-    return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+    if outcome.content is None:
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
+    return Response(outcome.content, outcome.status, outcome.headers, media_type="application/json")
 
 
 def _command(
@@ -148,7 +150,7 @@ async def _body(request: Request, model: type[M]) -> M:
     "/stamps", status_code=201, response_model=EntryOut, responses=_RESPONSES,
     openapi_extra=_documented(StampIn),
 )  # fmt: skip
-async def stamp(request: Request) -> JSONResponse:
+async def stamp(request: Request) -> Response:
     """Add stamps to a card at this device's merchant. `token` may be the card URL."""
     device = await current_device(request)
     body = await _body(request, StampIn)
@@ -163,7 +165,7 @@ async def stamp(request: Request) -> JSONResponse:
 @router.post("/redemptions", status_code=201, response_model=EntryOut, responses=_RESPONSES)
 async def redeem(
     body: RedemptionIn, request: Request, device: CurrentDevice, key: IdempotencyKey = None
-) -> JSONResponse:
+) -> Response:
     """Redeem one reward; 409 when none is due. Concurrent redemptions never overdraw."""
     command = _command(request, device, "redeem", key, token=body.token, program_id=body.program_id)
     return await _submit(request, command)
@@ -174,7 +176,7 @@ async def redeem(
 )
 async def void(
     entry_id: str, request: Request, device: CurrentDevice, key: IdempotencyKey = None
-) -> JSONResponse:
+) -> Response:
     """Undo a stamp or redemption of this merchant within the undo window (a new entry)."""
     if not re.fullmatch(r"[0-9a-f]{32}", entry_id):
         raise AppError("No such entry.", status=404, title="Not found", code="unknown-entry")

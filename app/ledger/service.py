@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.analytics.service import record_entries
 from app.claims.models import ClaimCode
-from app.db import Prepared
+from app.db import Prepared, padded
 from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
 from app.ledger import exceptions
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
@@ -64,6 +64,12 @@ class Outcome:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     replayed: bool = False
+    # The body as the response sends it: serialised once, for the answer and its replays.
+    content: bytes | None = None
+
+
+def _serialised(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 def _balance_upsert(dialect: str) -> Any:
@@ -169,12 +175,6 @@ _SELECT_DEVICE = Prepared(
 )
 
 
-def _padded(values: list[str]) -> list[str]:
-    """The list, with its last value repeated up to a power of two: few statements to prepare."""
-    size = 1 << (len(values) - 1).bit_length()
-    return values + [values[-1]] * (size - len(values))
-
-
 def _in(column: Any, size: int) -> Any:
     return column.in_([bindparam(f"v{i}") for i in range(size)])
 
@@ -197,16 +197,16 @@ def _select_idempotency(size: int) -> Prepared:
 
 
 def _values(values: list[str]) -> dict[str, str]:
-    return {f"v{i}": v for i, v in enumerate(_padded(values))}
+    return {f"v{i}": v for i, v in enumerate(padded(values))}
 
 
 def _cards(conn: Connection, refs: list[str]) -> list[Any]:
-    return _select_cards(len(_padded(refs))).all(conn, _values(refs))
+    return _select_cards(len(padded(refs))).all(conn, _values(refs))
 
 
 def _idempotency(conn: Connection, merchant_id: int, keys: list[str]) -> list[Any]:
     params = {"merchant_id": merchant_id, **_values(keys)}
-    return _select_idempotency(len(_padded(keys))).all(conn, params)
+    return _select_idempotency(len(padded(keys))).all(conn, params)
 
 
 _PROGRAM_COLUMNS = (
@@ -343,8 +343,9 @@ class Batch:
             replay = self._replay(cmd, marker)
             assert replay is not None
             return replay
+        response = _serialised(outcome.body)
+        outcome.content = response.encode()
         if marker is not None:
-            response = json.dumps(outcome.body, separators=(",", ":"))
             self.replays[marker] = (cmd.fingerprint, outcome.status, response)
             self.records.append(
                 {
@@ -409,6 +410,7 @@ class Batch:
             body=json.loads(response),
             headers={"Idempotent-Replayed": "true"},
             replayed=True,
+            content=response.encode(),
         )
 
     def _reload_replay(self, marker: tuple[int, str]) -> bool:

@@ -196,6 +196,16 @@ def test_bad_input_gets_a_problem_never_a_500(client: TestClient, shop: Shop, ca
     assert response.status_code == 400
 
 
+def test_stamp_route_answers_other_methods_and_documents_itself(client: TestClient) -> None:
+    # POST takes a direct way past FastAPI's router (DirectStamp); everything else must not.
+    response = client.get("/api/v1/stamps")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    spec = client.get("/openapi.json").json()["paths"]["/api/v1/stamps"]["post"]
+    assert "Idempotency-Key" in [p["name"] for p in spec["parameters"]]
+    assert spec["responses"]["201"]
+
+
 def test_unknown_and_deleted_cards(client: TestClient, shop: Shop, card: str) -> None:
     assert client.delete(f"/api/v1/cards/{card}").status_code == 204
     response = stamp(client, shop, card)
