@@ -87,15 +87,11 @@ def run_server(app: Any, host: str, port: int) -> None:
     One process, one worker, uvicorn's fastest protocol and event loop, and no access log: a
     customer's request is never logged (no IP address, no user agent).
     """
-    import gc
-
     import uvicorn
 
-    # Everything imported and built so far lives as long as the server: frozen, a full
-    # collection no longer walks it (that walk was a 100 ms pause, the stamp's p99 under load).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+    from app.process import settle_garbage_collector
+
+    settle_garbage_collector()
     uvicorn.run(
         app,
         host=host,
@@ -165,7 +161,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from app.main import create_app
 
     os.environ.setdefault("TREU_DATA_DIR", str(ctx.settings.data_dir))
-    run_server(create_app(ctx.settings), host, port)
+    run_server(create_app(ctx.settings, writer_process=True), host, port)
 
 
 @cli.group()

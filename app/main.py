@@ -19,7 +19,7 @@ from app.feedback import pages as feedback_pages
 from app.feedback.router import router as feedback_router
 from app.ledger.router import DirectStamp
 from app.ledger.router import router as ledger_router
-from app.ledger.writer import LedgerWriter
+from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
 from app.merchants.dependencies import DeviceIdentity
 from app.tokens.keys import load_keyring
@@ -33,10 +33,18 @@ from app.web.security import SecurityHeaders
 HEALTH_TIMEOUT_SECONDS = 5.0
 
 
-def create_app(settings: Settings | None = None, clock: Clock = utcnow) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, clock: Clock = utcnow, *, writer_process: bool = False
+) -> FastAPI:
+    """The app; writer_process: run the ledger writer in a child process (`treu serve`)."""
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url)
-    writer = LedgerWriter(engine, retention_hours=settings.idempotency_retention_hours)
+    retention = settings.idempotency_retention_hours
+    writer: LedgerWriter | WriterProcess = (
+        WriterProcess(settings.resolved_database_url, retention_hours=retention)
+        if writer_process
+        else LedgerWriter(engine, retention_hours=retention)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

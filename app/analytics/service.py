@@ -123,11 +123,13 @@ _c = card_table.c
 
 @cache
 def _card_states(size: int) -> Prepared:
-    """The state of `size` cards (merchant_id m<i>, holder h<i>): balances, rollup row, zone."""
-    cards = [tuple_(bindparam(f"m{i}"), bindparam(f"h{i}")) for i in range(size)]
-    return Prepared(
-        _CARD_STATES.where(tuple_(_balance.c.merchant_id, _balance.c.holder).in_(cards))
-    )
+    """The state of the cards with `size` holders h<i>: balances, rollup row, zone.
+
+    By holder alone, so that the holder index finds them (a list of (merchant, holder) pairs
+    made SQLite scan every balance); a holder is one card at one merchant anyway.
+    """
+    holders: list[Any] = [bindparam(f"h{i}") for i in range(size)]
+    return Prepared(_CARD_STATES.where(_balance.c.holder.in_(holders)))
 
 
 _CARD_STATES = select(
@@ -246,10 +248,10 @@ def record_entries(
 
 
 def _states(conn: Connection, cards: list[tuple[int, str]]) -> list[Any]:
-    params: dict[str, Any] = {}
-    for i, (merchant_id, holder) in enumerate(padded(cards)):
-        params[f"m{i}"], params[f"h{i}"] = merchant_id, holder
-    return _card_states(len(params) // 2).all(conn, params)
+    holders = padded(sorted({holder for _, holder in cards}))
+    rows = _card_states(len(holders)).all(conn, {f"h{i}": h for i, h in enumerate(holders)})
+    wanted = set(cards)
+    return [row for row in rows if (row.merchant_id, row.holder) in wanted]
 
 
 def _changed(found: Any, row: Mapping[str, Any]) -> bool:

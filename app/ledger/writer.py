@@ -14,21 +14,28 @@ their own: no batch waits for the disk, and the WAL still cannot grow without bo
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import multiprocessing
+import pickle
 import queue
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection as MpConnection
+from multiprocessing.process import BaseProcess
 
 from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
-from app.db import is_sqlite, write_engine
+from app.db import is_sqlite, make_engine, write_engine
 from app.errors import AppError, Conflict
 from app.ledger.models import IdempotencyRecord
 from app.ledger.service import Batch, Command, Outcome, run_command, touch_devices
+from app.process import settle_garbage_collector
 
 log = logging.getLogger("treu.writer")
 
@@ -43,7 +50,7 @@ WAL_LIMIT_PAGES = 10_000
 
 
 # A health check's job: answered once the writer has run a query inside its transaction.
-PING = Command(op="ping", merchant_id=0, device_id=0, now=utcnow())
+PING = Command(op="ping", merchant_id=0, device_id=0, now=datetime(1970, 1, 1, tzinfo=UTC))
 PONG = Outcome(status=200, body={"status": "ok"})
 
 
@@ -136,26 +143,30 @@ class LedgerWriter:
                 return
 
     def _process(self, jobs: list[_Job]) -> None:
-        try:
-            results = self._run_batch(jobs)
-        except Exception:
-            log.warning("batch of %d failed; replaying one by one", len(jobs), exc_info=True)
-            results = [self._run_alone(job) for job in jobs]
-        _deliver(jobs, results)
+        _deliver(jobs, self.results([job.command for job in jobs]))
 
-    def _run_batch(self, jobs: list[_Job]) -> list[Outcome | BaseException]:
-        commands = [job.command for job in jobs if job.command is not PING]
+    def results(self, commands: list[Command]) -> list[Outcome | BaseException]:
+        """Run commands in one transaction (or, if that fails, one by one): their outcomes."""
+        try:
+            return self._run_batch(commands)
+        except Exception:
+            log.warning("batch of %d failed; replaying one by one", len(commands), exc_info=True)
+            return [self._run_alone(command) for command in commands]
+
+    def _run_batch(self, all_commands: list[Command]) -> list[Outcome | BaseException]:
+        commands = [c for c in all_commands if c.op != "ping"]
         with self._transaction() as conn:
             batch = Batch(conn, commands)
             done = iter(batch.run_all(commands))
             batch.flush()
-            if len(commands) < len(jobs):
+            if len(commands) < len(all_commands):
                 conn.exec_driver_sql("SELECT 1")
-            self._housekeeping(conn, jobs)
-        return [PONG if job.command is PING else next(done) for job in jobs]
+            if commands:
+                self._housekeeping(conn, commands)
+        return [PONG if c.op == "ping" else next(done) for c in all_commands]
 
-    def _run_alone(self, job: _Job) -> Outcome | BaseException:
-        if job.command is PING:
+    def _run_alone(self, command: Command) -> Outcome | BaseException:
+        if command.op == "ping":
             try:
                 with self._transaction() as conn:
                     conn.exec_driver_sql("SELECT 1")
@@ -168,7 +179,7 @@ class LedgerWriter:
         for _attempt in range(2):
             try:
                 with self._transaction() as conn:
-                    return run_command(conn, job.command)
+                    return run_command(conn, command)
             except AppError as refusal:
                 return refusal
             except IntegrityError:
@@ -211,14 +222,13 @@ class LedgerWriter:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _housekeeping(self, conn: Connection, jobs: list[_Job]) -> None:
-        now = jobs[-1].command.now
+    def _housekeeping(self, conn: Connection, commands: list[Command]) -> None:
+        now = commands[-1].now
         stamp = now.timestamp()
         stale = {
-            j.command.device_id
-            for j in jobs
-            if j.command is not PING
-            and stamp - self._device_seen.get(j.command.device_id, 0) > DEVICE_TOUCH_SECONDS
+            c.device_id
+            for c in commands
+            if stamp - self._device_seen.get(c.device_id, 0) > DEVICE_TOUCH_SECONDS
         }
         if stale:
             touch_devices(conn, stale, now)
@@ -301,3 +311,164 @@ def _settle(answers: list[tuple["asyncio.Future[Outcome]", object]]) -> None:
             future.set_exception(result)
         else:
             future.set_result(result)  # type: ignore[arg-type]
+
+
+# --- the writer in a process of its own (treu serve) --------------------------------------------
+
+
+class WriterProcess:
+    """The ledger writer in a child process, for `treu serve`.
+
+    In one process the writer thread and the event loop share the GIL: the writer gives it up
+    for every SQLite call and then waits for the busy event loop to hand it back, so a batch
+    took several times its own work (bench/). Here the event loop only verifies cards and
+    passes commands on; the child runs the very same batches (LedgerWriter.results) on the
+    other core, and sends each outcome back once its transaction has committed.
+
+    One batch is in the child at a time: the commands that arrive meanwhile wait and go over
+    the pipe together as soon as its outcomes are back, so a busy counter gets large batches
+    (one commit, one message each way). If the child dies, waiting requests fail (nothing is
+    answered that did not commit) and the next command starts a new child. Closing the pipe
+    stops it: it finishes the batch in hand first.
+    """
+
+    def __init__(self, database_url: str, retention_hours: int = 72) -> None:
+        self.database_url = database_url
+        self.retention_hours = retention_hours
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._process: BaseProcess | None = None
+        self._pipe: MpConnection | None = None
+        self._waiting: dict[int, asyncio.Future[Outcome]] = {}
+        self._outbox: list[tuple[int, Command]] = []
+        self._ids = itertools.count()
+        self._busy = False  # a batch is in the child, or about to be sent
+
+    def start(self) -> None:
+        """Start the child; call from the event loop that will submit (the app's lifespan)."""
+        self._loop = asyncio.get_running_loop()
+        if self._process is None or not self._process.is_alive():
+            self._spawn()
+
+    def _spawn(self) -> None:
+        assert self._loop is not None
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_serve_in_child,
+            args=(theirs, self.database_url, self.retention_hours),
+            name="treu-ledger",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        self._process, self._pipe = process, ours
+        self._loop.add_reader(ours.fileno(), self._receive)
+
+    async def submit(self, command: Command) -> Outcome:
+        if self._pipe is None:
+            self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        job_id = next(self._ids)
+        self._waiting[job_id] = future
+        self._outbox.append((job_id, command))
+        if not self._busy:
+            # After this turn of the event loop: the requests read in it join the batch.
+            self._busy = True
+            loop.call_soon(self._send)
+        return await future
+
+    async def ping(self) -> Outcome:
+        return await self.submit(PING)
+
+    def _send(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        if not outbox:
+            self._busy = False
+            return
+        try:
+            assert self._pipe is not None
+            self._pipe.send_bytes(pickle.dumps(outbox, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, AssertionError):
+            self._lost("the ledger writer is not running")
+
+    def _receive(self) -> None:
+        assert self._pipe is not None
+        try:
+            while self._pipe.poll():
+                answers = pickle.loads(self._pipe.recv_bytes())
+                for job_id, result in answers:
+                    future = self._waiting.pop(job_id, None)
+                    if future is None or future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        except (EOFError, OSError):
+            self._lost("the ledger writer stopped")
+            return
+        self._send()  # what arrived meanwhile, as the next batch
+
+    def _lost(self, reason: str) -> None:
+        """The child is gone: fail what waits for it; the next command starts a new one."""
+        log.error("%s; %d requests failed", reason, len(self._waiting))
+        self._close_pipe()
+        self._busy, self._outbox = False, []
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(RuntimeError(reason))
+
+    def _close_pipe(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(pipe.fileno())
+            pipe.close()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        self._close_pipe()  # the child sees the end of its input and stops
+        if process is not None:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+
+
+def _serve_in_child(pipe: MpConnection, database_url: str, retention_hours: int) -> None:
+    # Ctrl-C reaches the whole process group; the parent's shutdown closes the pipe instead,
+    # so a batch in hand is finished, never cut off.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    writer = LedgerWriter(make_engine(database_url), retention_hours=retention_hours)
+    settle_garbage_collector()
+    if writer._checkpointer is not None:
+        writer._checkpointer.start()
+    try:
+        while True:
+            try:
+                jobs: list[tuple[int, Command]] = pickle.loads(pipe.recv_bytes())
+                while len(jobs) < MAX_BATCH and pipe.poll():
+                    jobs.extend(pickle.loads(pipe.recv_bytes()))
+            except EOFError:
+                return
+            results = writer.results([command for _, command in jobs])
+            answers = [(job_id, _portable(r)) for (job_id, _), r in zip(jobs, results, strict=True)]
+            try:
+                pipe.send_bytes(pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                return  # the server is gone
+    finally:
+        writer._close()
+        if writer._checkpointer is not None:
+            writer._checkpointer.stop()
+
+
+def _portable(result: Outcome | BaseException) -> Outcome | BaseException:
+    """What can cross the pipe: outcomes and refusals as they are, other errors by name only
+    (the child has logged them)."""
+    if isinstance(result, AppError):
+        return result
+    if isinstance(result, BaseException):
+        return RuntimeError(f"the ledger writer failed: {type(result).__name__}")
+    return result

@@ -1,0 +1,56 @@
+"""The write path's cost stays flat as the ledger grows: no statement it runs scans a table that
+grows with cards or entries (SQLite's query plans; PostgreSQL's planner scans small tables on
+purpose, so its plans say nothing at test sizes)."""
+
+import re
+import sqlite3
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from tests.conftest import PG_URL, Shop, make_shop, new_card, redeem, stamp, void
+
+# Tables whose size grows with cards, entries or visits (merchants, programs, devices do not).
+_TABLES = r"(ledger_entry|balance|idempotency_record|card|claim_code|analytics_\w+)"
+# A scan, or a search by merchant (and program) alone: both read a share of the whole table.
+_BROAD = r"(merchant_id|program_id)=\?"
+GROWING = re.compile(rf"\bSCAN {_TABLES}\b|\bSEARCH {_TABLES} USING .*\({_BROAD}( AND {_BROAD})*\)")
+
+
+@pytest.fixture
+def traced(app: FastAPI) -> list[str]:
+    """Every SQL statement run on the app's connections, with its values filled in."""
+    statements: list[str] = []
+
+    @event.listens_for(app.state.engine, "connect")
+    def _trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    return statements
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="query plans are checked on SQLite")
+def test_stamp_redeem_and_undo_never_scan_a_growing_table(
+    traced: list[str], client: TestClient, app: FastAPI, settings: Any
+) -> None:
+    # `traced` comes first: its listener is in place before the app's threads connect.
+    shop: Shop = make_shop(app, "Flat Café", cooldown_seconds=0, stamps_required=2)
+    cards = [new_card(client) for _ in range(3)]
+    traced.clear()
+    for token in cards:
+        first = stamp(client, shop, token, key=f"k-{token[-12:]}").json()
+        assert "entry_id" in first, first
+        stamp(client, shop, token, count=2)
+        stamp(client, shop, token, key=f"k-{token[-12:]}")  # an idempotent replay
+        redeem(client, shop, token)
+        void(client, shop, first["entry_id"])
+    writes = [s for s in traced if re.match(r"\s*(SELECT|UPDATE|DELETE|INSERT)", s, re.I)]
+    assert any("INSERT INTO ledger_entry" in s for s in writes)
+    database = settings.resolved_database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as plain:
+        for sql in writes:
+            plan = "\n".join(row[3] for row in plain.execute("EXPLAIN QUERY PLAN " + sql))
+            assert not GROWING.search(plan), f"{sql}\n{plan}"
