@@ -495,6 +495,10 @@ class _Builder:
             if voids_key in cells.sensitive:
                 voids.small = True
             label = i.device_labels.get(device_id, "")
+            if cards.value is None:
+                # The flag stays (it is how staff stamping their own cards shows), its figures
+                # go with the row's: they would be about fewer than k cards.
+                flags = [{"reason": f["reason"], "day": f["day"]} for f in flags]
             device_rows.append(
                 DeviceRow(device_id, label, cards, scans, stamps, visits, repeats, voids, flags)
             )

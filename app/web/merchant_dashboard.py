@@ -312,6 +312,10 @@ def segment_definitions() -> dict[str, str]:
 
 def flag_text(words: Words, flag: dict[str, Any]) -> str:
     day = words.long_day(flag["day"])
+    if "scans" not in flag:  # a hidden device: the day and the reason, no figures
+        if flag["reason"] == "volume":
+            return _("%(day)s: far more scans than this device usually has") % {"day": day}
+        return _("%(day)s: many cards stamped a second time that day") % {"day": day}
     if flag["reason"] == "volume":
         return _("%(day)s: %(scans)s scans, usually about %(usual)s a day") % {
             "day": day,

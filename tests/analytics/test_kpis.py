@@ -380,6 +380,18 @@ def test_a_device_used_by_few_cards_is_hidden_however_often_it_scans() -> None:
     assert [r.cards.value for r in d.devices] == [15, 12, 11]
 
 
+def test_a_hidden_device_keeps_its_flag_without_figures() -> None:
+    """One card stamped 30 times in an afternoon at the back-office till: staff stamping their
+    own card. The flag must show; its scan count, about one card, must not."""
+    k = 10
+    events = [e for day in MONDAYS for e in passers_by(15, day, 10, device=1)]
+    events += [Event("staff", TUESDAY, hour=15, device=2, minute=m) for m in range(30)]
+    d = kpis.compute(inputs(events, start=MARCH, days=30, k=k))
+    back_office = d.devices[1]
+    assert back_office.cards == Figure(None, hidden=True, small=True)
+    assert back_office.flags == [{"reason": "repeats", "day": day_number(TUESDAY)}]
+
+
 def test_a_device_counts_cards_stamped_there_not_only_first_scans() -> None:
     """10 cards are scanned first at the counter, then again at the terrace the same day: the
     terrace has no visit of its own, but 10 cards (and 10 repeat scans)."""
