@@ -1,12 +1,13 @@
 """Engine, metadata naming convention and the request session (the only place that commits)."""
 
+import contextlib
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel
 
@@ -94,8 +95,6 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
-T = TypeVar("T")
-
 # --- statements on the driver ------------------------------------------------------------------
 
 
@@ -122,19 +121,25 @@ class Prepared:
             found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
         return found
 
-    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
-        """Run once; the rows it returns (none for a statement without RETURNING)."""
+    @contextlib.contextmanager
+    def _cursor(self, conn: Connection) -> Iterator[tuple[Any, "_Compiled"]]:
         c = self.compiled(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
+            yield cursor, c
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # The parameters stay out of the error: they can hold a holder or a key.
+            raise DBAPIError.instance(c.sql, None, exc, Exception, hide_parameters=True) from exc
+        finally:
+            cursor.close()
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Run once; the rows it returns (none for a statement without RETURNING)."""
+        with self._cursor(conn) as (cursor, c):
             cursor.execute(c.sql, c.bind(params))
             if cursor.description is None:
                 return []
             return [self.row._make(r) for r in cursor.fetchall()]
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _translated(c.sql, exc) from exc
-        finally:
-            cursor.close()
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         rows = self.all(conn, params)
@@ -142,14 +147,8 @@ class Prepared:
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per parameter set, in one driver call."""
-        c = self.compiled(conn.dialect)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with self._cursor(conn) as (cursor, c):
             cursor.executemany(c.sql, [c.bind(r) for r in rows])
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _translated(c.sql, exc) from exc
-        finally:
-            cursor.close()
 
 
 class _Compiled:
@@ -185,13 +184,14 @@ class _Compiled:
         return tuple([bound[name] for name in self.order])
 
 
-def padded(values: Sequence[T]) -> list[T]:
-    """The values with the last one repeated up to a power of two: an IN list then comes in few
-    lengths, and so in few statements to prepare."""
+def in_list(column: Any, size: int) -> Any:
+    """`column IN (:v0, …)` with `size` parameters, for a Prepared statement (see in_values)."""
+    return column.in_([bindparam(f"v{i}") for i in range(size)])
+
+
+def in_values(values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of an in_list: the values, the last one repeated up to a power of two, so
+    that an IN list comes in few lengths (len() of this), and so in few statements to prepare."""
     size = 1 << (len(values) - 1).bit_length()
-    return [*values, *[values[-1]] * (size - len(values))]
-
-
-def _translated(sql: str, exc: Exception) -> StatementError:
-    # The parameters stay out of the error: they can hold a holder or an idempotency key.
-    return DBAPIError.instance(sql, None, exc, Exception, hide_parameters=True)
+    padded = [*values, *[values[-1]] * (size - len(values))]
+    return {f"v{i}": value for i, value in enumerate(padded)}

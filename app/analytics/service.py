@@ -71,7 +71,7 @@ from app.analytics.rollups import (
     replay,
     zone,
 )
-from app.db import Prepared, padded
+from app.db import Prepared, in_list, in_values
 from app.errors import Unprocessable
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants.models import Device, Merchant, Program
@@ -123,13 +123,12 @@ _c = card_table.c
 
 @cache
 def _card_states(size: int) -> Prepared:
-    """The state of the cards with `size` holders h<i>: balances, rollup row, zone.
+    """The state of the cards with `size` holders (in_values): balances, rollup row, zone.
 
     By holder alone, so that the holder index finds them (a list of (merchant, holder) pairs
     made SQLite scan every balance); a holder is one card at one merchant anyway.
     """
-    holders: list[Any] = [bindparam(f"h{i}") for i in range(size)]
-    return Prepared(_CARD_STATES.where(_balance.c.holder.in_(holders)))
+    return Prepared(_CARD_STATES.where(in_list(_balance.c.holder, size)))
 
 
 _CARD_STATES = select(
@@ -248,8 +247,8 @@ def record_entries(
 
 
 def _states(conn: Connection, cards: list[tuple[int, str]]) -> list[Any]:
-    holders = padded(sorted({holder for _, holder in cards}))
-    rows = _card_states(len(holders)).all(conn, {f"h{i}": h for i, h in enumerate(holders)})
+    holders = in_values(sorted({holder for _, holder in cards}))
+    rows = _card_states(len(holders)).all(conn, holders)
     wanted = set(cards)
     return [row for row in rows if (row.merchant_id, row.holder) in wanted]
 

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.analytics.service import record_entries
 from app.claims.models import ClaimCode
-from app.db import Prepared, padded
+from app.db import Prepared, in_list, in_values
 from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
 from app.ledger import exceptions
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
@@ -175,14 +175,10 @@ _SELECT_DEVICE = Prepared(
 )
 
 
-def _in(column: Any, size: int) -> Any:
-    return column.in_([bindparam(f"v{i}") for i in range(size)])
-
-
 @cache
 def _select_cards(size: int) -> Prepared:
     return Prepared(
-        select(card_table.c.ref, card_table.c.deleted_day).where(_in(card_table.c.ref, size))
+        select(card_table.c.ref, card_table.c.deleted_day).where(in_list(card_table.c.ref, size))
     )
 
 
@@ -191,22 +187,19 @@ def _select_idempotency(size: int) -> Prepared:
     i = idempotency.c
     return Prepared(
         select(i.key, i.fingerprint, i.status_code, i.response).where(
-            i.merchant_id == bindparam("merchant_id"), _in(i.key, size)
+            i.merchant_id == bindparam("merchant_id"), in_list(i.key, size)
         )
     )
 
 
-def _values(values: list[str]) -> dict[str, str]:
-    return {f"v{i}": v for i, v in enumerate(padded(values))}
-
-
 def _cards(conn: Connection, refs: list[str]) -> list[Any]:
-    return _select_cards(len(padded(refs))).all(conn, _values(refs))
+    values = in_values(refs)
+    return _select_cards(len(values)).all(conn, values)
 
 
 def _idempotency(conn: Connection, merchant_id: int, keys: list[str]) -> list[Any]:
-    params = {"merchant_id": merchant_id, **_values(keys)}
-    return _select_idempotency(len(padded(keys))).all(conn, params)
+    values = in_values(keys)
+    return _select_idempotency(len(values)).all(conn, {"merchant_id": merchant_id, **values})
 
 
 _PROGRAM_COLUMNS = (

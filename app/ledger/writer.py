@@ -22,7 +22,7 @@ import pickle
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection as MpConnection
@@ -60,10 +60,8 @@ PONG = Outcome(status=200, body={"status": "ok"})
 @dataclass
 class _Job:
     command: Command
-    loop: asyncio.AbstractEventLoop | None
-    future: "asyncio.Future[Outcome] | None"
-    done: threading.Event | None = None
-    result: "Outcome | BaseException | None" = None
+    loop: asyncio.AbstractEventLoop
+    future: "asyncio.Future[Outcome]"
 
 
 class LedgerWriter:
@@ -107,23 +105,34 @@ class LedgerWriter:
         """Answered by the writer thread after a query on its connection: both are alive."""
         return await self.submit(PING)
 
-    def submit_sync(self, command: Command) -> Outcome:
-        """The same for callers without an event loop (CLI, tests)."""
-        self.start()
-        job = _Job(command, None, None, done=threading.Event())
-        self._queue.put(job)
-        assert job.done is not None
-        job.done.wait()
-        if isinstance(job.result, BaseException):
-            raise job.result
-        assert job.result is not None
-        return job.result
-
     def _run(self) -> None:
         try:
             self._serve()
         finally:
             self._close()
+
+    def serve_pipe(self, pipe: MpConnection) -> None:
+        """Run the batches sent over a pipe (WriterProcess's child) until it closes."""
+        if self._checkpointer is not None:
+            self._checkpointer.start()
+        try:
+            while True:
+                try:
+                    jobs: list[tuple[int, Command]] = pickle.loads(pipe.recv_bytes())
+                    while len(jobs) < MAX_BATCH and pipe.poll():
+                        jobs.extend(pickle.loads(pipe.recv_bytes()))
+                except EOFError:
+                    return
+                results = self.results([command for _, command in jobs])
+                answers = [(i, _portable(r)) for (i, _), r in zip(jobs, results, strict=True)]
+                try:
+                    pipe.send_bytes(pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
+                except OSError:
+                    return  # the server is gone
+        finally:
+            self._close()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
 
     def _serve(self) -> None:
         while True:
@@ -294,19 +303,15 @@ def _deliver(jobs: list[_Job], results: list[Outcome | BaseException]) -> None:
     """Answer every job; one wake-up per event loop for the whole batch."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], object]]] = {}
     for job, result in zip(jobs, results, strict=True):
-        if job.future is not None and job.loop is not None:
-            by_loop.setdefault(job.loop, []).append((job.future, result))
-        else:
-            job.result = result
-            assert job.done is not None
-            job.done.set()
+        by_loop.setdefault(job.loop, []).append((job.future, result))
     for loop, answers in by_loop.items():
         # The waiting request's event loop may be gone (client left, server stopping).
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_settle, answers)
 
 
-def _settle(answers: list[tuple["asyncio.Future[Outcome]", object]]) -> None:
+def _settle(answers: Iterable[tuple["asyncio.Future[Outcome]", object]]) -> None:
+    """Give each waiting request its outcome, or raise its refusal there."""
     for future, result in answers:
         if future.done():
             continue
@@ -390,9 +395,10 @@ class WriterProcess:
             self._busy = False
             return
         try:
-            assert self._pipe is not None
+            if self._pipe is None:
+                raise OSError("no pipe")
             self._pipe.send_bytes(pickle.dumps(outbox, protocol=pickle.HIGHEST_PROTOCOL))
-        except (OSError, AssertionError):
+        except OSError:
             self._lost("the ledger writer is not running")
 
     def _receive(self) -> None:
@@ -400,14 +406,8 @@ class WriterProcess:
         try:
             while self._pipe.poll():
                 answers = pickle.loads(self._pipe.recv_bytes())
-                for job_id, result in answers:
-                    future = self._waiting.pop(job_id, None)
-                    if future is None or future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                waiting = ((self._waiting.pop(job_id, None), r) for job_id, r in answers)
+                _settle((future, r) for future, r in waiting if future is not None)
         except (EOFError, OSError):
             self._lost("the ledger writer stopped")
             return
@@ -445,26 +445,7 @@ def _serve_in_child(pipe: MpConnection, database_url: str, retention_hours: int)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     writer = LedgerWriter(make_engine(database_url), retention_hours=retention_hours)
     settle_garbage_collector()
-    if writer._checkpointer is not None:
-        writer._checkpointer.start()
-    try:
-        while True:
-            try:
-                jobs: list[tuple[int, Command]] = pickle.loads(pipe.recv_bytes())
-                while len(jobs) < MAX_BATCH and pipe.poll():
-                    jobs.extend(pickle.loads(pipe.recv_bytes()))
-            except EOFError:
-                return
-            results = writer.results([command for _, command in jobs])
-            answers = [(job_id, _portable(r)) for (job_id, _), r in zip(jobs, results, strict=True)]
-            try:
-                pipe.send_bytes(pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                return  # the server is gone
-    finally:
-        writer._close()
-        if writer._checkpointer is not None:
-            writer._checkpointer.stop()
+    writer.serve_pipe(pipe)
 
 
 def _portable(result: Outcome | BaseException) -> Outcome | BaseException:

@@ -5,7 +5,6 @@ exactly 136 base32 characters, so it needs no padding and fits the QR alphanumer
 """
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
@@ -140,9 +139,6 @@ def find_card(keyring: Keyring, scanned: str) -> tuple[str, bytes]:
     """
     if not isinstance(scanned, str) or len(scanned) > MAX_SCAN_CHARS:
         raise TokenError("not a card token")
-    if len(scanned) == TOKEN_CHARS and _TOKEN_RUN.fullmatch(scanned):
-        with contextlib.suppress(TokenError):  # a bare token, as the till sends it
-            return scanned, verify_token(keyring, scanned)
     upper = scanned.upper()
     for table in (None, *_REPAIR_TABLES):
         text = upper.translate(table) if table else upper
