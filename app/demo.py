@@ -27,6 +27,7 @@ from app.db import make_engine, write_engine
 from app.errors import AppError
 from app.feedback.demo import seed_demo_feedback
 from app.ledger.models import Balance, LedgerEntry
+from app.ledger.service import new_entry_id
 from app.merchants import service as merchants
 from app.merchants.models import Merchant
 from app.tokens import crypto
@@ -256,10 +257,13 @@ class History:
         # A card starts some time in the period: cohorts of new customers every month.
         first_day = self._day(0)
         first = self._visit_time(first_day)
+        planned = [first] + [self._visit_time(self._day(first_day)) for _ in range(count - 1)]
+        # A visit planned for later today is made a week earlier: the same weekday and opening
+        # hour, never at the hour the demo happens to run (at night, say).
         latest = self.now - timedelta(minutes=5)
-        times = sorted([first] + [self._visit_time(self._day(first_day)) for _ in range(count - 1)])
+        times = sorted(t if t <= latest else t - timedelta(days=7) for t in planned)
         state: dict[int, _Balance] = {}
-        for at in (min(t, latest) for t in times):
+        for at in times:
             m = self.created[homes[0] if self.rng.random() < 0.8 else homes[1]]
             self._visit(card_id, m, at, state)
         for b in state.values():
@@ -271,8 +275,8 @@ class History:
                  "day_stamps": 0}
             )  # fmt: skip
         self.rows["card"].append(
-            {"ref": crypto.card_ref(self.keyring, card_id), "created_day": first.date(),
-             "last_seen_day": min(times[-1], latest).date(), "deleted_day": None,
+            {"ref": crypto.card_ref(self.keyring, card_id), "created_day": times[0].date(),
+             "last_seen_day": times[-1].date(), "deleted_day": None,
              "sealed_wallet": crypto.seal_wallet(self.keyring, card_id, sorted(state))}
         )  # fmt: skip
 
@@ -297,7 +301,8 @@ class History:
 
     def _entry(self, b: _Balance, kind: str, delta: int, device: int, at: datetime) -> None:
         self.rows["ledger_entry"].append(
-            {"id": self.rng.randbytes(16).hex(), "merchant_id": b.merchant["merchant_id"],
+            {"id": new_entry_id(at, self.rng.randbytes(12)),
+             "merchant_id": b.merchant["merchant_id"],
              "program_id": b.merchant["program_id"], "holder": b.holder, "kind": kind,
              "delta": delta, "device_id": device, "idempotency_key": None,
              "voids_entry_id": None, "created_at": at}

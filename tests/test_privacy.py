@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import nacl.encoding
@@ -276,12 +276,19 @@ def test_no_time_finer_than_a_second_and_no_sequence_numbers(story: Story) -> No
             assert set((found.group(1) or ".0")[1:]) == {"0"}, f"{table}.{column} {value}"
             times += 1
     assert times > 20
-    # Ledger ids are random, not a counter or a clock: spread over 128 bits, in no order.
+    # A ledger id is its entry's second, as created_at holds it, and 96 random bits: no
+    # counter, and no order among the entries of one second.
     ids = story.entry_ids
-    assert sorted(e["id"] for e in tables["ledger_entry"]) == sorted(ids)
-    numbers = sorted(int(i, 16) for i in ids)
-    assert min(b - a for a, b in itertools.pairwise(numbers)) > 2**64
-    assert ids != sorted(ids)
+    rows = {e["id"]: e for e in tables["ledger_entry"]}
+    assert sorted(rows) == sorted(ids)
+    for entry_id, row in rows.items():
+        created = row["created_at"]
+        seconds = created if isinstance(created, datetime) else datetime.fromisoformat(created)
+        assert int(entry_id[:8], 16) == int(seconds.replace(tzinfo=UTC).timestamp())
+    randoms = [entry_id[8:] for entry_id in ids]
+    numbers = sorted(int(r, 16) for r in randoms)
+    assert min(b - a for a, b in itertools.pairwise(numbers)) > 2**48
+    assert randoms != sorted(randoms)
     # No table that names a card or holder has a counter for a key: that would order the rows
     # of every shop on one line, finer than any timestamp.
     inspector = inspect(story.engine)

@@ -1,8 +1,9 @@
-"""Ledger tables. Entry ids are random, not a sequence, so they reveal no global order."""
+"""Ledger tables. An entry id is its second and 96 random bits, not a sequence: it reveals no
+order that created_at does not (entries of one second are in random order, at every merchant)."""
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -29,8 +30,15 @@ class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
     __table_args__ = (
         UniqueConstraint("merchant_id", "idempotency_key"),
-        # A ledger entry can be voided at most once.
-        UniqueConstraint("voids_entry_id"),
+        # A ledger entry can be voided at most once. Only voids are indexed: a stamp writes
+        # nothing here.
+        Index(
+            "uq_ledger_entry_voids_entry_id",
+            "voids_entry_id",
+            unique=True,
+            sqlite_where=text("voids_entry_id IS NOT NULL"),
+            postgresql_where=text("voids_entry_id IS NOT NULL"),
+        ),
         Index("ix_ledger_entry_merchant_holder", "merchant_id", "holder", "created_at"),
         Index("ix_ledger_entry_merchant_created", "merchant_id", "created_at"),
     )

@@ -309,7 +309,7 @@ def _rescale_balances(
         insert(LedgerEntry.__table__),  # type: ignore[attr-defined]
         [
             {
-                "id": new_entry_id(), "merchant_id": program.merchant_id,
+                "id": new_entry_id(now), "merchant_id": program.merchant_id,
                 "program_id": program.id, "holder": h, "kind": "adjustment",
                 "delta": new - old, "device_id": None, "idempotency_key": None,
                 "voids_entry_id": None, "created_at": now,
