@@ -26,6 +26,9 @@ class Balance(SQLModel, table=True):
     day_stamps: int = 0
 
 
+_ONLY_VOIDS = text("voids_entry_id IS NOT NULL")
+
+
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
     __table_args__ = (
@@ -36,8 +39,8 @@ class LedgerEntry(SQLModel, table=True):
             "uq_ledger_entry_voids_entry_id",
             "voids_entry_id",
             unique=True,
-            sqlite_where=text("voids_entry_id IS NOT NULL"),
-            postgresql_where=text("voids_entry_id IS NOT NULL"),
+            sqlite_where=_ONLY_VOIDS,
+            postgresql_where=_ONLY_VOIDS,
         ),
         Index("ix_ledger_entry_merchant_holder", "merchant_id", "holder", "created_at"),
         Index("ix_ledger_entry_merchant_created", "merchant_id", "created_at"),

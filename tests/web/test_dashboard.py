@@ -6,18 +6,20 @@ the page is only the owner's, hides small groups, survives a bad period and spea
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
-from sqlalchemy import text
+from sqlalchemy import func
+from sqlmodel import col, select
 
 from app import demo
 from app.config import Settings
+from app.ledger.models import LedgerEntry
+from app.merchants.models import Merchant
 from tests.conftest import Shop, new_card, stamp
 from tests.merchants.test_auth import HTML, log_in
 from tests.web.conftest import screenshot
@@ -30,17 +32,16 @@ def demo_data(settings: Settings) -> Iterator[dict[str, Any]]:
 
 def _first_visit_months(app: FastAPI, merchant: dict[str, Any]) -> int:
     """The months (in the shop's time zone) of its cards' first visits, read off the ledger."""
-    query = text(
-        "SELECT MIN(e.created_at) FROM ledger_entry e JOIN merchant m ON m.id = e.merchant_id"
-        " WHERE m.slug = :slug GROUP BY e.holder"
+    first = func.min(LedgerEntry.created_at)
+    query = (
+        select(first)
+        .join(Merchant, col(Merchant.id) == LedgerEntry.merchant_id)
+        .where(Merchant.slug == merchant["slug"])
+        .group_by(col(LedgerEntry.holder))
     )
     with app.state.engine.connect() as conn:
-        firsts = conn.execute(query, {"slug": merchant["slug"]}).scalars().all()
-    vienna = ZoneInfo("Europe/Vienna")
-    moments = [t if isinstance(t, datetime) else datetime.fromisoformat(t) for t in firsts]
-    return len(
-        {t.replace(tzinfo=t.tzinfo or UTC).astimezone(vienna).strftime("%Y-%m") for t in moments}
-    )
+        firsts = conn.execute(query).scalars().all()
+    return len({t.replace(tzinfo=UTC).astimezone(demo.ZONE).strftime("%Y-%m") for t in firsts})
 
 
 def test_owner_reads_the_demo_history_as_charts(
