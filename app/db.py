@@ -56,8 +56,13 @@ def make_engine(url: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         # Writers take the lock at BEGIN so that two writers never deadlock on the upgrade
         # from a read lock (SQLAlchemy ignores with_for_update() on SQLite).
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight on the driver (exec_driver_sql() cost the ledger writer ~20 µs a batch);
+        # its errors raised as SQLAlchemy's, as every other statement's.
+        sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN"
+        try:
+            conn.connection.driver_connection.execute(sql)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, None, exc, Exception) from exc
 
     return engine
 

@@ -333,11 +333,15 @@ class WriterProcess:
     passes commands on; the child runs the very same batches (LedgerWriter.results) on the
     other core, and sends each outcome back once its transaction has committed.
 
-    One batch is in the child at a time: the commands that arrive meanwhile wait and go over
-    the pipe together as soon as its outcomes are back, so a busy counter gets large batches
-    (one commit, one message each way). If the child dies, waiting requests fail (nothing is
-    answered that did not commit) and the next command starts a new child. Closing the pipe
-    stops it: it finishes the batch in hand first.
+    The commands read in one turn of the event loop go over the pipe together as one message,
+    at once, even while the child is still busy with a batch: when it is done, it takes every
+    message waiting as its next batch (one commit, one answer). So neither side waits for the
+    other to notice it has work (holding the commands back until the child's answer arrived
+    measured a few per cent fewer stamps/s, bench/). At most MAX_BATCH commands are in the
+    child unanswered, the rest wait for its next answer: the child's answers always fit in the
+    pipe, so it never blocks on them while the server blocks on sending more. If the child dies,
+    waiting requests fail (nothing is answered that did not commit) and the next command starts
+    a new child. Closing the pipe stops it: it finishes the batch in hand first.
     """
 
     def __init__(self, database_url: str, retention_hours: int = 72) -> None:
@@ -349,7 +353,8 @@ class WriterProcess:
         self._waiting: dict[int, asyncio.Future[Outcome]] = {}
         self._outbox: list[tuple[int, Command]] = []
         self._ids = itertools.count()
-        self._busy = False  # a batch is in the child, or about to be sent
+        self._scheduled = False  # a _send is due at the end of this turn of the event loop
+        self._in_child = 0  # commands sent to the child and not yet answered
 
     def start(self) -> None:
         """Start the child; call from the event loop that will submit (the app's lifespan)."""
@@ -380,9 +385,9 @@ class WriterProcess:
         job_id = next(self._ids)
         self._waiting[job_id] = future
         self._outbox.append((job_id, command))
-        if not self._busy:
-            # After this turn of the event loop: the requests read in it join the batch.
-            self._busy = True
+        if not self._scheduled:
+            # After this turn of the event loop: the requests read in it go over together.
+            self._scheduled = True
             loop.call_soon(self._send)
         return await future
 
@@ -390,10 +395,12 @@ class WriterProcess:
         return await self.submit(PING)
 
     def _send(self) -> None:
-        outbox, self._outbox = self._outbox, []
-        if not outbox:
-            self._busy = False
-            return
+        self._scheduled = False
+        room = MAX_BATCH - self._in_child
+        if not self._outbox or room <= 0:
+            return  # nothing to send, or it goes when the child answers
+        outbox, self._outbox = self._outbox[:room], self._outbox[room:]
+        self._in_child += len(outbox)
         try:
             if self._pipe is None:
                 raise OSError("no pipe")
@@ -406,18 +413,20 @@ class WriterProcess:
         try:
             while self._pipe.poll():
                 answers = pickle.loads(self._pipe.recv_bytes())
+                self._in_child -= len(answers)
                 waiting = ((self._waiting.pop(job_id, None), r) for job_id, r in answers)
                 _settle((future, r) for future, r in waiting if future is not None)
         except (EOFError, OSError):
             self._lost("the ledger writer stopped")
             return
-        self._send()  # what arrived meanwhile, as the next batch
+        if self._outbox and not self._scheduled:
+            self._send()  # what waited for room in the child
 
     def _lost(self, reason: str) -> None:
         """The child is gone: fail what waits for it; the next command starts a new one."""
         log.error("%s; %d requests failed", reason, len(self._waiting))
         self._close_pipe()
-        self._busy, self._outbox = False, []
+        self._scheduled, self._in_child, self._outbox = False, 0, []
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():

@@ -2,6 +2,7 @@
 process, refusals intact across the pipe, and a child that dies is replaced without a lost or
 doubled stamp. (tests/test_serve.py runs it under load and kills the whole server.)"""
 
+import asyncio
 import os
 import signal
 import time
@@ -10,9 +11,14 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlmodel import Session, func, select
 
 from app.config import Settings
+from app.ledger.models import Balance, LedgerEntry
+from app.ledger.service import Command, Outcome
+from app.ledger.writer import MAX_BATCH, PING, WriterProcess
 from app.main import create_app
+from app.tokens import crypto
 from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp
 
 
@@ -64,3 +70,46 @@ def test_a_dead_writer_is_replaced(served: tuple[FastAPI, TestClient], clock: Cl
     after = stamp(client, shop, token)
     assert after.status_code == 201
     assert after.json()["stamps"] == 2
+
+
+def test_more_commands_at_once_than_the_child_takes_are_all_answered(
+    served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock
+) -> None:
+    """A rush larger than a batch: the server holds back what does not fit in the child and
+    sends it with the child's answers; every stamp commits once, every request is answered."""
+    app, client = served
+    shop: Shop = make_shop(app, "Rush Café", cooldown_seconds=0, max_stamps_per_scan=1)
+    tokens = [new_card(client) for _ in range(20)]
+    keyring = app.state.keyring
+
+    def command(i: int) -> Command:
+        _token, card_id = crypto.find_card(keyring, tokens[i % len(tokens)])
+        return Command(
+            op="stamp",
+            merchant_id=shop.merchant_id,
+            device_id=shop.device_id,
+            now=clock(),
+            holder=crypto.holder_for(keyring, card_id, shop.merchant_id),
+            card_ref=crypto.card_ref(keyring, card_id),
+            idempotency_key=f"rush-{i}",
+            fingerprint=f"rush-{i}",
+        )
+
+    stamps = 2 * MAX_BATCH + 50
+    commands = [command(i) for i in range(stamps)] + [PING] * MAX_BATCH
+
+    async def rush() -> list[Outcome]:
+        writer = WriterProcess(settings.resolved_database_url)
+        writer.start()
+        try:
+            answers = asyncio.gather(*(writer.submit(c) for c in commands))
+            return await asyncio.wait_for(answers, timeout=60)  # a request left waiting fails
+        finally:
+            writer.stop()
+
+    outcomes = asyncio.run(rush())
+    assert [o.status for o in outcomes] == [201] * stamps + [200] * MAX_BATCH
+    assert len({o.body["entry_id"] for o in outcomes[:stamps]}) == stamps
+    with Session(app.state.engine) as session:
+        assert session.exec(select(func.count()).select_from(LedgerEntry)).one() == stamps
+        assert session.exec(select(func.sum(Balance.stamps))).one() == stamps
