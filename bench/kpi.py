@@ -11,6 +11,7 @@ minutes); TREU_BENCH_DATABASE_URL measures PostgreSQL instead of SQLite.
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,8 +86,17 @@ def login(client: TestClient, email: str, password: str) -> None:
 
 
 def main() -> None:
-    data = Path(os.environ.get("BENCH_KPI_DATA") or tempfile.mkdtemp(prefix="treu-bench-kpi-"))
+    kept = os.environ.get("BENCH_KPI_DATA")
+    data = Path(kept or tempfile.mkdtemp(prefix="treu-bench-kpi-"))
     data.mkdir(parents=True, exist_ok=True)
+    try:
+        measure(data)
+    finally:
+        if not kept:  # the generated café is hundreds of MB
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def measure(data: Path) -> None:
     env = {**os.environ, "TREU_DATA_DIR": str(data)}
     env.pop("TREU_DATABASE_URL", None)
     db_url = os.environ.get("TREU_BENCH_DATABASE_URL")
