@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,19 +107,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def combined(name: str, rounds: list[Figure]) -> Figure:
     """The rounds of one measurement: median req/s, p50 and p99, all errors."""
     return Figure(
         name,
-        median([f.rps for f in rounds]),
-        median([f.p50_ms for f in rounds]),
-        median([f.p99_ms for f in rounds]),
+        statistics.median([f.rps for f in rounds]),
+        statistics.median([f.p50_ms for f in rounds]),
+        statistics.median([f.p99_ms for f in rounds]),
         sum(f.errors for f in rounds),
     )
 
@@ -182,7 +177,7 @@ def main() -> None:
 def report(tops: list[Figure], stamps: list[Figure], others: list[Figure], store: str) -> None:
     top, stamp = combined("bare FastAPI (ceiling)", tops), combined("POST /api/v1/stamps", stamps)
     ratios = [s.rps / t.rps for t, s in zip(tops, stamps, strict=True)]
-    ratio = median(ratios)
+    ratio = statistics.median(ratios)
     print(
         f"treu bench: {store}, one uvicorn worker per server, {os.cpu_count()} CPUs, "
         f"wrk -t2 -c{CONNECTIONS}, {ROUNDS} rounds of {DURATION} in turns"

@@ -354,7 +354,6 @@ class WriterProcess:
         self._outbox: list[tuple[int, Command]] = []
         self._ids = itertools.count()
         self._scheduled = False  # a _send is due at the end of this turn of the event loop
-        self._in_child = 0  # commands sent to the child and not yet answered
 
     def start(self) -> None:
         """Start the child; call from the event loop that will submit (the app's lifespan)."""
@@ -396,11 +395,11 @@ class WriterProcess:
 
     def _send(self) -> None:
         self._scheduled = False
-        room = MAX_BATCH - self._in_child
+        # Every waiting request is in the outbox or in the child.
+        room = MAX_BATCH - (len(self._waiting) - len(self._outbox))
         if not self._outbox or room <= 0:
             return  # nothing to send, or it goes when the child answers
         outbox, self._outbox = self._outbox[:room], self._outbox[room:]
-        self._in_child += len(outbox)
         try:
             if self._pipe is None:
                 raise OSError("no pipe")
@@ -413,20 +412,18 @@ class WriterProcess:
         try:
             while self._pipe.poll():
                 answers = pickle.loads(self._pipe.recv_bytes())
-                self._in_child -= len(answers)
                 waiting = ((self._waiting.pop(job_id, None), r) for job_id, r in answers)
                 _settle((future, r) for future, r in waiting if future is not None)
         except (EOFError, OSError):
             self._lost("the ledger writer stopped")
             return
-        if self._outbox and not self._scheduled:
-            self._send()  # what waited for room in the child
+        self._send()  # what waited for room in the child
 
     def _lost(self, reason: str) -> None:
         """The child is gone: fail what waits for it; the next command starts a new one."""
         log.error("%s; %d requests failed", reason, len(self._waiting))
         self._close_pipe()
-        self._scheduled, self._in_child, self._outbox = False, 0, []
+        self._scheduled, self._outbox = False, []
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
