@@ -1,9 +1,10 @@
 """The card named in a path: a verified token, its card id, and its card row."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from sqlalchemy import Row
 from sqlmodel import Session
 
 from app.db import SessionDep
@@ -36,7 +37,14 @@ def parse_card(keyring: Keyring, token: str) -> CardKey:
 
 
 def load_card(session: Session, key: CardKey) -> Card:
-    card = session.get(Card, key.ref)
+    return existing(session.get(Card, key.ref))
+
+
+C = TypeVar("C", Card, Row[Any])
+
+
+def existing(card: C | None) -> C:
+    """A card row as found: 404 for a card never made here, 410 for one deleted by its owner."""
     if card is None:
         raise NotFound("This card is not known here.", title="Unknown card", code="unknown-card")
     if card.deleted_day is not None:

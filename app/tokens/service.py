@@ -1,10 +1,11 @@
 """Cards: create, view across merchants, export, delete, restore."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import Connection, Row, bindparam, delete, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from app.analytics import service as analytics
@@ -14,7 +15,7 @@ from app.ledger.models import Balance, LedgerEntry
 from app.merchants.models import Merchant, Program
 from app.tokens import crypto
 from app.tokens.crypto import Keyring
-from app.tokens.dependencies import CardDeleted, CardKey
+from app.tokens.dependencies import CardDeleted, CardKey, existing
 from app.tokens.models import Card
 
 
@@ -47,51 +48,74 @@ def restore_card(*, session: Session, keyring: Keyring, recovery_code: str) -> N
     return NewCard(crypto.sign_card(keyring, card_id), card_id)
 
 
-def holders_by_merchant(session: Session, keyring: Keyring, card_id: bytes) -> dict[str, int]:
+def holders_by_merchant(
+    db: Session | Connection, keyring: Keyring, card_id: bytes
+) -> dict[str, int]:
     """The card's pseudonym at every merchant, computed now; none of them is stored with it."""
-    merchant_ids = session.exec(select(Merchant.id)).all()
-    return {crypto.holder_for(keyring, card_id, m): m for m in merchant_ids if m is not None}
+    merchant_ids = db.execute(_SELECT_MERCHANT_IDS).scalars().all()
+    return {crypto.holder_for(keyring, card_id, m): m for m in merchant_ids}
 
 
-def card_balances(
-    *, session: Session, keyring: Keyring, key: CardKey
-) -> list[tuple[Balance, Program, Merchant]]:
-    """Every balance of this card, at every merchant, ordered by last visit."""
-    holders = holders_by_merchant(session, keyring, key.card_id)
+_card = Card.__table__  # type: ignore[attr-defined]
+_balance = Balance.__table__  # type: ignore[attr-defined]
+_program = Program.__table__  # type: ignore[attr-defined]
+_merchant = Merchant.__table__  # type: ignore[attr-defined]
+_SELECT_MERCHANT_IDS = sa_select(_merchant.c.id)
+_SELECT_CARD = sa_select(_card).where(_card.c.ref == bindparam("ref"))
+_SELECT_SHOPS = (
+    sa_select(
+        _balance,
+        _program.c.name.label("program_name"),
+        _program.c.stamps_required,
+        _program.c.reward_text,
+        _merchant.c.slug,
+        _merchant.c.name.label("merchant_name"),
+    )
+    .join(_program, _program.c.id == _balance.c.program_id)
+    .join(_merchant, _merchant.c.id == _balance.c.merchant_id)
+    .where(_balance.c.holder.in_(bindparam("holders", expanding=True)))
+    .order_by(_balance.c.last_visit_at.desc())
+)
+
+
+def card_row(db: Session | Connection, key: CardKey) -> Row[Any]:
+    """The card's row as the core statement reads it (see dependencies.existing)."""
+    return existing(db.execute(_SELECT_CARD, {"ref": key.ref}).first())
+
+
+def card_shops(db: Session | Connection, keyring: Keyring, card_id: bytes) -> list[Row[Any]]:
+    """Each balance of this card, at every merchant, with its program and merchant, the latest
+    visit first: columns of balance, then program_name, stamps_required, reward_text, slug and
+    merchant_name. Core statements, not the ORM: the open card page asks every few seconds."""
+    holders = holders_by_merchant(db, keyring, card_id)
     if not holders:
         return []
-    query = (
-        select(Balance, Program, Merchant)
-        .join(Program, col(Program.id) == Balance.program_id)
-        .join(Merchant, col(Merchant.id) == Balance.merchant_id)
-        .where(col(Balance.holder).in_(list(holders)))
-        .order_by(col(Balance.last_visit_at).desc())
-    )
-    rows = session.exec(query).all()
+    rows = db.execute(_SELECT_SHOPS, {"holders": list(holders)}).all()
     # A holder is only meaningful at its own merchant.
-    return [(b, p, m) for b, p, m in rows if holders.get(b.holder) == b.merchant_id]
+    return [r for r in rows if holders.get(r.holder) == r.merchant_id]
 
 
-def remember_visits(
-    *, session: Session, keyring: Keyring, key: CardKey, card: Card, merchant_ids: set[int],
-    now: datetime,
-) -> bool:  # fmt: skip
-    """Keep the sealed wallet and the last-seen day current; write only when they changed.
+def wallet_update(
+    keyring: Keyring, key: CardKey, card: Row[Any], merchant_ids: set[int], today: date
+) -> bytes | None:
+    """The card's new sealed wallet if it or the last-seen day must change, else None."""
+    known = set(crypto.open_wallet(keyring, key.card_id, card.sealed_wallet))
+    if known >= merchant_ids and card.last_seen_day == today:
+        return None
+    return crypto.seal_wallet(keyring, key.card_id, sorted(known | merchant_ids))
+
+
+def remember_visits(*, session: Session, key: CardKey, sealed_wallet: bytes, today: date) -> None:
+    """Keep the sealed wallet and the last-seen day current (see wallet_update).
 
     This runs when the card holder looks at the card, never inside a stamp's transaction, so
     the card row's changes cannot be matched to a merchant's ledger by time or transaction id.
     """
-    known = set(crypto.open_wallet(keyring, key.card_id, card.sealed_wallet))
-    today = now.date()
-    if known >= merchant_ids and card.last_seen_day == today:
-        return False
-    sealed = crypto.seal_wallet(keyring, key.card_id, sorted(known | merchant_ids))
     session.execute(
         update(Card)
         .where(col(Card.ref) == key.ref)
-        .values(sealed_wallet=sealed, last_seen_day=today)
+        .values(sealed_wallet=sealed_wallet, last_seen_day=today)
     )
-    return True
 
 
 def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card) -> dict[str, Any]:
@@ -100,8 +124,8 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
     merchants: dict[int, Merchant] = {
         m.id: m for m in session.exec(select(Merchant)).all() if m.id is not None
     }
-    balances = card_balances(session=session, keyring=keyring, key=key)
-    visited = {b.merchant_id for b, _, _ in balances}
+    balances = card_shops(session, keyring, key.card_id)
+    visited = {b.merchant_id for b in balances}
     entries = session.exec(
         select(LedgerEntry)
         .where(col(LedgerEntry.holder).in_([h for h, m in holders.items() if m in visited]))
@@ -128,7 +152,7 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
                 "merchant": {"slug": merchant.slug, "name": merchant.name},
                 "balances": [
                     {
-                        "program": p.name,
+                        "program": b.program_name,
                         "stamps": b.stamps,
                         "lifetime_stamps": b.lifetime_stamps,
                         "redeemed": b.redeemed,
@@ -136,7 +160,7 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
                         "first_visit_at": b.first_visit_at.isoformat(),
                         "last_visit_at": b.last_visit_at.isoformat(),
                     }
-                    for b, p, _ in balances
+                    for b in balances
                     if b.merchant_id == merchant_id
                 ],
                 "ledger": [

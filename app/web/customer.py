@@ -19,7 +19,7 @@ from app.merchants.models import Merchant, Program
 from app.tokens import crypto
 from app.tokens import service as cards
 from app.tokens.dependencies import CardDeleted, ValidCardInfo, load_card, parse_card
-from app.tokens.router import view_card
+from app.tokens.router import card_view
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -108,8 +108,8 @@ def card_page(token: str, request: Request, session: SessionDep) -> Response:
     if isinstance(found, Response):
         return found
     # The card API's own view, so the page and the API can never disagree.
-    view = view_card(request, found, session)
     state = request.app.state
+    view = card_view(state, found.key)
     return render(
         request,
         "customer/card.html",
