@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlmodel import Session, SQLModel
 
 # Stable constraint names make Alembic migrations reviewable and identical on both databases.
@@ -25,8 +25,11 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine; SQLite gets WAL, a busy timeout and explicit transaction control."""
+def make_engine(url: str, *, single: bool = False) -> Engine:
+    """Create the engine; SQLite gets WAL, a busy timeout and explicit transaction control.
+
+    single: one connection, for one thread only (see loop_engine).
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
@@ -35,7 +38,10 @@ def make_engine(url: str) -> Engine:
         )
     # hide_parameters: an error message must never carry a row's values into a log.
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        hide_parameters=True,
+        **({"poolclass": StaticPool} if single else {}),
     )
 
     @event.listens_for(engine, "connect")
@@ -65,6 +71,18 @@ def make_engine(url: str) -> Engine:
             raise DBAPIError.instance(sql, None, exc, Exception) from exc
 
     return engine
+
+
+def loop_engine(url: str) -> Engine | None:
+    """SQLite: an engine of one connection for the reads the event loop makes itself.
+
+    Not the app's pool: worker threads may hold every connection in it (a burst of dashboard
+    pages), and waiting for one on the event loop would hold up every request, stamps too. One
+    connection is enough, the event loop runs one thing at a time; giving it back ends its read
+    transaction, so the next read sees the latest commits. None on PostgreSQL: a read there is a
+    network round trip, for a worker thread.
+    """
+    return make_engine(url, single=True) if url.startswith("sqlite") else None
 
 
 def write_engine(engine: Engine) -> Engine:

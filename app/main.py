@@ -13,7 +13,7 @@ from app.analytics.router import router as analytics_router
 from app.claims.router import router as claims_router
 from app.clock import Clock, utcnow
 from app.config import Settings
-from app.db import make_engine
+from app.db import loop_engine, make_engine
 from app.errors import install_error_handlers, problem_response
 from app.feedback import pages as feedback_pages
 from app.feedback.router import router as feedback_router
@@ -39,6 +39,7 @@ def create_app(
     """The app; writer_process: run the ledger writer in a child process (`treu serve`)."""
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url)
+    reads_on_loop = loop_engine(settings.resolved_database_url)
     retention = settings.idempotency_retention_hours
     writer: LedgerWriter | WriterProcess = (
         WriterProcess(settings.resolved_database_url, retention_hours=retention)
@@ -52,6 +53,8 @@ def create_app(
         yield
         writer.stop()
         engine.dispose()
+        if reads_on_loop is not None:
+            reads_on_loop.dispose()
 
     app = FastAPI(
         title="treu",
@@ -64,6 +67,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.loop_engine = reads_on_loop
     app.state.keyring = load_keyring(settings)
     app.state.writer = writer
     app.state.clock = clock

@@ -6,12 +6,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import Row
+from sqlalchemy import Engine, Row
 from sqlmodel import Session
 from starlette.datastructures import State
 
-from app.db import SessionDep, WriteSessionDep, is_sqlite, write_engine
+from app.db import SessionDep, WriteSessionDep, write_engine
 from app.tokens import crypto, qr, service
+from app.tokens.crypto import Keyring
 from app.tokens.dependencies import CardKey, ValidCard, load_card, parse_card
 from app.tokens.schemas import (
     CardBalance,
@@ -52,9 +53,9 @@ def restore_card(body: RestoreIn, request: Request, session: SessionDep) -> Card
     return _created(request, card)
 
 
-def _read_card(state: State, key: CardKey) -> tuple[Row[Any], list[Row[Any]]]:
-    with state.engine.connect() as conn:
-        return service.card_row(conn, key), service.card_shops(conn, state.keyring, key.card_id)
+def _read_card(engine: Engine, keyring: Keyring, key: CardKey) -> tuple[Row[Any], list[Row[Any]]]:
+    with engine.connect() as conn:
+        return service.card_row(conn, key), service.card_shops(conn, keyring, key.card_id)
 
 
 _WalletUpdate = tuple[bytes, date] | None
@@ -97,7 +98,7 @@ def _remember(state: State, key: CardKey, sealed_wallet: bytes, today: date) -> 
 
 def card_view(state: State, key: CardKey) -> CardView:
     """The card's view, for a caller on a worker thread (the card page)."""
-    view, update = _view(state, key, *_read_card(state, key))
+    view, update = _view(state, key, *_read_card(state.engine, state.keyring, key))
     if update is not None:
         _remember(state, key, *update)
     return view
@@ -111,10 +112,10 @@ async def view_card(token: str, request: Request) -> CardView:
     # The open card page asks for this every few seconds. On SQLite it is three indexed reads
     # that never wait for a writer (WAL): done here, sooner than a worker thread would be given
     # the GIL back after each of them (6x the requests/s, bench/). PostgreSQL is a network away.
-    if is_sqlite(state.engine):
-        card, shops = _read_card(state, key)
+    if state.loop_engine is not None:
+        card, shops = _read_card(state.loop_engine, state.keyring, key)
     else:
-        card, shops = await run_in_threadpool(_read_card, state, key)
+        card, shops = await run_in_threadpool(_read_card, state.engine, state.keyring, key)
     view, update = _view(state, key, card, shops)
     if update is not None:
         await run_in_threadpool(_remember, state, key, *update)

@@ -3,6 +3,8 @@
 import base64
 
 import nacl.signing
+import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -135,3 +137,26 @@ def test_export_and_delete_cover_the_cards_feedback(
     with engine.connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM feedback")).scalar_one()
     assert left == 1  # the other card's feedback stays
+
+
+def test_the_card_view_answers_while_threads_hold_every_pooled_connection(
+    app: FastAPI, client: TestClient, shop: Shop, card: str
+) -> None:
+    """A burst of slow pages can hold the whole pool; the open card page's poll must not wait
+    for a connection there: on SQLite it reads on the event loop, where waiting would stop every
+    request. (The view before the burst records the new shop in the card's wallet, a write.)"""
+    if app.state.loop_engine is None:
+        pytest.skip("PostgreSQL: the card view reads on a worker thread, which may wait")
+    stamp(client, shop, card)
+    assert client.get(f"/api/v1/cards/{card}").status_code == 200
+    pool = app.state.engine.pool
+    held = []
+    while pool.checkedout() < pool.size() + pool._max_overflow:  # the writer holds some
+        held.append(app.state.engine.connect())
+    try:
+        response = client.get(f"/api/v1/cards/{card}")
+        assert response.status_code == 200, response.text
+        assert response.json()["cards"][0]["stamps"] == 1
+    finally:
+        for connection in held:
+            connection.close()
