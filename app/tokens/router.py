@@ -97,7 +97,7 @@ def _remember(state: State, key: CardKey, sealed_wallet: bytes, today: date) -> 
 
 
 def card_view(state: State, key: CardKey) -> CardView:
-    """The card's view, for a caller on a worker thread (the card page)."""
+    """The card's view, for a caller on a worker thread (the card page; the API on PostgreSQL)."""
     view, update = _view(state, key, *_read_card(state.engine, state.keyring, key))
     if update is not None:
         _remember(state, key, *update)
@@ -112,11 +112,9 @@ async def view_card(token: str, request: Request) -> CardView:
     # The open card page asks for this every few seconds. On SQLite it is three indexed reads
     # that never wait for a writer (WAL): done here, sooner than a worker thread would be given
     # the GIL back after each of them (6x the requests/s, bench/). PostgreSQL is a network away.
-    if state.loop_engine is not None:
-        card, shops = _read_card(state.loop_engine, state.keyring, key)
-    else:
-        card, shops = await run_in_threadpool(_read_card, state.engine, state.keyring, key)
-    view, update = _view(state, key, card, shops)
+    if state.loop_engine is None:
+        return await run_in_threadpool(card_view, state, key)
+    view, update = _view(state, key, *_read_card(state.loop_engine, state.keyring, key))
     if update is not None:
         await run_in_threadpool(_remember, state, key, *update)
     return view

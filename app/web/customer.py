@@ -107,7 +107,9 @@ def card_page(token: str, request: Request, session: SessionDep) -> Response:
     found = _card_or_redirect(request, session, token)
     if isinstance(found, Response):
         return found
-    # The card API's own view, so the page and the API can never disagree.
+    # The card API's own view, so the page and the API can never disagree. It reads and writes
+    # on connections of its own: this one goes back first, one request never holds two at once.
+    session.close()
     state = request.app.state
     view = card_view(state, found.key)
     return render(
