@@ -22,11 +22,13 @@ import pickle
 import queue
 import signal
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection as MpConnection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.exc import IntegrityError
@@ -43,13 +45,18 @@ log = logging.getLogger("treu.writer")
 MAX_BATCH = 256
 DEVICE_TOUCH_SECONDS = 60
 CLEANUP_EVERY = timedelta(minutes=10)
-# SQLite: the writer's page cache (KiB), how often the checkpointer runs while there are
-# commits (small checkpoints often: a large one stalled the writer's commits behind its fsync,
-# 0.2 s gave a stamp p99 of about 30 ms and 1 s of 100 ms), and the WAL size (pages) past which
-# the writer checkpoints itself after all.
+# SQLite: the writer's page cache (KiB), and the WAL size (pages) past which the writer
+# checkpoints itself after all (see Checkpointer).
 WRITER_CACHE_KIB = 65_536
-CHECKPOINT_EVERY_SECONDS = 0.1
 WAL_LIMIT_PAGES = 10_000
+# The checkpointer: how often it runs while there are commits; the WAL size (frames) from which
+# it starts the WAL over; at most how many rounds it runs back to back before that, unless one
+# is this quick; the longest it makes the writer wait.
+CHECKPOINT_EVERY_SECONDS = 0.02
+RESTART_FRAMES = 2_000
+CATCH_UP_ROUNDS = 3
+QUICK_ROUND_SECONDS = 0.003
+HOLD_MAX_SECONDS = 0.25
 
 
 # A health check's job: answered once the writer has run a query inside its transaction.
@@ -209,8 +216,9 @@ class LedgerWriter:
         """A transaction on the writer's own connection; a connection that failed is replaced."""
         if self._conn is None:
             self._conn = self._connect()
+        turn = self._checkpointer.writing() if self._checkpointer else contextlib.nullcontext()
         try:
-            with self._conn.begin():
+            with turn, self._conn.begin():
                 yield self._conn
         except (AppError, IntegrityError):
             raise  # a refusal or a lost race: the connection is fine
@@ -254,11 +262,18 @@ class LedgerWriter:
 class Checkpointer:
     """SQLite only: copies the WAL back into the database file on a thread of its own.
 
-    A checkpoint ends in an fsync of the database file, tens of milliseconds on a busy disk.
-    Run by the writer's commit (SQLite's default) it would stall every batch waiting behind it;
-    here it overlaps with the writer's work (sqlite3 releases the GIL meanwhile). PASSIVE never
-    blocks the writer; if the WAL still outgrows WAL_LIMIT_PAGES, the writer's own commit
-    checkpoints the rest and the WAL starts over.
+    A checkpoint ends in an fsync of the WAL and of the database file, about 8 ms per thousand
+    pages written since the last one. Run by the writer's commit (SQLite's default) it stalls
+    the batch behind it. Here the checkpoints run beside the writer (sqlite3 releases the GIL
+    meanwhile), PASSIVE, so they never block it. But the WAL starts over only when a transaction
+    begins with every frame in it copied back, which never happens while the writer commits all
+    the time: the WAL grew to WAL_LIMIT_PAGES, and then the writer's commit copied back the
+    rest itself, a stall of 20 to 130 ms every 2,000 stamps (bench/). So once the WAL holds
+    RESTART_FRAMES, rounds run back to back, each copying what came during the one before,
+    until one is quick; then one more runs while the writer waits between two batches (hold()),
+    a few milliseconds, and the writer's next transaction starts the WAL over. The writer
+    checkpoints itself only if the WAL outgrows WAL_LIMIT_PAGES after all (a reader holding an
+    old snapshot, a disk too slow to keep up).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -266,6 +281,9 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._turn = threading.Condition()
+        self._held = False  # a round waits for the writer to stop between batches
+        self._writing = False
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -283,20 +301,71 @@ class Checkpointer:
     def wake(self) -> None:
         self._wake.set()
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around each of the writer's transactions: waits while a held round runs."""
+        with self._turn:
+            while self._held:
+                self._turn.wait(HOLD_MAX_SECONDS)
+                if self._held:
+                    log.warning("WAL checkpoint held the writer over %s s", HOLD_MAX_SECONDS)
+                    break
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._writing = False
+                self._turn.notify_all()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """No transaction of the writer's runs meanwhile (the one under way ends first)."""
+        with self._turn:
+            self._held = True
+            while self._writing:
+                self._turn.wait()
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._held = False
+                self._turn.notify_all()
+
     def _run(self) -> None:
         # The raw sqlite3 connection is in autocommit mode (see app.db), as a checkpoint needs.
         raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
         try:
             while not self._stop.is_set():
                 self._wake.wait()
                 self._stop.wait(CHECKPOINT_EVERY_SECONDS)  # let a few commits gather
                 self._wake.clear()
                 try:
-                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                    self._round(driver)
                 except Exception:
                     log.warning("WAL checkpoint failed", exc_info=True)
         finally:
             raw.close()
+
+    def _round(self, driver: Any) -> None:
+        frames = _checkpoint(driver)
+        if frames < RESTART_FRAMES:
+            return
+        # Rounds back to back: each copies what came during the one before, less and less.
+        for _ in range(CATCH_UP_ROUNDS):
+            started = time.monotonic()
+            _checkpoint(driver)
+            if time.monotonic() - started <= QUICK_ROUND_SECONDS:
+                break
+        with self.hold():
+            _checkpoint(driver)
+
+
+def _checkpoint(driver: Any) -> int:
+    """A PASSIVE checkpoint: the WAL's size in frames when it began."""
+    _busy, frames, _copied = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(frames)
 
 
 def _deliver(jobs: list[_Job], results: list[Outcome | BaseException]) -> None:

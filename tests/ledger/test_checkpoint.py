@@ -1,0 +1,59 @@
+"""SQLite: the WAL starts over while the ledger writer commits without a pause, so it stays
+small and the writer never has to copy a large WAL back itself (that stalled its commits)."""
+
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.ledger import writer as writer_module
+from app.ledger.service import Command
+from app.tokens.crypto import card_ref, find_card, holder_for, request_fingerprint
+from tests.conftest import PG_URL, make_shop, new_card
+
+FRAME_BYTES = 4096 + 24  # a page and its frame header
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="SQLite's write-ahead log")
+def test_the_wal_starts_over_while_the_writer_commits_without_a_pause(
+    app: FastAPI, client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small sizes, so that the test writes many WALs' worth in a second or two.
+    monkeypatch.setattr(writer_module, "RESTART_FRAMES", 200)
+    monkeypatch.setattr(writer_module, "WAL_LIMIT_PAGES", 4_000)
+    shop = make_shop(app, "Busy Café", cooldown_seconds=0)
+    keyring = app.state.keyring
+    cards = [find_card(keyring, new_card(client))[1] for _ in range(200)]
+    writer = app.state.writer
+    assert isinstance(writer, writer_module.LedgerWriter)
+    writer.start()  # with its checkpointer
+    wal = Path(settings.resolved_database_url.removeprefix("sqlite:///") + "-wal")
+
+    def command(i: int) -> Command:
+        card_id = cards[(i * 7919) % len(cards)]
+        return Command(
+            op="stamp",
+            merchant_id=shop.merchant_id,
+            device_id=shop.device_id,
+            now=app.state.clock(),
+            holder=holder_for(keyring, card_id, shop.merchant_id),
+            card_ref=card_ref(keyring, card_id),
+            idempotency_key=uuid.uuid4().hex,
+            fingerprint=request_fingerprint(keyring, shop.merchant_id, str(i).encode()),
+        )
+
+    batches = 250
+    for b in range(batches):
+        outcomes = writer.results([command(b * 16 + i) for i in range(16)])
+        assert [getattr(o, "status", o) for o in outcomes] == [201] * 16
+
+    written = writer.results([command(0)])[0]
+    assert getattr(written, "body", {}).get("stamps", 0) > batches * 16 // len(cards)
+    # The WAL file keeps the size it grew to: that is the most it held at once. Without the
+    # checkpointer starting it over, the writer's commits grow it to WAL_LIMIT_PAGES again and
+    # again (and then copy it all back themselves).
+    most = wal.stat().st_size // FRAME_BYTES
+    assert most < writer_module.WAL_LIMIT_PAGES // 2, f"the WAL grew to {most} frames"
