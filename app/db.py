@@ -1,6 +1,5 @@
 """Engine, metadata naming convention and the request session (the only place that commits)."""
 
-import contextlib
 from collections import namedtuple
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any
@@ -144,25 +143,19 @@ class Prepared:
             found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
         return found
 
-    @contextlib.contextmanager
-    def _cursor(self, conn: Connection) -> Iterator[tuple[Any, "_Compiled"]]:
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Run once; the rows it returns (none for a statement without RETURNING)."""
         c = self.compiled(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            yield cursor, c
-        except conn.dialect.loaded_dbapi.Error as exc:
-            # The parameters stay out of the error: they can hold a holder or a key.
-            raise DBAPIError.instance(c.sql, None, exc, Exception, hide_parameters=True) from exc
-        finally:
-            cursor.close()
-
-    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
-        """Run once; the rows it returns (none for a statement without RETURNING)."""
-        with self._cursor(conn) as (cursor, c):
             cursor.execute(c.sql, c.bind(params))
             if cursor.description is None:
                 return []
-            return [self.row._make(r) for r in cursor.fetchall()]
+            return list(map(self.row._make, cursor.fetchall()))
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _error(c, exc) from exc
+        finally:
+            cursor.close()
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         rows = self.all(conn, params)
@@ -170,8 +163,19 @@ class Prepared:
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per parameter set, in one driver call."""
-        with self._cursor(conn) as (cursor, c):
+        c = self.compiled(conn.dialect)
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
             cursor.executemany(c.sql, [c.bind(r) for r in rows])
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _error(c, exc) from exc
+        finally:
+            cursor.close()
+
+
+def _error(c: "_Compiled", exc: Exception) -> Exception:
+    # The parameters stay out of the error: they can hold a holder or a key.
+    return DBAPIError.instance(c.sql, None, exc, Exception, hide_parameters=True)
 
 
 class _Compiled:

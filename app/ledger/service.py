@@ -255,6 +255,15 @@ def new_entry_id(at: datetime, suffix: bytes | None = None) -> str:
 _MISSING = object()
 
 
+@dataclass
+class Lookups:
+    """Device and program rows as a batch found them; a later batch may start from them while
+    nothing else has written to the database (the ledger writer checks that)."""
+
+    devices: dict[int, Any] = field(default_factory=dict)
+    programs: dict[tuple[int, int | None], Any] = field(default_factory=dict)
+
+
 class Batch:
     """The commands of one transaction.
 
@@ -263,10 +272,13 @@ class Batch:
     flush(); only the balance change itself is one statement per command. The caller commits.
     """
 
-    def __init__(self, conn: Connection, commands: list[Command]) -> None:
+    def __init__(
+        self, conn: Connection, commands: list[Command], lookups: Lookups | None = None
+    ) -> None:
         self.conn = conn
-        self.devices: dict[int, Any] = {}
-        self.programs: dict[tuple[int, int | None], Any] = {}
+        lookups = lookups or Lookups()
+        self.devices = lookups.devices
+        self.programs = lookups.programs
         self.cards: dict[str, Any] = {}
         self.void_targets: dict[str, Any] = {}
         self.replays: dict[tuple[int, str], tuple[str, int, str]] = {}

@@ -37,7 +37,14 @@ from app.clock import utcnow
 from app.db import is_sqlite, make_engine, write_engine
 from app.errors import AppError, Conflict
 from app.ledger.models import IdempotencyRecord
-from app.ledger.service import Batch, Command, Outcome, run_command, touch_devices
+from app.ledger.service import (
+    Batch,
+    Command,
+    Lookups,
+    Outcome,
+    run_command,
+    touch_devices,
+)
 from app.process import settle_garbage_collector
 
 log = logging.getLogger("treu.writer")
@@ -81,6 +88,8 @@ class LedgerWriter:
         self._device_seen: dict[int, float] = {}
         self._last_cleanup = utcnow()
         self._conn: Connection | None = None
+        self._known = Lookups()
+        self._data_version: int | None = None
         self._checkpointer = Checkpointer(engine) if is_sqlite(engine) else None
 
     def start(self) -> None:
@@ -175,7 +184,7 @@ class LedgerWriter:
     def _run_batch(self, all_commands: list[Command]) -> list[Outcome | BaseException]:
         commands = [c for c in all_commands if c.op != "ping"]
         with self._transaction() as conn:
-            batch = Batch(conn, commands)
+            batch = Batch(conn, commands, self._lookups(conn))
             done = iter(batch.run_all(commands))
             batch.flush()
             if len(commands) < len(all_commands):
@@ -183,6 +192,20 @@ class LedgerWriter:
             if commands:
                 self._housekeeping(conn, commands)
         return [PONG if c.op == "ping" else next(done) for c in all_commands]
+
+    def _lookups(self, conn: Connection) -> Lookups:
+        """The device and program rows earlier batches read, while still current.
+
+        SQLite's data_version changes when another connection commits: a device revoked or a
+        program changed since (the writer itself changes neither). On PostgreSQL, fresh ones.
+        """
+        if not is_sqlite(self.engine):
+            return Lookups()
+        driver: Any = conn.connection.driver_connection
+        version = driver.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version, self._known = version, Lookups()
+        return self._known
 
     def _run_alone(self, command: Command) -> Outcome | BaseException:
         if command.op == "ping":
@@ -238,6 +261,7 @@ class LedgerWriter:
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
+        self._data_version = None  # a new connection counts versions of its own
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
