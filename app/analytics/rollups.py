@@ -63,11 +63,13 @@ class CardState:
         return encode_recent(self.slots, self.devices)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode_recent(slots: Mapping[int, int], devices: Mapping[int, int]) -> str:
-    return json.dumps(
+    return _COMPACT.encode(
         {"s": {str(k): slots[k] for k in sorted(slots)},
-         "d": {str(k): devices[k] for k in sorted(devices)}},
-        separators=(",", ":"),
+         "d": {str(k): devices[k] for k in sorted(devices)}}
     )  # fmt: skip
 
 

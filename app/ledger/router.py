@@ -31,6 +31,8 @@ _KEY_HELP = (
 )
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description=_KEY_HELP)]
 _KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+# What a request's fingerprint is taken of (json.dumps(..., sort_keys=True), made once).
+_CANONICAL = json.JSONEncoder(sort_keys=True)
 _RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"content": {PROBLEM_JSON: {}}} for code in (400, 401, 404, 409, 410, 413, 422, 429)
 }
@@ -103,7 +105,7 @@ def _command(
     if token is not None:
         card_id, ref = _card(state.keyring, token)
         holder = holder_for(state.keyring, card_id, device.merchant_id)
-    canonical = json.dumps([op, holder, fields], sort_keys=True).encode()
+    canonical = _CANONICAL.encode([op, holder, fields]).encode()
     return Command(
         op=op,
         merchant_id=device.merchant_id,

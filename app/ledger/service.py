@@ -68,8 +68,12 @@ class Outcome:
     content: bytes | None = None
 
 
+# How an outcome's body is sent and kept for replays (an encoder made once, not per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _serialised(body: dict[str, Any]) -> str:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(body)
 
 
 def _balance_upsert(dialect: str) -> Any:
