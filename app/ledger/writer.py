@@ -307,6 +307,7 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._turn = threading.Condition()
         self._held = False  # a round waits for the writer to stop between batches
+        self._held_until = 0.0
         self._writing = False
 
     def start(self) -> None:
@@ -329,11 +330,10 @@ class Checkpointer:
     def writing(self) -> Iterator[None]:
         """Around each of the writer's transactions: waits while a held round runs."""
         with self._turn:
-            while self._held:
-                self._turn.wait(HOLD_MAX_SECONDS)
-                if self._held:
-                    log.warning("WAL checkpoint held the writer over %s s", HOLD_MAX_SECONDS)
-                    break
+            # A round that outlasts its time (a disk stalled) no longer holds anyone up: PASSIVE
+            # runs beside the writer all the same, the WAL only starts over a round later.
+            while self._held and (left := self._held_until - time.monotonic()) > 0:
+                self._turn.wait(min(left, HOLD_MAX_SECONDS))
             self._writing = True
         try:
             yield
@@ -346,9 +346,12 @@ class Checkpointer:
     def hold(self) -> Iterator[None]:
         """No transaction of the writer's runs meanwhile (the one under way ends first)."""
         with self._turn:
-            self._held = True
+            # Held from now; the time limit counts from when the writer has stopped.
+            self._held, self._held_until = True, float("inf")
             while self._writing:
                 self._turn.wait()
+            self._held_until = time.monotonic() + HOLD_MAX_SECONDS
+            self._turn.notify_all()
         try:
             yield
         finally:

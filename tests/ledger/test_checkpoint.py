@@ -1,6 +1,8 @@
 """SQLite: the WAL starts over while the ledger writer commits without a pause, so it stays
 small and the writer never has to copy a large WAL back itself (that stalled its commits)."""
 
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.db import make_engine
 from app.ledger import writer as writer_module
 from app.ledger.service import Command
 from app.tokens.crypto import card_ref, find_card, holder_for, request_fingerprint
@@ -57,3 +60,56 @@ def test_the_wal_starts_over_while_the_writer_commits_without_a_pause(
     # again (and then copy it all back themselves).
     most = wal.stat().st_size // FRAME_BYTES
     assert most < writer_module.WAL_LIMIT_PAGES // 2, f"the WAL grew to {most} frames"
+
+
+def test_a_held_round_waits_for_the_transaction_under_way_and_holds_the_next_one() -> None:
+    checkpointer = writer_module.Checkpointer(make_engine("sqlite://"))
+    inside = threading.Event()
+    order: list[str] = []
+
+    def round_() -> None:
+        with checkpointer.hold():
+            inside.set()
+            order.append("round")
+            time.sleep(0.05)
+
+    with checkpointer.writing():
+        thread = threading.Thread(target=round_)
+        thread.start()
+        assert not inside.wait(0.1), "the round began while a transaction was under way"
+        order.append("transaction")
+    assert inside.wait(5)
+    with checkpointer.writing():
+        order.append("next transaction")
+    thread.join()
+    assert order == ["transaction", "round", "next transaction"]
+
+
+def test_a_round_that_hangs_holds_the_writer_no_longer_than_its_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(writer_module, "HOLD_MAX_SECONDS", 0.1)
+    checkpointer = writer_module.Checkpointer(make_engine("sqlite://"))
+    inside, release = threading.Event(), threading.Event()
+
+    def stuck_round() -> None:
+        with checkpointer.hold():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=stuck_round)
+    thread.start()
+    assert inside.wait(5)
+    try:
+        started = time.monotonic()
+        with checkpointer.writing():
+            pass
+        waited = time.monotonic() - started
+        assert 0.05 <= waited < 2, waited
+        started = time.monotonic()
+        with checkpointer.writing():  # the round has had its time: no more waiting
+            pass
+        assert time.monotonic() - started < 0.05
+    finally:
+        release.set()
+        thread.join()
