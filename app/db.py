@@ -145,17 +145,7 @@ class Prepared:
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Run once; the rows it returns (none for a statement without RETURNING)."""
-        c = self.compiled(conn.dialect)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(c.sql, c.bind(params))
-            if cursor.description is None:
-                return []
-            return list(map(self.row._make, cursor.fetchall()))
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _error(c, exc) from exc
-        finally:
-            cursor.close()
+        return self._run(conn, params, None)
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         rows = self.all(conn, params)
@@ -163,19 +153,29 @@ class Prepared:
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per parameter set, in one driver call."""
+        self._run(conn, None, rows)
+
+    def _run(
+        self,
+        conn: Connection,
+        params: Mapping[str, Any] | None,
+        many: Sequence[Mapping[str, Any]] | None,
+    ) -> list[Any]:
         c = self.compiled(conn.dialect)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(c.sql, [c.bind(r) for r in rows])
+            if many is not None:
+                cursor.executemany(c.sql, [c.bind(r) for r in many])
+                return []
+            cursor.execute(c.sql, c.bind(params or {}))
+            if cursor.description is None:
+                return []
+            return list(map(self.row._make, cursor.fetchall()))
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _error(c, exc) from exc
+            # The parameters stay out of the error: they can hold a holder or a key.
+            raise DBAPIError.instance(c.sql, None, exc, Exception, hide_parameters=True) from exc
         finally:
             cursor.close()
-
-
-def _error(c: "_Compiled", exc: Exception) -> Exception:
-    # The parameters stay out of the error: they can hold a holder or a key.
-    return DBAPIError.instance(c.sql, None, exc, Exception, hide_parameters=True)
 
 
 class _Compiled:

@@ -306,7 +306,8 @@ class Checkpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._turn = threading.Condition()
-        self._held = False  # a round waits for the writer to stop between batches
+        # Until when a held round keeps the writer waiting (inf: until the round has begun;
+        # past: no round held).
         self._held_until = 0.0
         self._writing = False
 
@@ -332,7 +333,7 @@ class Checkpointer:
         with self._turn:
             # A round that outlasts its time (a disk stalled) no longer holds anyone up: PASSIVE
             # runs beside the writer all the same, the WAL only starts over a round later.
-            while self._held and (left := self._held_until - time.monotonic()) > 0:
+            while (left := self._held_until - time.monotonic()) > 0:
                 self._turn.wait(min(left, HOLD_MAX_SECONDS))
             self._writing = True
         try:
@@ -347,7 +348,7 @@ class Checkpointer:
         """No transaction of the writer's runs meanwhile (the one under way ends first)."""
         with self._turn:
             # Held from now; the time limit counts from when the writer has stopped.
-            self._held, self._held_until = True, float("inf")
+            self._held_until = float("inf")
             while self._writing:
                 self._turn.wait()
             self._held_until = time.monotonic() + HOLD_MAX_SECONDS
@@ -356,7 +357,7 @@ class Checkpointer:
             yield
         finally:
             with self._turn:
-                self._held = False
+                self._held_until = 0.0
                 self._turn.notify_all()
 
     def _run(self) -> None:
