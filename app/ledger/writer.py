@@ -2,10 +2,10 @@
 (`treu serve` runs it in a child process of its own: WriterProcess below).
 
 SQLite allows one writer at a time; a thread pool fighting over its lock spends its time
-waiting. Here every ledger write is queued, the writer drains the queue, runs each command in
-one transaction and commits once, and only then answers each request with its own outcome. If
-anything unexpected fails, the batch is rolled back and replayed one command per transaction,
-so one bad command never costs the others their write.
+waiting. Here every ledger write is queued, the writer takes what waits (see batch_size), runs
+each command in one transaction and commits once, and only then answers each request with its
+own outcome. If anything unexpected fails, the batch is rolled back and replayed one command per
+transaction, so one bad command never costs the others their write.
 
 The writer keeps one connection for its life (no pool checkout per batch; on PostgreSQL that
 would be a pre-ping round trip every time). On SQLite that connection has a large page cache and
@@ -50,6 +50,8 @@ from app.process import settle_garbage_collector
 log = logging.getLogger("treu.writer")
 
 MAX_BATCH = 256
+# A batch of this many already shares out the fixed cost of a transaction (bench/).
+SPLIT_FROM = 8
 DEVICE_TOUCH_SECONDS = 60
 CLEANUP_EVERY = timedelta(minutes=10)
 # SQLite: the writer's page cache (KiB), and the WAL size (pages) past which the writer
@@ -131,14 +133,18 @@ class LedgerWriter:
         """Run the batches sent over a pipe (WriterProcess's child) until it closes."""
         if self._checkpointer is not None:
             self._checkpointer.start()
+        waiting: list[tuple[int, Command]] = []
         try:
             while True:
                 try:
-                    jobs: list[tuple[int, Command]] = pickle.loads(pipe.recv_bytes())
-                    while len(jobs) < MAX_BATCH and pipe.poll():
-                        jobs.extend(pickle.loads(pipe.recv_bytes()))
+                    if not waiting:
+                        waiting.extend(pickle.loads(pipe.recv_bytes()))
+                    while pipe.poll():
+                        waiting.extend(pickle.loads(pipe.recv_bytes()))
                 except EOFError:
                     return
+                size = batch_size(len(waiting))
+                jobs, waiting = waiting[:size], waiting[size:]
                 results = self.results([command for _, command in jobs])
                 answers = [(i, _portable(r)) for (i, _), r in zip(jobs, results, strict=True)]
                 try:
@@ -157,7 +163,7 @@ class LedgerWriter:
                 return
             jobs = [first]
             stop = False
-            while len(jobs) < MAX_BATCH:
+            for _ in range(batch_size(1 + self._queue.qsize()) - 1):
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
@@ -281,6 +287,20 @@ class LedgerWriter:
             table = IdempotencyRecord.__table__  # type: ignore[attr-defined]
             conn.execute(delete(table).where(table.c.created_at < now - self.retention))
             self._last_cleanup = now
+
+
+def batch_size(waiting: int) -> int:
+    """How many of the commands waiting the writer takes into its next transaction.
+
+    All of them, up to SPLIT_FROM; of more, half (never fewer than SPLIT_FROM). Taking all
+    turned the server and the writer into a convoy: the server read a queue's worth of requests
+    while the writer waited, then waited itself while the writer committed them all. With half,
+    the server answers the first half (and reads the requests that follow) while the writer
+    commits the second: about a tenth more stamps/s at 16 connections (bench/).
+    """
+    if waiting <= SPLIT_FROM:
+        return waiting
+    return min(MAX_BATCH, max(SPLIT_FROM, (waiting + 1) // 2))
 
 
 class Checkpointer:
@@ -431,8 +451,9 @@ class WriterProcess:
     other core, and sends each outcome back once its transaction has committed.
 
     The commands read in one turn of the event loop go over the pipe together as one message,
-    at once, even while the child is still busy with a batch: when it is done, it takes every
-    message waiting as its next batch (one commit, one answer). So neither side waits for the
+    at once, even while the child is still busy with a batch: when it is done, it reads every
+    message waiting and takes its next batch from them (batch_size: one commit, one answer;
+    the rest wait in the child for the batch after). So neither side waits for the
     other to notice it has work (holding the commands back until the child's answer arrived
     measured a few per cent fewer stamps/s, bench/). At most MAX_BATCH commands are in the
     child unanswered, the rest wait for its next answer: the child's answers always fit in the

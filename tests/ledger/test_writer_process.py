@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -14,9 +15,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from app.config import Settings
+from app.ledger import writer as writer_module
 from app.ledger.models import Balance, LedgerEntry
 from app.ledger.service import Command, Outcome
-from app.ledger.writer import MAX_BATCH, PING, WriterProcess
+from app.ledger.writer import MAX_BATCH, PING, SPLIT_FROM, WriterProcess, batch_size
 from app.main import create_app
 from app.tokens import crypto
 from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp
@@ -72,6 +74,64 @@ def test_a_dead_writer_is_replaced(served: tuple[FastAPI, TestClient], clock: Cl
     assert after.json()["stamps"] == 2
 
 
+def _rush_command(app: FastAPI, shop: Shop, tokens: list[str], clock: Clock, i: int) -> Command:
+    keyring = app.state.keyring
+    _token, card_id = crypto.find_card(keyring, tokens[i % len(tokens)])
+    return Command(
+        op="stamp",
+        merchant_id=shop.merchant_id,
+        device_id=shop.device_id,
+        now=clock(),
+        holder=crypto.holder_for(keyring, card_id, shop.merchant_id),
+        card_ref=crypto.card_ref(keyring, card_id),
+        idempotency_key=f"rush-{i}",
+        fingerprint=f"rush-{i}",
+    )
+
+
+def test_the_writer_takes_all_of_a_few_and_half_of_many() -> None:
+    assert [batch_size(n) for n in (1, 2, SPLIT_FROM)] == [1, 2, SPLIT_FROM]
+    assert batch_size(SPLIT_FROM + 1) == SPLIT_FROM
+    assert batch_size(2 * SPLIT_FROM) == SPLIT_FROM
+    assert batch_size(41) == 21
+    assert batch_size(10 * MAX_BATCH) == MAX_BATCH
+
+
+def test_a_rush_is_answered_in_halves(
+    served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Sixteen stamps sent together: the child commits and answers the first eight, then the
+    other eight, so the server can answer the first ones while the rest are written."""
+    app, client = served
+    shop: Shop = make_shop(app, "Queue Café", cooldown_seconds=0)
+    tokens = [new_card(client) for _ in range(16)]
+    commands = [_rush_command(app, shop, tokens, clock, i) for i in range(16)]
+    answered: list[int] = []
+    settle = writer_module._settle
+
+    def counted(answers: Any) -> None:
+        answers = list(answers)
+        answered.append(len(answers))
+        settle(answers)
+
+    monkeypatch.setattr(writer_module, "_settle", counted)
+
+    async def rush() -> list[Outcome]:
+        writer = WriterProcess(settings.resolved_database_url)
+        writer.start()
+        try:
+            await writer.ping()  # the child is up: the sixteen go over in one message
+            answered.clear()
+            return await asyncio.wait_for(asyncio.gather(*map(writer.submit, commands)), 60)
+        finally:
+            writer.stop()
+
+    outcomes = asyncio.run(rush())
+    assert [o.status for o in outcomes] == [201] * 16
+    assert answered == [8, 8]
+
+
 def test_more_commands_at_once_than_the_child_takes_are_all_answered(
     served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock
 ) -> None:
@@ -80,23 +140,9 @@ def test_more_commands_at_once_than_the_child_takes_are_all_answered(
     app, client = served
     shop: Shop = make_shop(app, "Rush Café", cooldown_seconds=0, max_stamps_per_scan=1)
     tokens = [new_card(client) for _ in range(20)]
-    keyring = app.state.keyring
-
-    def command(i: int) -> Command:
-        _token, card_id = crypto.find_card(keyring, tokens[i % len(tokens)])
-        return Command(
-            op="stamp",
-            merchant_id=shop.merchant_id,
-            device_id=shop.device_id,
-            now=clock(),
-            holder=crypto.holder_for(keyring, card_id, shop.merchant_id),
-            card_ref=crypto.card_ref(keyring, card_id),
-            idempotency_key=f"rush-{i}",
-            fingerprint=f"rush-{i}",
-        )
-
     stamps = 2 * MAX_BATCH + 50
-    commands = [command(i) for i in range(stamps)] + [PING] * MAX_BATCH
+    commands = [_rush_command(app, shop, tokens, clock, i) for i in range(stamps)]
+    commands += [PING] * MAX_BATCH
 
     async def rush() -> list[Outcome]:
         writer = WriterProcess(settings.resolved_database_url)
