@@ -134,23 +134,24 @@ class LedgerWriter:
         if self._checkpointer is not None:
             self._checkpointer.start()
         waiting: list[tuple[int, Command]] = []
+        closed = False
         try:
-            while True:
+            while waiting or not closed:
                 try:
                     if not waiting:
                         waiting.extend(pickle.loads(pipe.recv_bytes()))
                     while pipe.poll():
                         waiting.extend(pickle.loads(pipe.recv_bytes()))
                 except EOFError:
-                    return
+                    closed = True  # the server stops: what it sent is still written
                 size = batch_size(len(waiting))
                 jobs, waiting = waiting[:size], waiting[size:]
+                if not jobs:
+                    continue
                 results = self.results([command for _, command in jobs])
                 answers = [(i, _portable(r)) for (i, _), r in zip(jobs, results, strict=True)]
-                try:
+                with contextlib.suppress(OSError):  # the server is gone
                     pipe.send_bytes(pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL))
-                except OSError:
-                    return  # the server is gone
         finally:
             self._close()
             if self._checkpointer is not None:
@@ -459,7 +460,7 @@ class WriterProcess:
     child unanswered, the rest wait for its next answer: the child's answers always fit in the
     pipe, so it never blocks on them while the server blocks on sending more. If the child dies,
     waiting requests fail (nothing is answered that did not commit) and the next command starts
-    a new child. Closing the pipe stops it: it finishes the batch in hand first.
+    a new child. Closing the pipe stops it: it first writes everything it was sent.
     """
 
     def __init__(self, database_url: str, retention_hours: int = 72) -> None:
@@ -565,7 +566,7 @@ class WriterProcess:
 
 def _serve_in_child(pipe: MpConnection, database_url: str, retention_hours: int) -> None:
     # Ctrl-C reaches the whole process group; the parent's shutdown closes the pipe instead,
-    # so a batch in hand is finished, never cut off.
+    # so every command it was sent is written, none cut off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     writer = LedgerWriter(make_engine(database_url), retention_hours=retention_hours)
     settle_garbage_collector()

@@ -132,6 +132,32 @@ def test_a_rush_is_answered_in_halves(
     assert answered == [8, 8]
 
 
+def test_what_was_sent_before_the_server_stops_is_written(
+    served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock
+) -> None:
+    """A shutdown while a rush waits in the child: every command it was sent still commits
+    (the answers have nowhere to go; a retry of any of them is answered from its record)."""
+    app, client = served
+    shop: Shop = make_shop(app, "Closing Café", cooldown_seconds=0)
+    tokens = [new_card(client) for _ in range(20)]
+    commands = [_rush_command(app, shop, tokens, clock, i) for i in range(20)]
+
+    async def rush_then_stop() -> None:
+        writer = WriterProcess(settings.resolved_database_url)
+        writer.start()
+        await writer.ping()
+        pending = [asyncio.ensure_future(writer.submit(c)) for c in commands]
+        await asyncio.sleep(0)  # the twenty go over in one message
+        await asyncio.sleep(0)
+        writer.stop()
+        for future in pending:
+            future.cancel()
+
+    asyncio.run(rush_then_stop())
+    with Session(app.state.engine) as session:
+        assert session.exec(select(func.count()).select_from(LedgerEntry)).one() == 20
+
+
 def test_more_commands_at_once_than_the_child_takes_are_all_answered(
     served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock
 ) -> None:
