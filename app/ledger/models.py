@@ -3,7 +3,7 @@ order that created_at does not (entries of one second are in random order, at ev
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, Text, text
+from sqlalchemy import Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -32,6 +32,7 @@ _ONLY_VOIDS = text("voids_entry_id IS NOT NULL")
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entry"
     __table_args__ = (
+        UniqueConstraint("merchant_id", "idempotency_key"),
         # A ledger entry can be voided at most once. Only voids are indexed: a stamp writes
         # nothing here.
         Index(
@@ -52,8 +53,6 @@ class LedgerEntry(SQLModel, table=True):
     kind: str = Field(max_length=16)  # stamp | redemption | void | adjustment
     delta: int
     device_id: int | None = Field(default=None, foreign_key="device.id")
-    # Which request made the entry. Not unique here: the idempotency record of the same
-    # transaction is, under the same (merchant_id, key), for as long as a retry is answered.
     idempotency_key: str | None = Field(default=None, max_length=255)
     voids_entry_id: str | None = Field(default=None, max_length=32)
     created_at: datetime
