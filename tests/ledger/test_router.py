@@ -1,7 +1,11 @@
 """The ledger API as a till uses it: stamp, redeem, void, idempotency, refusals."""
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
+from sqlmodel import Session
 
+from app.ledger.models import IdempotencyRecord
 from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp, void
 
 PROBLEM = "application/problem+json"
@@ -95,6 +99,23 @@ def test_idempotency_keys_are_per_merchant(
 ) -> None:
     assert stamp(client, shop, card, key="same").status_code == 201
     assert stamp(client, other_shop, card, key="same").status_code == 201
+
+
+def test_a_retry_after_its_record_expired_never_stamps_twice(
+    app: FastAPI, client: TestClient, shop: Shop, card: str, clock: Clock
+) -> None:
+    """An offline till that lost an answer may retry days later, after the 72-hour records
+    are gone: the ledger still knows the key, so the stamp is not booked a second time."""
+    first = stamp(client, shop, card, key="synced-late")
+    assert first.status_code == 201
+    clock.advance(4 * 24 * 3600)
+    with Session(app.state.engine) as session:  # as the writer's cleanup leaves it
+        session.exec(delete(IdempotencyRecord))
+        session.commit()
+    again = stamp(client, shop, card, key="synced-late")
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+    assert stamp(client, shop, card).json()["stamps"] == first.json()["stamps"] + 1
 
 
 def test_void_within_window_restores_balance_and_allows_restamp(
