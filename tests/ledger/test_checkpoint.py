@@ -26,7 +26,7 @@ def test_the_wal_starts_over_while_the_writer_commits_without_a_pause(
 ) -> None:
     # Small sizes, so that the test writes many WALs' worth in a second or two.
     monkeypatch.setattr(writer_module, "RESTART_FRAMES", 200)
-    monkeypatch.setattr(writer_module, "WAL_LIMIT_PAGES", 4_000)
+    monkeypatch.setattr(writer_module, "WAL_LIMIT_PAGES", 8_000)
     shop = make_shop(app, "Busy Café", cooldown_seconds=0)
     keyring = app.state.keyring
     cards = [find_card(keyring, new_card(client))[1] for _ in range(200)]
