@@ -22,9 +22,11 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.db import make_engine
+from app.ledger.service import Command
 from app.main import create_app
 from app.merchants import service as merchants
 from app.migrations import upgrade
+from app.tokens import crypto
 
 PG_URL = os.environ.get("TREU_TEST_DATABASE_URL", "")
 
@@ -163,6 +165,24 @@ def shop(app: FastAPI) -> Shop:
 @pytest.fixture
 def other_shop(app: FastAPI) -> Shop:
     return make_shop(app, "Bäckerei Gruber", stamps_required=5, reward="1 loaf")
+
+
+def ledger_command(
+    app: FastAPI, shop: Shop, card_id: bytes, op: str = "stamp", **fields: Any
+) -> Command:
+    """A command as the stamp route would queue it for this card at the shop's device (for
+    tests that drive the ledger writer directly). The fingerprint is taken of the fields."""
+    keyring = app.state.keyring
+    return Command(
+        op=op,  # type: ignore[arg-type]
+        merchant_id=shop.merchant_id,
+        device_id=shop.device_id,
+        now=app.state.clock(),
+        holder=crypto.holder_for(keyring, card_id, shop.merchant_id),
+        card_ref=crypto.card_ref(keyring, card_id),
+        fingerprint=crypto.request_fingerprint(keyring, shop.merchant_id, repr(fields).encode()),
+        **fields,
+    )
 
 
 def new_card(client: TestClient) -> str:

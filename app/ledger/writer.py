@@ -134,20 +134,18 @@ class LedgerWriter:
         if self._checkpointer is not None:
             self._checkpointer.start()
         waiting: list[tuple[int, Command]] = []
-        closed = False
         try:
-            while waiting or not closed:
+            while True:
                 try:
                     if not waiting:
                         waiting.extend(pickle.loads(pipe.recv_bytes()))
                     while pipe.poll():
                         waiting.extend(pickle.loads(pipe.recv_bytes()))
                 except EOFError:
-                    closed = True  # the server stops: what it sent is still written
+                    if not waiting:
+                        return  # the server stopped; what it sent before is written
                 size = batch_size(len(waiting))
                 jobs, waiting = waiting[:size], waiting[size:]
-                if not jobs:
-                    continue
                 results = self.results([command for _, command in jobs])
                 answers = [(i, _portable(r)) for (i, _), r in zip(jobs, results, strict=True)]
                 with contextlib.suppress(OSError):  # the server is gone

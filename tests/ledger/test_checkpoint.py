@@ -14,8 +14,8 @@ from app.config import Settings
 from app.db import make_engine
 from app.ledger import writer as writer_module
 from app.ledger.service import Command
-from app.tokens.crypto import card_ref, find_card, holder_for, request_fingerprint
-from tests.conftest import PG_URL, make_shop, new_card
+from app.tokens.crypto import find_card
+from tests.conftest import PG_URL, ledger_command, make_shop, new_card
 
 FRAME_BYTES = 4096 + 24  # a page and its frame header
 
@@ -28,8 +28,7 @@ def test_the_wal_starts_over_while_the_writer_commits_without_a_pause(
     monkeypatch.setattr(writer_module, "RESTART_FRAMES", 200)
     monkeypatch.setattr(writer_module, "WAL_LIMIT_PAGES", 8_000)
     shop = make_shop(app, "Busy Café", cooldown_seconds=0)
-    keyring = app.state.keyring
-    cards = [find_card(keyring, new_card(client))[1] for _ in range(200)]
+    cards = [find_card(app.state.keyring, new_card(client))[1] for _ in range(200)]
     writer = app.state.writer
     assert isinstance(writer, writer_module.LedgerWriter)
     writer.start()  # with its checkpointer
@@ -37,16 +36,7 @@ def test_the_wal_starts_over_while_the_writer_commits_without_a_pause(
 
     def command(i: int) -> Command:
         card_id = cards[(i * 7919) % len(cards)]
-        return Command(
-            op="stamp",
-            merchant_id=shop.merchant_id,
-            device_id=shop.device_id,
-            now=app.state.clock(),
-            holder=holder_for(keyring, card_id, shop.merchant_id),
-            card_ref=card_ref(keyring, card_id),
-            idempotency_key=uuid.uuid4().hex,
-            fingerprint=request_fingerprint(keyring, shop.merchant_id, str(i).encode()),
-        )
+        return ledger_command(app, shop, card_id, idempotency_key=uuid.uuid4().hex)
 
     batches = 250
     for b in range(batches):

@@ -28,7 +28,7 @@ from app.ledger.service import Command, Outcome, run_command
 from app.main import create_app
 from app.tokens import crypto
 from app.tokens.service import create_card
-from tests.conftest import Clock, Shop, make_shop, new_card, stamp
+from tests.conftest import Clock, Shop, ledger_command, make_shop, new_card, stamp
 
 ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
 balance = Balance.__table__  # type: ignore[attr-defined]
@@ -312,19 +312,8 @@ def test_concurrent_voids_of_one_entry_undo_it_once(
 
 
 def _command(app: FastAPI, shop: Shop, token: str, op: str, **fields: Any) -> Command:
-    keyring = app.state.keyring
-    card_id = crypto.verify_token(keyring, token)
-    holder = crypto.holder_for(keyring, card_id, shop.merchant_id)
-    return Command(
-        op=op,  # type: ignore[arg-type]
-        merchant_id=shop.merchant_id,
-        device_id=shop.device_id,
-        now=app.state.clock(),
-        holder=holder,
-        card_ref=crypto.card_ref(keyring, card_id),
-        fingerprint=crypto.request_fingerprint(keyring, shop.merchant_id, repr(fields).encode()),
-        **fields,
-    )
+    card_id = crypto.verify_token(app.state.keyring, token)
+    return ledger_command(app, shop, card_id, op, **fields)
 
 
 def _run_in_threads(engine: Engine, commands: list[Command]) -> list[Outcome | Exception]:

@@ -21,7 +21,7 @@ from app.ledger.service import Command, Outcome
 from app.ledger.writer import MAX_BATCH, PING, SPLIT_FROM, WriterProcess, batch_size
 from app.main import create_app
 from app.tokens import crypto
-from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp
+from tests.conftest import Clock, Shop, ledger_command, make_shop, new_card, redeem, stamp
 
 
 @pytest.fixture
@@ -74,19 +74,9 @@ def test_a_dead_writer_is_replaced(served: tuple[FastAPI, TestClient], clock: Cl
     assert after.json()["stamps"] == 2
 
 
-def _rush_command(app: FastAPI, shop: Shop, tokens: list[str], clock: Clock, i: int) -> Command:
-    keyring = app.state.keyring
-    _token, card_id = crypto.find_card(keyring, tokens[i % len(tokens)])
-    return Command(
-        op="stamp",
-        merchant_id=shop.merchant_id,
-        device_id=shop.device_id,
-        now=clock(),
-        holder=crypto.holder_for(keyring, card_id, shop.merchant_id),
-        card_ref=crypto.card_ref(keyring, card_id),
-        idempotency_key=f"rush-{i}",
-        fingerprint=f"rush-{i}",
-    )
+def _rush_command(app: FastAPI, shop: Shop, tokens: list[str], i: int) -> Command:
+    _token, card_id = crypto.find_card(app.state.keyring, tokens[i % len(tokens)])
+    return ledger_command(app, shop, card_id, idempotency_key=f"rush-{i}")
 
 
 def test_the_writer_takes_all_of_a_few_and_half_of_many() -> None:
@@ -98,15 +88,14 @@ def test_the_writer_takes_all_of_a_few_and_half_of_many() -> None:
 
 
 def test_a_rush_is_answered_in_halves(
-    served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    served: tuple[FastAPI, TestClient], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sixteen stamps sent together: the child commits and answers the first eight, then the
     other eight, so the server can answer the first ones while the rest are written."""
     app, client = served
     shop: Shop = make_shop(app, "Queue Café", cooldown_seconds=0)
     tokens = [new_card(client) for _ in range(16)]
-    commands = [_rush_command(app, shop, tokens, clock, i) for i in range(16)]
+    commands = [_rush_command(app, shop, tokens, i) for i in range(16)]
     answered: list[int] = []
     settle = writer_module._settle
 
@@ -133,14 +122,14 @@ def test_a_rush_is_answered_in_halves(
 
 
 def test_what_was_sent_before_the_server_stops_is_written(
-    served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock
+    served: tuple[FastAPI, TestClient], settings: Settings
 ) -> None:
     """A shutdown while a rush waits in the child: every command it was sent still commits
     (the answers have nowhere to go; a retry of any of them is answered from its record)."""
     app, client = served
     shop: Shop = make_shop(app, "Closing Café", cooldown_seconds=0)
     tokens = [new_card(client) for _ in range(20)]
-    commands = [_rush_command(app, shop, tokens, clock, i) for i in range(20)]
+    commands = [_rush_command(app, shop, tokens, i) for i in range(20)]
 
     async def rush_then_stop() -> None:
         writer = WriterProcess(settings.resolved_database_url)
@@ -159,7 +148,7 @@ def test_what_was_sent_before_the_server_stops_is_written(
 
 
 def test_more_commands_at_once_than_the_child_takes_are_all_answered(
-    served: tuple[FastAPI, TestClient], settings: Settings, clock: Clock
+    served: tuple[FastAPI, TestClient], settings: Settings
 ) -> None:
     """A rush larger than a batch: the server holds back what does not fit in the child and
     sends it with the child's answers; every stamp commits once, every request is answered."""
@@ -167,7 +156,7 @@ def test_more_commands_at_once_than_the_child_takes_are_all_answered(
     shop: Shop = make_shop(app, "Rush Café", cooldown_seconds=0, max_stamps_per_scan=1)
     tokens = [new_card(client) for _ in range(20)]
     stamps = 2 * MAX_BATCH + 50
-    commands = [_rush_command(app, shop, tokens, clock, i) for i in range(stamps)]
+    commands = [_rush_command(app, shop, tokens, i) for i in range(stamps)]
     commands += [PING] * MAX_BATCH
 
     async def rush() -> list[Outcome]:
