@@ -24,8 +24,10 @@ FRAME_BYTES = 4096 + 24  # a page and its frame header
 def test_the_wal_starts_over_while_the_writer_commits_without_a_pause(
     app: FastAPI, client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small sizes, so that the test writes many WALs' worth in a second or two.
+    # Small sizes and frequent rounds, so that the test writes many WALs' worth in a second or
+    # two and the WAL's size tells rounds that start it over from rounds that do not.
     monkeypatch.setattr(writer_module, "RESTART_FRAMES", 200)
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY_SECONDS", 0.02)
     monkeypatch.setattr(writer_module, "WAL_LIMIT_PAGES", 8_000)
     shop = make_shop(app, "Busy Café", cooldown_seconds=0)
     cards = [find_card(app.state.keyring, new_card(client))[1] for _ in range(200)]
