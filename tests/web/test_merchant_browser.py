@@ -36,7 +36,10 @@ def log_in(page: Page, target: str) -> None:
 
 
 def decode_qr(path: Path) -> list[str]:
-    return [r.text for r in zxingcpp.read_barcodes(Image.open(path))]
+    """The QR codes a phone's camera would read there (not the stray short bar codes that a
+    QR's modules now and then also read as)."""
+    found = zxingcpp.read_barcodes(Image.open(path), formats=zxingcpp.BarcodeFormat.QRCode)
+    return [r.text for r in found]
 
 
 def pdf_pages(page: Page) -> int:
