@@ -28,11 +28,6 @@ function request()
   return wrk.format("POST", "/api/v1/stamps", headers, '{"token":"' .. token .. '"}')
 end
 
-local statuses = {}
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
 function done(summary, latency, requests)
   io.write(string.format("p50_ms=%.2f p99_ms=%.2f\n", latency:percentile(50) / 1000,
     latency:percentile(99) / 1000))

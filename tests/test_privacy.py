@@ -394,3 +394,47 @@ def test_deleting_a_card_leaves_nothing_that_marks_its_records(
     # The shop's liability counts only cards that exist.
     held = sum(h["cards"] * h["stamps"] for h in tables["analytics_holding"])
     assert held == sum(b["stamps"] for b in tables["balance"]) == 6
+
+
+def test_nothing_reaches_opentelemetry_even_when_a_deployer_sets_it_up(
+    client: TestClient, shop: Shop, card: str
+) -> None:
+    """FastAPI records every request for OpenTelemetry once a provider is configured: its path
+    (a card's token in /c/… and /api/v1/cards/…), the client's address, validation failures
+    with their input. treu turns that off, so a process-wide OpenTelemetry set-up (an agent, a
+    platform's auto-instrumentation) still receives nothing from it."""
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans, log_records = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_records))
+    readings = InMemoryMetricReader()
+    # Process-wide, as a deployer's set-up would be (OpenTelemetry takes it once per process;
+    # no other test here sets one).
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[readings]))
+    _logs.set_logger_provider(logger_provider)
+    assert trace.get_tracer_provider() is tracer_provider  # the set-up took effect
+
+    headers = {**shop.auth, **NETWORK_HEADERS}
+    assert client.get(f"/c/{card}", headers=NETWORK_HEADERS).status_code == 200
+    assert client.get(f"/api/v1/cards/{card}", headers=NETWORK_HEADERS).status_code == 200
+    assert client.post("/api/v1/stamps", headers=headers, json={"token": card}).status_code == 201
+    refused = client.post("/api/v1/redemptions", headers=headers, json={"token": card[:-3]})
+    assert refused.status_code == 422
+
+    assert spans.get_finished_spans() == ()
+    assert log_records.get_finished_logs() == ()
+    data = readings.get_metrics_data()
+    assert data is None or not any(
+        scope.metrics for resource in data.resource_metrics for scope in resource.scope_metrics
+    )
