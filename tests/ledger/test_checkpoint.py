@@ -80,7 +80,7 @@ def test_a_held_round_waits_for_the_transaction_under_way_and_holds_the_next_one
 def test_a_round_that_hangs_holds_the_writer_no_longer_than_its_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(writer_module, "HOLD_MAX_SECONDS", 0.1)
+    monkeypatch.setattr(writer_module, "HOLD_SECONDS", 0.1)
     checkpointer = writer_module.Checkpointer(make_engine("sqlite://"))
     inside, release = threading.Event(), threading.Event()
 
@@ -105,3 +105,37 @@ def test_a_round_that_hangs_holds_the_writer_no_longer_than_its_limit(
     finally:
         release.set()
         thread.join()
+
+
+def test_after_a_round_that_outlasted_its_limit_the_writer_waits_twice_as_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a disk too slow for the first limit the WAL still starts over: the next held round is
+    given twice the time (up to the most), and after a round within its time, the first again."""
+    monkeypatch.setattr(writer_module, "HOLD_SECONDS", 0.2)
+    monkeypatch.setattr(writer_module, "HOLD_MAX_SECONDS", 0.4)
+    checkpointer = writer_module.Checkpointer(make_engine("sqlite://"))
+
+    def writer_waits_for(round_seconds: float) -> float:
+        """How long the writer waits for a held round that takes round_seconds."""
+        inside = threading.Event()
+
+        def round_() -> None:
+            with checkpointer.hold():
+                inside.set()
+                time.sleep(round_seconds)
+
+        thread = threading.Thread(target=round_)
+        thread.start()
+        assert inside.wait(5)
+        started = time.monotonic()
+        with checkpointer.writing():
+            waited = time.monotonic() - started
+        thread.join()
+        return waited
+
+    assert 0.19 <= writer_waits_for(0.8) < 0.35  # outlasted 0.2 s
+    assert 0.39 <= writer_waits_for(0.8) < 0.7  # given 0.4 s, and outlasted that too
+    assert 0.39 <= writer_waits_for(0.8) < 0.7  # 0.4 s is the most
+    assert writer_waits_for(0.05) < 0.35  # within its time: the limit is 0.2 s again
+    assert 0.19 <= writer_waits_for(0.8) < 0.35
