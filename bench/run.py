@@ -31,7 +31,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 TREU = str(Path(sys.executable).with_name("treu"))
 DURATION = os.environ.get("BENCH_DURATION", "5s")
-# Nine rounds: on a shared machine one round's ratio ranges from 0.3 to 0.5 of the median (the
+# Nine rounds: on a shared machine one round's ratio ranged from 0.27 to 0.54 within a run (the
 # ceiling's own speed swings by a third from one round to the next); a median of five still
 # moved by a tenth from run to run.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
