@@ -70,11 +70,9 @@ CHECKPOINT_EVERY_SECONDS = 0.1
 RESTART_FRAMES = 8_000
 CATCH_UP_ROUNDS = 3
 QUICK_ROUND_SECONDS = 0.003
-# A held round's two fsyncs take 5-10 ms, but now and then 30-70 ms on a shared disk: every
-# request in flight waited that long, and the stamp's p99 climbed from 15 to 50 ms as the
-# database grew (bench/). So the writer waits HOLD_SECONDS; a round that outlasts it runs on
-# beside the writer and the WAL starts over a round later. Each time that happens the wait
-# doubles, up to HOLD_MAX_SECONDS, so that on a slow disk the WAL still starts over.
+# A held round's fsyncs now and then take 30-70 ms on a shared disk, and every request in flight
+# waited as long (the stamp's p99 climbed from 15 to 50 ms as the database grew, bench/): the writer
+# waits HOLD_SECONDS, doubled after each round that outlasted it (see Checkpointer.hold).
 HOLD_SECONDS = 0.012
 HOLD_MAX_SECONDS = 0.25
 
@@ -376,7 +374,10 @@ class Checkpointer:
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        """No transaction of the writer's runs meanwhile (the one under way ends first)."""
+        """No transaction of the writer's runs meanwhile (the one under way ends first), for
+        at most the hold limit: it doubles after a round that outlasted it (up to
+        HOLD_MAX_SECONDS, so that on a slow disk the WAL still starts over) and is HOLD_SECONDS
+        again after one within it."""
         with self._turn:
             # Held from now; the time limit counts from when the writer has stopped.
             self._held_until = float("inf")

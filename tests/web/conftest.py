@@ -4,6 +4,7 @@ Pages are tested as a person uses them: Chromium (driven by Playwright) talks HT
 uvicorn serving the app, whose card QR codes point at that very server.
 """
 
+import io
 import os
 import shutil
 import socket
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 import uvicorn
+import zxingcpp
 from fastapi import FastAPI
+from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from app.config import Settings
@@ -35,6 +38,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+
+
+def decode_qr(image: Path | bytes) -> list[str]:
+    """The texts of the QR codes in an image (a file or PNG bytes), as a phone's camera and the
+    till read them: QR codes only, not the short ITF bar code a QR's modules now and then also
+    read as (about once in a thousand random cards)."""
+    source = io.BytesIO(image) if isinstance(image, bytes) else image
+    found = zxingcpp.read_barcodes(Image.open(source), formats=zxingcpp.BarcodeFormat.QRCode)
+    return [r.text for r in found]
+
+
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
          "is_mobile": True, "has_touch": True}  # fmt: skip
 

@@ -5,14 +5,12 @@ import re
 from pathlib import Path
 
 import pytest
-import zxingcpp
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import make_shop, new_card, stamp
-from tests.web.conftest import LiveServer, screenshot
+from tests.web.conftest import LiveServer, decode_qr, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -33,13 +31,6 @@ def log_in(page: Page, target: str) -> None:
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(re.escape(target) + "$"))
-
-
-def decode_qr(path: Path) -> list[str]:
-    """The QR codes a phone's camera would read there (not the stray short bar codes that a
-    QR's modules now and then also read as)."""
-    found = zxingcpp.read_barcodes(Image.open(path), formats=zxingcpp.BarcodeFormat.QRCode)
-    return [r.text for r in found]
 
 
 def pdf_pages(page: Page) -> int:
