@@ -1,12 +1,22 @@
 """A request body limit enforced while the body streams in, chunked or not."""
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem_response
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a body passes the limit. An HTTPException, so that whoever is
+    reading the body (FastAPI's parsing, the stamp's direct way) hands it to the app's handler
+    for a 413, instead of taking it for a malformed body (400) or a bug (500)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _detail(max_bytes))
+
+
+def _detail(max_bytes: int) -> str:
+    return f"Request bodies are limited to {max_bytes} bytes."
 
 
 class BodyLimit:
@@ -30,16 +40,15 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         try:
             await self.app(scope, limited, send)
         except BodyTooLarge:
+            # Read where no handler saw it (before any route): refused here, the same way.
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413, "Request too large", f"Request bodies are limited to {self.max_bytes} bytes."
-        )
+        response = problem_response(413, "Request too large", _detail(self.max_bytes))
         await response(scope, receive, send)

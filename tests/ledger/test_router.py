@@ -1,11 +1,14 @@
 """The ledger API as a till uses it: stamp, redeem, void, idempotency, refusals."""
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 from sqlmodel import Session
+from starlette.types import Receive, Scope, Send
 
 from app.ledger.models import IdempotencyRecord
+from app.ledger.router import DirectStamp
 from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp, void
 
 PROBLEM = "application/problem+json"
@@ -225,6 +228,63 @@ def test_stamp_route_answers_other_methods_and_documents_itself(client: TestClie
     spec = client.get("/openapi.json").json()["paths"]["/api/v1/stamps"]["post"]
     assert "Idempotency-Key" in [p["name"] for p in spec["parameters"]]
     assert spec["responses"]["201"]
+
+
+def test_the_direct_way_answers_as_the_route_does(
+    client: TestClient, shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DirectStamp serves POST /api/v1/stamps past FastAPI: its answers, refusals included, are
+    the route's to the byte (headers in their order), but for the new entry's random id."""
+
+    def answers(card: str) -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        json_body = {**shop.auth, "Content-Type": "application/json"}
+        first = {**json_body, "Idempotency-Key": f"first-{card[-8:]}"}
+        requests = [
+            ({"json": {"token": card, "count": 2}}, first),  # 201
+            ({"json": {"token": card, "count": 2}}, first),  # the same again: replayed
+            ({"json": {"token": card, "count": 3}}, first),  # the key with another body: 422
+            ({"json": {"token": card}}, json_body),  # within the cooldown: 429
+            ({"json": {"token": card}}, {}),  # no device: 401
+            ({"json": {"token": card}}, {"Authorization": "Bearer treu_dev_nobody"}),  # 401
+            ({"content": b"{not json"}, json_body),  # 400
+            ({"content": b'{"token": 5}'}, json_body),  # 422
+            ({"json": {"token": "A" * 136}}, json_body),  # not a card: 422
+            ({"json": {"token": card}}, {**json_body, "Idempotency-Key": "has spaces"}),  # 400
+            ({"content": b"x" * 100_000}, json_body),  # 413
+        ]
+        out = []
+        for options, headers in requests:
+            response = client.post("/api/v1/stamps", headers=headers, **options)  # type: ignore[arg-type]
+            entry_id = response.json().get("entry_id", "")
+            body = (
+                response.content.replace(entry_id.encode(), b"<id>")
+                if entry_id
+                else response.content
+            )
+            out.append((response.status_code, response.headers.raw, body))
+        return out
+
+    direct = answers(new_card(client))
+
+    async def past_it(self: DirectStamp, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    monkeypatch.setattr(DirectStamp, "__call__", past_it)
+    routed = answers(new_card(client))
+    assert [status for status, _, _ in direct] == [
+        201,
+        201,
+        422,
+        429,
+        401,
+        401,
+        400,
+        422,
+        422,
+        400,
+        413,
+    ]
+    assert direct == routed
 
 
 def test_unknown_and_deleted_cards(client: TestClient, shop: Shop, card: str) -> None:
