@@ -6,11 +6,45 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("treu")
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: how every error is answered (OpenAPI only)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong, in words for a person")
+    code: str | None = Field(default=None, description="A stable name for the kind of problem")
+
+
+_WHEN = {
+    400: "Malformed JSON, or a malformed header",
+    401: "No valid device secret (Authorization: Bearer) or merchant login",
+    403: "Not allowed for this card or login",
+    404: "Unknown card, entry, code or shop",
+    409: "Conflicts with the state (no reward due, already undone, a retry still running)",
+    410: "The card was deleted by its owner, or the code has expired or was used",
+    413: "The request body is too large",
+    422: "The body or a parameter is invalid (an Idempotency-Key reused with another body)",
+    429: "Too soon (cooldown, daily cap or too many tries): see Retry-After",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: the problems a route or router may answer with."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": _WHEN[status], "content": {PROBLEM_JSON: {"schema": schema}}}
+        for status in statuses
+    }
 
 
 class AppError(Exception):
@@ -133,9 +167,28 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         detail = "There is nothing at this address."
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     if wants_html(request):
         return error_page(request, exc.status_code, title, detail, headers)
     return problem_response(exc.status_code, title, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path takes: Starlette's 405 names only those of the first route that
+    matches it (GET /api/v1/cards/{token}, not also DELETE). Asked of the routes themselves,
+    one method at a time."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

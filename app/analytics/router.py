@@ -7,9 +7,12 @@ from fastapi import APIRouter, Request
 from app.analytics import service
 from app.analytics.schemas import KpiReport, report
 from app.db import SessionDep
+from app.errors import problem_responses
 from app.merchants.auth import CurrentMerchant
 
-router = APIRouter(prefix="/api/v1/merchant", tags=["merchant analytics"])
+router = APIRouter(
+    prefix="/api/v1/merchant", tags=["merchant analytics"], responses=problem_responses(401, 422)
+)
 
 
 @router.get("/kpis", response_model=KpiReport)

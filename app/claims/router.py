@@ -19,7 +19,7 @@ from app.claims.schemas import (
     ClaimStatus,
 )
 from app.db import SessionDep, WriteSessionDep
-from app.errors import PROBLEM_JSON, AppError
+from app.errors import AppError, problem_responses
 from app.ledger.router import IdempotencyKey, NotACard, _check_key
 from app.ledger.service import Command
 from app.merchants.dependencies import CurrentDevice
@@ -28,9 +28,7 @@ from app.tokens.crypto import TokenError, card_ref, find_card, holder_for
 
 router = APIRouter(prefix="/api/v1/claims", tags=["claims"])
 
-_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"content": {PROBLEM_JSON: {}}} for code in (401, 404, 409, 410, 422, 429)
-}
+_RESPONSES = problem_responses(400, 401, 404, 409, 410, 413, 422, 429)
 
 
 def _iso(moment: datetime) -> str:

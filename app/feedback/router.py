@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session
 
 from app.db import SessionDep, WriteSessionDep
-from app.errors import PROBLEM_JSON, AppError
+from app.errors import AppError, problem_responses
 from app.feedback import service
 from app.feedback.models import Feedback
 from app.feedback.schemas import (
@@ -25,9 +25,7 @@ from app.tokens.dependencies import CardKey, ValidCard, load_card, parse_card
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 
-_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"content": {PROBLEM_JSON: {}}} for code in (403, 404, 409, 410, 422, 429)
-}
+_RESPONSES = problem_responses(400, 401, 403, 404, 409, 410, 413, 422, 429)
 
 
 def feedback_limits() -> service.Limits:

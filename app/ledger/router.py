@@ -13,7 +13,7 @@ from starlette.datastructures import State
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import PROBLEM_JSON, AppError, Conflict
+from app.errors import AppError, Conflict, problem_responses
 from app.ledger.schemas import EntryOut, RedemptionIn, StampIn
 from app.ledger.service import Command, Operation, Outcome
 from app.merchants.dependencies import CurrentDevice, DeviceIdentity, device_for
@@ -36,9 +36,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", descripti
 _KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 # What a request's fingerprint is taken of (json.dumps(..., sort_keys=True), made once).
 _CANONICAL = json.JSONEncoder(sort_keys=True)
-_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"content": {PROBLEM_JSON: {}}} for code in (400, 401, 404, 409, 410, 413, 422, 429)
-}
+_RESPONSES = problem_responses(400, 401, 404, 409, 410, 413, 422, 429)
 
 
 class NotACard(AppError):

@@ -11,6 +11,7 @@ from sqlmodel import Session
 from starlette.datastructures import State
 
 from app.db import SessionDep, WriteSessionDep, write_engine
+from app.errors import problem_responses
 from app.tokens import crypto, qr, service
 from app.tokens.crypto import Keyring
 from app.tokens.dependencies import CardKey, ValidCard, load_card, parse_card
@@ -23,7 +24,10 @@ from app.tokens.schemas import (
     RestoreIn,
 )
 
-router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
+router = APIRouter(
+    prefix="/api/v1/cards", tags=["cards"],
+    responses=problem_responses(400, 404, 410, 413, 422, 429),
+)  # fmt: skip
 keys_router = APIRouter(tags=["keys"])
 
 

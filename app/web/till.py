@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from app.db import SessionDep, WriteSessionDep
-from app.errors import PROBLEM_JSON, AppError, NotFound, Unauthorized
+from app.errors import AppError, NotFound, Unauthorized, problem_responses
 from app.ledger.models import Balance
 from app.merchants.dependencies import CurrentDevice, DeviceIdentity
 from app.merchants.models import Device, Merchant, Program
@@ -35,9 +35,7 @@ from app.web.i18n import gettext as _
 router = APIRouter()
 API = "/api/v1/till"
 
-_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"content": {PROBLEM_JSON: {}}} for code in (401, 404, 410, 422)
-}
+_RESPONSES = problem_responses(400, 401, 404, 410, 413, 422)
 
 
 # ---------------------------------------------------------------- pages

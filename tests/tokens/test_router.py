@@ -12,6 +12,8 @@ from app.main import create_app
 from app.tokens import crypto
 from tests.conftest import Shop, new_card, stamp
 
+PROBLEM = "application/problem+json"
+
 
 def test_create_card_needs_no_input(client: TestClient) -> None:
     response = client.post("/api/v1/cards")
@@ -116,6 +118,35 @@ def test_healthz_and_openapi(client: TestClient) -> None:
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
     assert client.get("/nope").headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_documents_each_routes_problems(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operations = [
+        (path, method, operation)
+        for path, methods in spec["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, operation in methods.items()
+    ]
+    assert len(operations) > 15
+    for path, method, operation in operations:
+        for status, response in operation["responses"].items():
+            if status.startswith("4"):
+                assert list(response["content"]) == [PROBLEM], (method, path, status)
+                assert "detail" in response["content"][PROBLEM]["schema"]["properties"]
+    card = spec["paths"]["/api/v1/cards/{token}"]
+    assert {"404", "410"} <= card["get"]["responses"].keys()
+    assert {"400", "401", "413", "422", "429"} <= spec["paths"]["/api/v1/stamps"]["post"][
+        "responses"
+    ].keys()
+    assert "401" in spec["paths"]["/api/v1/merchant/kpis"]["get"]["responses"]
+
+
+def test_a_method_an_address_does_not_take_names_all_it_does(client: TestClient, card: str) -> None:
+    response = client.put(f"/api/v1/cards/{card}")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert {"GET", "DELETE"} <= set(response.headers["allow"].split(", "))
 
 
 def test_export_and_delete_cover_the_cards_feedback(
