@@ -174,6 +174,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, title, detail, headers=headers)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def _allowed_methods(request: Request) -> str:
     """Every method the path takes: Starlette's 405 names only those of the first route that
     matches it (GET /api/v1/cards/{token}, not also DELETE). Asked of the routes themselves,
@@ -186,9 +189,6 @@ def _allowed_methods(request: Request) -> str:
             route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
         )
     )
-
-
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -2,21 +2,18 @@
 
 import json
 import re
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import State
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import AppError, Conflict, problem_responses
 from app.ledger.schemas import EntryOut, RedemptionIn, StampIn
-from app.ledger.service import Command, Operation, Outcome
-from app.merchants.dependencies import CurrentDevice, DeviceIdentity, device_for
+from app.ledger.service import Command, Operation
+from app.merchants.dependencies import CurrentDevice, DeviceIdentity, current_device
 from app.tokens.crypto import (
     Keyring,
     TokenError,
@@ -64,8 +61,9 @@ def _check_key(key: str | None) -> None:
         )
 
 
-async def _submit(state: State, command: Command) -> Outcome:
-    """Queue a command; its outcome once it has committed. A key still being processed is a 409."""
+async def _submit(request: Request, command: Command) -> Response:
+    """Queue a command; answer once it has committed. A key still being processed is a 409."""
+    state = request.app.state
     in_flight: set[tuple[int, str]] = state.in_flight
     marker = (command.merchant_id, command.idempotency_key) if command.idempotency_key else None
     if marker is not None:
@@ -78,7 +76,7 @@ async def _submit(state: State, command: Command) -> Outcome:
             )
         in_flight.add(marker)
     try:
-        outcome: Outcome = await state.writer.submit(command)
+        outcome = await state.writer.submit(command)
     except AppError as refusal:
         if refusal.code == "device-revoked":
             state.device_cache.clear()
@@ -87,15 +85,11 @@ async def _submit(state: State, command: Command) -> Outcome:
         if marker is not None:
             in_flight.discard(marker)
     assert outcome.content is not None  # Batch.run serialises every outcome it answers
-    return outcome
-
-
-def _response(outcome: Outcome) -> Response:
     return Response(outcome.content, outcome.status, outcome.headers, media_type="application/json")
 
 
 def _command(
-    state: State,
+    request: Request,
     device: DeviceIdentity,
     op: Operation,
     key: str | None,
@@ -104,6 +98,7 @@ def _command(
     **fields: object,
 ) -> Command:
     _check_key(key)
+    state = request.app.state
     holder = ref = None
     if token is not None:
         card_id, ref = _card(state.keyring, token)
@@ -138,43 +133,32 @@ def _documented(model: type[BaseModel]) -> dict[str, Any]:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _parse(model: type[M], raw: bytes) -> M:
+async def _body(request: Request, model: type[M]) -> M:
     """The JSON body, validated in one pass by pydantic-core; errors as FastAPI reports them."""
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(await request.body())
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-# The stamp is the hot path: DirectStamp below serves it straight from the ASGI scope, without
-# FastAPI's per-request dependency solving, request and response objects (see bench/). This
-# route documents it in OpenAPI and serves what DirectStamp does not take; both run _stamp, so
-# the contract, the checks and their order (401 before the body is read, then 422) are the same.
+# The stamp is the hot path: it reads its device, header and body itself instead of through
+# FastAPI's per-request dependency solving, which costs more than the signature check
+# (see bench/). The contract, the checks and their order (401 before 422) are the same.
 @router.post(
     "/stamps", status_code=201, response_model=EntryOut, responses=_RESPONSES,
     openapi_extra=_documented(StampIn),
 )  # fmt: skip
 async def stamp(request: Request) -> Response:
     """Add stamps to a card at this device's merchant. `token` may be the card URL."""
-    headers = request.headers
-    outcome = await _stamp(
-        request.app.state, headers.get("authorization", ""), headers.get("idempotency-key"),
-        request.body,
-    )  # fmt: skip
-    return _response(outcome)
-
-
-async def _stamp(
-    state: State, authorization: str, key: str | None, body: Callable[[], Awaitable[bytes]]
-) -> Outcome:
-    device = await device_for(state, authorization)
-    stamp_in = _parse(StampIn, await body())
+    device = await current_device(request)
+    body = await _body(request, StampIn)
+    key = request.headers.get("idempotency-key")
     command = _command(
-        state, device, "stamp", key, token=stamp_in.token, count=stamp_in.count,
-        program_id=stamp_in.program_id,
+        request, device, "stamp", key, token=body.token, count=body.count,
+        program_id=body.program_id,
     )  # fmt: skip
-    return await _submit(state, command)
+    return await _submit(request, command)
 
 
 @router.post("/redemptions", status_code=201, response_model=EntryOut, responses=_RESPONSES)
@@ -182,9 +166,8 @@ async def redeem(
     body: RedemptionIn, request: Request, device: CurrentDevice, key: IdempotencyKey = None
 ) -> Response:
     """Redeem one reward; 409 when none is due. Concurrent redemptions never overdraw."""
-    state = request.app.state
-    command = _command(state, device, "redeem", key, token=body.token, program_id=body.program_id)
-    return _response(await _submit(state, command))
+    command = _command(request, device, "redeem", key, token=body.token, program_id=body.program_id)
+    return await _submit(request, command)
 
 
 @router.post(
@@ -196,20 +179,19 @@ async def void(
     """Undo a stamp or redemption of this merchant within the undo window (a new entry)."""
     if not re.fullmatch(r"[0-9a-f]{32}", entry_id):
         raise AppError("No such entry.", status=404, title="Not found", code="unknown-entry")
-    state = request.app.state
-    return _response(await _submit(state, _command(state, device, "void", key, entry_id=entry_id)))
+    command = _command(request, device, "void", key, entry_id=entry_id)
+    return await _submit(request, command)
 
 
 class DirectStamp:
-    """POST /api/v1/stamps from the middleware stack straight to `_stamp()` above.
+    """POST /api/v1/stamps from the middleware stack straight to `stamp()` above.
 
     The stamp is the one request a busy counter makes again and again. FastAPI's way to its
     handler (matching the path against every route, the exception middleware, the exit stack,
-    the request wrapper and the response object) costs more per stamp than the signature check
-    (see bench/). This reads the two headers and the body from the ASGI messages, runs the same
-    _stamp, and sends the answer as Starlette's Response would (the same headers in the same
-    order); refusals go to the app's own exception handlers, so every answer is the same to the
-    byte. What it does not take (another method, a prefix) goes on to the FastAPI route.
+    the request wrapper) costs more per stamp than the signature check and the ledger write
+    together (see bench/). This runs the same handler; refusals go to the app's own exception
+    handlers, so the answers are the same to the byte. The FastAPI route stays: it documents
+    the endpoint in OpenAPI and serves whatever this does not take (another method, a prefix).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -223,40 +205,13 @@ class DirectStamp:
         ):
             await self.app(scope, receive, send)
             return
-        authorization, key = "", None
-        for name, value in scope["headers"]:  # ASGI header names are lower case
-            if name == b"authorization" and not authorization:
-                authorization = value.decode("latin-1")
-            elif name == b"idempotency-key" and key is None:
-                key = value.decode("latin-1")
-
-        async def body() -> bytes:
-            chunks = []
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientDisconnect()
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
-
+        request = Request(scope, receive)
         try:
-            outcome = await _stamp(scope["app"].state, authorization, key, body)
+            response = await stamp(request)
         except Exception as exc:
             handlers = scope["app"].exception_handlers
             handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
             if handler is None:
                 raise
-            request = Request(scope, receive)
-            await (await handler(request, exc))(scope, receive, send)
-            return
-        content = outcome.content or b""
-        headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()
-        ]
-        headers += [(b"content-length", str(len(content)).encode()), _JSON_TYPE]
-        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
-
-
-_JSON_TYPE = (b"content-type", b"application/json")
+            response = await handler(request, exc)
+        await response(scope, receive, send)

@@ -5,9 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine
 from sqlmodel import Session
-from starlette.datastructures import State
 
 from app.errors import Unauthorized
 from app.merchants.service import find_device, hash_device_secret
@@ -22,8 +20,8 @@ class DeviceIdentity:
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="treu"'}
 
 
-def _lookup(engine: Engine, secret: str) -> DeviceIdentity | None:
-    with Session(engine) as session:
+def _lookup(request: Request, secret: str) -> DeviceIdentity | None:
+    with Session(request.app.state.engine) as session:
         device = find_device(session=session, secret=secret)
         if device is None or device.id is None:
             return None
@@ -38,17 +36,13 @@ def _lookup(engine: Engine, secret: str) -> DeviceIdentity | None:
 
 
 async def current_device(request: Request) -> DeviceIdentity:
-    """The paired device making this request."""
-    return await device_for(request.app.state, request.headers.get("authorization", ""))
-
-
-async def device_for(state: State, authorization: str) -> DeviceIdentity:
-    """The device an Authorization header names (the stamp's hot path calls this directly).
+    """The paired device making this request.
 
     Which merchant a secret belongs to never changes, so it is cached; whether the device is
     revoked is checked again inside every write transaction, so revocation acts at once.
     """
-    scheme, _, secret = authorization.partition(" ")
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or len(secret) > 200:
         raise Unauthorized(
@@ -56,11 +50,11 @@ async def device_for(state: State, authorization: str) -> DeviceIdentity:
             code="no-device",
             headers=_CHALLENGE,
         )
-    cache: dict[str, DeviceIdentity] = state.device_cache
+    cache: dict[str, DeviceIdentity] = request.app.state.device_cache
     key = hash_device_secret(secret)
     identity = cache.get(key)
     if identity is None:
-        identity = await run_in_threadpool(_lookup, state.engine, secret)
+        identity = await run_in_threadpool(_lookup, request, secret)
         if identity is None:
             raise Unauthorized(
                 "This device is not paired with treu.", code="unknown-device", headers=_CHALLENGE
