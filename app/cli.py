@@ -17,6 +17,7 @@ from app.config import Settings
 from app.db import make_engine, write_engine
 from app.errors import AppError
 from app.merchants import service as merchants
+from app.merchants.exceptions import MerchantError
 from app.merchants.models import ProgramBase
 from app.tokens.keys import KeyProblem
 
@@ -269,7 +270,7 @@ def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bo
         m = merchants.get_merchant(session=session, slug=slug)
         owner = session.exec(select(Owner).where(Owner.merchant_id == m.id)).first()
         if owner is None or owner.id is None:
-            raise merchants.MerchantError(f"{slug} has no owner login.")
+            raise MerchantError(f"{slug} has no owner login.")
         new = password or merchants.new_password()
         merchants.set_owner_password(session=session, owner=owner, password=new)
         end_other_sessions(session=session, owner_id=owner.id, keep=None)
@@ -290,7 +291,7 @@ def analytics() -> None:
 @pass_ctx
 def analytics_rebuild(ctx: Context, slug: str | None) -> None:
     """Recompute the dashboards' rollups from the ledger (after an import or a restore)."""
-    from app.analytics.service import rebuild_rollups
+    from app.ledger.projections import rebuild_rollups
 
     with ctx.session() as session:
         merchant_id = merchants.get_merchant(session=session, slug=slug).id if slug else None
@@ -451,7 +452,7 @@ def cards() -> None:
 @pass_ctx
 def cards_print(ctx: Context, slug: str, count: int, out: Path | None) -> None:
     """A printable sheet of new anonymous cards (QR and recovery code), 10 per A4 page."""
-    from app.printing import card_sheet
+    from app.web.printing import card_sheet
 
     with ctx.session() as session:
         html = card_sheet(session=session, settings=ctx.settings, slug=slug, count=count)

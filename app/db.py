@@ -1,8 +1,8 @@
 """Engine, metadata naming convention and the request session (the only place that commits)."""
 
 from collections import namedtuple
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event
@@ -18,6 +18,9 @@ SQLModel.metadata.naming_convention = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+T = TypeVar("T")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -109,6 +112,29 @@ def get_session(request: Request) -> Iterator[Session]:
 def get_write_session(request: Request) -> Iterator[Session]:
     """Request session for routes that write: takes the write lock up front on SQLite."""
     yield from _session(write_engine(request.app.state.engine))
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def loop_engine_of(request: Request) -> Engine | None:
+    """The event loop's own read connection (SQLite), or None (see loop_engine)."""
+    engine: Engine | None = request.app.state.loop_engine
+    return engine
+
+
+def in_write_session(engine: Engine, work: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run work(session=…, **kwargs) in a write transaction of its own, committed here.
+
+    For the few writes that must not be part of a request's transaction (the card row a card
+    page updates: never in the same transaction as anything a merchant sees).
+    """
+    with Session(write_engine(engine), expire_on_commit=False) as session:
+        result = work(session=session, **kwargs)
+        session.commit()
+        return result
 
 
 # scope="function": commit before the response is sent, so a 2xx always means "committed" and a
@@ -222,3 +248,17 @@ def in_values(values: Sequence[Any]) -> dict[str, Any]:
     size = 1 << (len(values) - 1).bit_length()
     padded = [*values, *[values[-1]] * (size - len(values))]
     return {f"v{i}": value for i, value in enumerate(padded)}
+
+
+def in_read_session(engine: Engine, work: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run work(session=…, **kwargs) in a read session of its own (an async route's reads, on a
+    worker thread: see app.claims.router)."""
+    with Session(engine, expire_on_commit=False) as session:
+        return work(session=session, **kwargs)
+
+
+def streamed(engine: Engine, work: Callable[..., Iterator[T]], /, **kwargs: Any) -> Iterator[T]:
+    """Yield from work(session=…, **kwargs) in a read session of its own: for a response that
+    is streamed after the request's session has closed (a CSV export)."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield from work(session=session, **kwargs)

@@ -17,22 +17,22 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from app.analytics.service import rebuild_rollups
 from app.clock import utcnow
 from app.config import Settings
 from app.db import make_engine, write_engine
 from app.errors import AppError
 from app.feedback.demo import seed_demo_feedback
-from app.ledger.models import Balance, LedgerEntry
-from app.ledger.service import new_entry_id
+from app.ledger import service as ledger
+from app.ledger.models import new_entry_id
+from app.ledger.projections import rebuild_rollups
 from app.merchants import service as merchants
 from app.merchants.models import Merchant
 from app.tokens import crypto
+from app.tokens.cards import import_cards
 from app.tokens.keys import load_keyring
-from app.tokens.models import Card
 
 DEMO_MERCHANTS = (
     {"name": "Café Sonne", "slug": "cafe-sonne", "city": "Wien", "category": "Café",
@@ -228,27 +228,30 @@ class History:
         weights = [math.exp(self.rng.gauss(0, 1.1)) for _ in card_ids]
         weights[0] = max(weights[0], 3.0)
         total = sum(weights)
-        tables = {
-            "ledger_entry": LedgerEntry.__table__,  # type: ignore[attr-defined]
-            "balance": Balance.__table__,  # type: ignore[attr-defined]
-            "card": Card.__table__,  # type: ignore[attr-defined]
-        }
         for index, card_id in enumerate(card_ids):
             count = max(1, round(n_visits * weights[index] / total))
             self._card(card_id, count, demo=index == 0)
             full = [name for name, rows in self.rows.items() if len(rows) >= CHUNK]
             if full:
-                self._flush(engine, tables, full)
-        self._flush(engine, tables, list(self.rows))
+                self._flush(engine, full)
+        self._flush(engine, list(self.rows))
         return crypto.sign_card(self.keyring, card_ids[0])
 
-    def _flush(self, engine: Engine, tables: dict[str, Any], names: list[str]) -> None:
+    def _flush(self, engine: Engine, names: list[str]) -> None:
         # Cards before balances before ledger entries: a crash leaves no entry without a card.
         with engine.begin() as conn:
-            for name in ("card", "balance", "ledger_entry"):
-                if name in names and self.rows[name]:
-                    conn.execute(insert(tables[name]), self.rows[name])
-                    self.rows[name] = []
+            import_cards(conn, self._take("card", names))
+            ledger.import_history(
+                conn,
+                balances=self._take("balance", names),
+                entries=self._take("ledger_entry", names),
+            )
+
+    def _take(self, name: str, names: list[str]) -> list[dict[str, Any]]:
+        if name not in names:
+            return []
+        rows, self.rows[name] = self.rows[name], []
+        return rows
 
     def _card(self, card_id: bytes, count: int, *, demo: bool) -> None:
         # A home shop and, for some visits, a second one; the demo card is a regular of the first.

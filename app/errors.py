@@ -1,6 +1,7 @@
 """AppError → RFC 9457 application/problem+json; validation and HTTP errors use the same shape."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -71,6 +72,11 @@ class AppError(Exception):
         self.headers = headers or {}
         self.code = code
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Refusals cross the ledger writer's pipe: rebuilt from their fields, whatever the
+        # arguments a subclass's __init__ takes.
+        return (_restore, (type(self), self.__dict__))
+
     def problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"https://treu.example/problems/{self.code or self.status}",
@@ -81,6 +87,13 @@ class AppError(Exception):
         if self.code:
             body["code"] = self.code
         return body
+
+
+def _restore(cls: type[AppError], fields: dict[str, Any]) -> AppError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, fields["detail"])
+    error.__dict__.update(fields)
+    return error
 
 
 class NotFound(AppError):
@@ -129,24 +142,22 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def error_page(
-    request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None
-) -> Response:
-    from app.web import render
-
-    # The template translates title and detail into the visitor's language.
-    response = render(request, "error.html", status_code=status, title=title, detail=detail)
-    response.headers.update(headers or {})
-    return response
+# How a person in a browser is shown an error: (request, status, title, detail, headers) → a
+# page. The pages' module provides it (app.web.errors) and main installs it: nothing here
+# imports a page.
+ErrorPage = Callable[[Request, int, str, str, dict[str, str] | None], Response]
 
 
-async def _app_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AppError)
-    if wants_html(request):
-        return error_page(request, exc.status, exc.title, exc.detail, exc.headers)
-    return JSONResponse(
-        exc.problem(), status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
-    )
+def _app_error(page: ErrorPage) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        if wants_html(request):
+            return page(request, exc.status, exc.title, exc.detail, exc.headers)
+        return JSONResponse(
+            exc.problem(), status_code=exc.status, headers=exc.headers, media_type=PROBLEM_JSON
+        )
+
+    return handle
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -159,7 +170,14 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "Invalid request", detail, errors=fields)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
+def _http_error(page: ErrorPage) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return _http_problem(page, request, exc)
+
+    return handle
+
+
+def _http_problem(page: ErrorPage, request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     titles = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
     title = titles.get(exc.status_code, "Error")
@@ -170,7 +188,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)
     if wants_html(request):
-        return error_page(request, exc.status_code, title, detail, headers)
+        return page(request, exc.status_code, title, detail, headers)
     return problem_response(exc.status_code, title, detail, headers=headers)
 
 
@@ -191,17 +209,21 @@ def _allowed_methods(request: Request) -> str:
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # The message and traceback only: never the request (its path may hold a card token).
-    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
-    title, detail = "Internal error", "Something went wrong on our side."
-    if wants_html(request):
-        return error_page(request, 500, title, detail)
-    return problem_response(500, title, detail)
+def _unexpected(page: ErrorPage) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        # The message and traceback only: never the request (its path may hold a card token).
+        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        title, detail = "Internal error", "Something went wrong on our side."
+        if wants_html(request):
+            return page(request, 500, title, detail, None)
+        return problem_response(500, title, detail)
+
+    return handle
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(AppError, _app_error)
+def install_error_handlers(app: FastAPI, page: ErrorPage) -> None:
+    """Every error as a problem (API) or as `page` (a person in a browser)."""
+    app.add_exception_handler(AppError, _app_error(page))
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(StarletteHTTPException, _http_error(page))
+    app.add_exception_handler(Exception, _unexpected(page))

@@ -11,22 +11,24 @@ from fastapi.staticfiles import StaticFiles
 
 from app.analytics.router import router as analytics_router
 from app.claims.router import router as claims_router
+from app.claims.router import till_router as claim_qr_router
 from app.clock import Clock, utcnow
 from app.config import Settings
 from app.db import loop_engine, make_engine
 from app.errors import install_error_handlers, problem_response
-from app.feedback import pages as feedback_pages
 from app.feedback.router import router as feedback_router
-from app.ledger.router import DirectStamp
+from app.ledger.direct import DirectStamp
 from app.ledger.router import router as ledger_router
 from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
-from app.merchants.dependencies import DeviceIdentity
+from app.merchants.dependencies import DeviceCache
+from app.merchants.router import router as till_router
 from app.tokens.keys import load_keyring
 from app.tokens.router import keys_router
 from app.tokens.router import router as cards_router
-from app.web import customer, merchant, merchant_dashboard, till
+from app.web import customer, feedback, merchant, merchant_dashboard, till
 from app.web.assets import NODE_MODULES, STATIC_DIR, VENDOR
+from app.web.errors import error_page
 from app.web.security import SecurityHeaders
 
 # A health check waits this long for the ledger writer (behind a full batch) to answer.
@@ -71,10 +73,10 @@ def create_app(
     app.state.keyring = load_keyring(settings)
     app.state.writer = writer
     app.state.clock = clock
-    app.state.device_cache = dict[str, DeviceIdentity]()
+    app.state.device_cache = DeviceCache()
     app.state.in_flight = set[tuple[int, str]]()
 
-    install_error_handlers(app)
+    install_error_handlers(app, error_page)
 
     # FastAPI matches routes one by one, at a few microseconds each: the health check and the
     # stamp (the hot path) come first, so they are found before the hundred routes of the pages.
@@ -88,13 +90,13 @@ def create_app(
             return problem_response(503, "Unavailable", "The database does not answer.")
         return JSONResponse({"status": "ok"})
 
-    app.include_router(ledger_router)
-    app.include_router(cards_router)
-    app.include_router(keys_router)
-    app.include_router(claims_router)
-    app.include_router(feedback_router)
-    app.include_router(feedback_pages.router)
-    app.include_router(analytics_router)
+    # JSON routes (each domain's router.py), then the pages (app/web), in one place.
+    for json_router in (
+        ledger_router, cards_router, keys_router, claims_router, till_router, claim_qr_router,
+        feedback_router, analytics_router,
+    ):  # fmt: skip
+        app.include_router(json_router)
+    app.include_router(feedback.router)
     app.include_router(merchant_dashboard.router)
 
     @app.get("/sw.js", include_in_schema=False)

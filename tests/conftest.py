@@ -1,15 +1,12 @@
 """Fixtures: a fresh database per test (a copied SQLite file, or truncated PostgreSQL tables),
-keys made once per run, a movable clock, and helpers that speak the public API."""
+keys made once per run, a movable clock, an app and its client, two shops and a card.
+What tests share besides fixtures lives in tests/helpers."""
 
 import base64
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import nacl.signing
 import nacl.utils
@@ -18,30 +15,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
 
 from app.config import Settings
 from app.db import make_engine
-from app.ledger.service import Command
 from app.main import create_app
-from app.merchants import service as merchants
 from app.migrations import upgrade
-from app.tokens import crypto
-
-PG_URL = os.environ.get("TREU_TEST_DATABASE_URL", "")
-
-
-class Clock:
-    """A clock the test moves by hand; starts at a fixed instant."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.helpers.api import new_card
+from tests.helpers.clock import Clock
+from tests.helpers.database import PG_URL
+from tests.helpers.shops import Shop, make_shop
 
 
 @pytest.fixture(scope="session")
@@ -123,40 +105,6 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
-@dataclass
-class Shop:
-    merchant_id: int
-    slug: str
-    program_id: int
-    device_id: int
-    secret: str
-    owner_email: str
-    owner_password: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
-
-
-def make_shop(app: FastAPI, name: str, **options: Any) -> Shop:
-    with Session(app.state.engine, expire_on_commit=False) as session:
-        new = merchants.create_merchant(
-            session=session,
-            name=name,
-            stamps_required=options.pop("stamps_required", 10),
-            reward=options.pop("reward", "1 free coffee"),
-            now=app.state.clock(),
-            **options,
-        )
-        device, secret = merchants.create_device(
-            session=session, merchant=new.merchant, now=app.state.clock()
-        )
-        session.commit()
-        assert new.merchant.id and new.program.id and device.id
-        return Shop(new.merchant.id, new.merchant.slug, new.program.id, device.id, secret,
-                    new.owner_email, new.owner_password)  # fmt: skip
-
-
 @pytest.fixture
 def shop(app: FastAPI) -> Shop:
     return make_shop(app, "Café Sonne")
@@ -167,49 +115,6 @@ def other_shop(app: FastAPI) -> Shop:
     return make_shop(app, "Bäckerei Gruber", stamps_required=5, reward="1 loaf")
 
 
-def ledger_command(
-    app: FastAPI, shop: Shop, card_id: bytes, op: str = "stamp", **fields: Any
-) -> Command:
-    """A command as the stamp route would queue it for this card at the shop's device (for
-    tests that drive the ledger writer directly). The fingerprint is taken of the fields."""
-    keyring = app.state.keyring
-    return Command(
-        op=op,  # type: ignore[arg-type]
-        merchant_id=shop.merchant_id,
-        device_id=shop.device_id,
-        now=app.state.clock(),
-        holder=crypto.holder_for(keyring, card_id, shop.merchant_id),
-        card_ref=crypto.card_ref(keyring, card_id),
-        fingerprint=crypto.request_fingerprint(keyring, shop.merchant_id, repr(fields).encode()),
-        **fields,
-    )
-
-
-def new_card(client: TestClient) -> str:
-    response = client.post("/api/v1/cards")
-    assert response.status_code == 201, response.text
-    token: str = response.json()["token"]
-    return token
-
-
 @pytest.fixture
 def card(client: TestClient) -> str:
     return new_card(client)
-
-
-def stamp(client: TestClient, shop: Shop, token: str, key: str | None = None, **body: Any) -> Any:
-    headers = dict(shop.auth)
-    headers["Idempotency-Key"] = key or uuid.uuid4().hex
-    return client.post("/api/v1/stamps", json={"token": token, **body}, headers=headers)
-
-
-def redeem(client: TestClient, shop: Shop, token: str, key: str | None = None, **body: Any) -> Any:
-    headers = dict(shop.auth)
-    headers["Idempotency-Key"] = key or uuid.uuid4().hex
-    return client.post("/api/v1/redemptions", json={"token": token, **body}, headers=headers)
-
-
-def void(client: TestClient, shop: Shop, entry_id: str, key: str | None = None) -> Any:
-    headers = dict(shop.auth)
-    headers["Idempotency-Key"] = key or uuid.uuid4().hex
-    return client.post(f"/api/v1/entries/{entry_id}/void", headers=headers)

@@ -7,13 +7,10 @@ PostgreSQL.
 import base64
 import hashlib
 import html
-import json
 import re
 import stat
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,78 +18,22 @@ import nacl.signing
 import nacl.utils
 import pytest
 from alembic.script import ScriptDirectory
-from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from app.cli import cli
-from app.config import Settings
 from app.db import make_engine
-from app.main import create_app
 from app.merchants.models import Device, Merchant, Owner, Program
 from app.merchants.service import verify_password
 from app.migrations import alembic_config
 from app.tokens import crypto, qr
 from app.tokens.keys import load_keyring
 from app.tokens.models import Card
-from tests.conftest import PG_URL
+from tests.helpers.cli import Treu, hermetic_env
+from tests.helpers.database import PG_URL, database_text
 
 KEY_FILES = ("signing", "holder", "card-ref", "wallet", "session")
-KEY_VARS = ("TREU_SIGNING_KEY", "TREU_RETIRED_SIGNING_KEYS", "TREU_HOLDER_KEY",
-            "TREU_CARD_REF_KEY", "TREU_WALLET_KEY", "TREU_SESSION_KEY")  # fmt: skip
-
-
-@dataclass
-class Treu:
-    """The `treu` command bound to one data dir and database."""
-
-    data_dir: Path
-    database_url: str
-    env: dict[str, str | None]
-
-    def __call__(self, *args: str, ok: bool = True) -> Result:
-        options = ["--data-dir", str(self.data_dir), "--database-url", self.database_url,
-                   "--public-url", "http://treu.test"]  # fmt: skip
-        result = CliRunner().invoke(cli, [*options, *args], env=self.env)
-        if ok:
-            assert result.exit_code == 0, (result.output, result.exception)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
-
-    def settings(self) -> Settings:
-        return Settings(
-            data_dir=self.data_dir, database_url=self.database_url, public_url="http://treu.test"
-        )
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        engine = make_engine(self.database_url)
-        try:
-            with Session(engine) as session:
-                yield session
-        finally:
-            engine.dispose()
-
-    @contextmanager
-    def api(self) -> Iterator[TestClient]:
-        """A fresh treu app on this data dir and database (a restarted server)."""
-        app = create_app(self.settings())
-        try:
-            with TestClient(app, raise_server_exceptions=False) as client:
-                yield client
-        finally:
-            app.state.engine.dispose()
-
-
-def hermetic_env(**keys: str) -> dict[str, str | None]:
-    """No key from the calling shell leaks in; only the keys given."""
-    env: dict[str, str | None] = dict.fromkeys(KEY_VARS)
-    env.update({f"TREU_{name.upper()}": value for name, value in keys.items()})
-    return env
 
 
 @pytest.fixture
@@ -128,21 +69,6 @@ def merchant(treu: Treu, *extra: str, name: str = "Café Sonne") -> dict[str, An
         "merchant", "create", "--name", name, "--stamps-required", "10",
         "--reward", "1 free coffee", *extra,
     )  # fmt: skip
-
-
-def database_text(url: str) -> str:
-    """Every row of every table, as text: what a copy of the database would reveal."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            tables = inspect(conn).get_table_names()
-            return "\n".join(
-                repr(row)
-                for table in tables
-                for row in conn.execute(text(f'SELECT * FROM "{table}"'))
-            )
-    finally:
-        engine.dispose()
 
 
 # --- treu init ------------------------------------------------------------------------------

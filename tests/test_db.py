@@ -9,7 +9,7 @@ from sqlmodel import SQLModel
 
 from app.db import WriteSessionDep, make_engine
 from app.merchants.models import Merchant
-from tests.conftest import Shop
+from tests.helpers.shops import Shop
 
 
 def test_a_failed_commit_is_never_answered_with_success(app: FastAPI, shop: Shop) -> None:

@@ -14,7 +14,8 @@ from sqlalchemy import select, text
 from app.clock import utcnow
 from app.db import make_engine
 from app.ledger.models import LedgerEntry
-from tests.test_cli import Treu, database_text, hermetic_env
+from tests.helpers.cli import Treu, hermetic_env
+from tests.helpers.database import database_text
 
 VIENNA = ZoneInfo("Europe/Vienna")
 SIZES = ("--cards", "60", "--months", "3", "--visits", "1500")

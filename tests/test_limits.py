@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from tests.conftest import Shop
+from tests.helpers.shops import Shop
 
 PROBLEM = "application/problem+json"
 

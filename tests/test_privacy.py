@@ -1,4 +1,4 @@
-"""Privacy at rest (DESIGN.md, privacy model 1-3), proved on a real database.
+"""Privacy at rest (docs/design.md, privacy model 1-3), proved on a real database.
 
 Someone holding a full copy of the database *and* the server keys must learn nothing that says
 which records at two shops belong to one card: no card id or token anywhere, per-shop holders
@@ -33,7 +33,8 @@ from sqlalchemy import Engine, Integer, inspect, text
 from app.config import Settings
 from app.main import create_app
 from app.tokens import crypto
-from tests.conftest import Clock, Shop, make_shop
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, make_shop
 
 IP = "203.0.113.77"
 AGENT = "Mozilla/5.0 (PrivacyProbe; like Gecko) treu-test/1.0"

@@ -9,7 +9,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import make_engine
+from tests.helpers.browser import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,6 @@ USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) TreuProbe/7.3"
 FORWARDED_FOR = "203.0.113.77"
 # The server listens on 127.0.0.1 and every client comes from there (or says 203.0.113.77).
 IPV4_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

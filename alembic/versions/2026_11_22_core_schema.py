@@ -1,7 +1,7 @@
 """Core schema: merchants, programs, owners, devices, cards, balances, ledger, idempotency.
 
 Every merchant-owned table leads with merchant_id. Ledger entry ids are random strings, not a
-sequence, and the card table holds no time finer than a day (see DESIGN.md, privacy model).
+sequence, and the card table holds no time finer than a day (see docs/design.md, privacy model).
 
 Revision ID: 060382521455
 Revises:

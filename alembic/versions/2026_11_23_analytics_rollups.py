@@ -4,7 +4,7 @@ Five tables, all keyed by merchant first: activity per local day, hour and devic
 local day by the gap since the card's previous visit; cohorts (first month x month); cards per
 number of stamps held (the program's liability); and the per-holder visit days the others are
 derived from. Days and months are integers (see app/analytics/models.py). Existing ledgers are
-rolled up by app.analytics.service.rebuild_rollups. On SQLite the tables are WITHOUT ROWID
+rolled up by app.ledger.projections.rebuild_rollups. On SQLite the tables are WITHOUT ROWID
 (stored in key order, for the dashboard's range reads).
 
 Revision ID: 0005_analytics

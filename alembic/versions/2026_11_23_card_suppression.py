@@ -7,7 +7,7 @@ gap since the card was last stamped there. The gaps turn them into distinct-card
 any period (see app/analytics/models.py). analytics_card gains `recent`, the days those gaps
 are counted from. On SQLite the tables are WITHOUT ROWID.
 
-Existing ledgers are rolled up into the new tables here (app.analytics.service.rebuild_rollups,
+Existing ledgers are rolled up into the new tables here (app.ledger.projections.rebuild_rollups,
 limited to them and to analytics_card, whose rows it recomputes as they were plus `recent`).
 The older rollups are left as they are: they still count deleted cards, which a rebuild from
 the ledger would drop. Should a later migration change these tables, it rebuilds them itself
@@ -69,16 +69,12 @@ def upgrade() -> None:
         sa.Column("recent", sa.Text(), nullable=False, server_default=""),
     )
 
-    from app.analytics import service
+    from app.analytics import models
+    from app.ledger.projections import rebuild_rollups
 
-    service.rebuild_rollups(
+    rebuild_rollups(
         op.get_bind(),
-        tables=(
-            service.hour_table,
-            service.weekday_table,
-            service.device_table,
-            service.card_table,
-        ),
+        tables=(models.hour_table, models.weekday_table, models.device_table, models.card_table),
     )
 
 

@@ -4,8 +4,8 @@ Days are local day numbers (app.analytics.rollups). A *window* counts visits on 
 long ago the same card's previous visit was, which gives distinct-card counts for any span:
 a card was active in [a, b) once for each visit in [a, b) whose previous visit is before a.
 
-Privacy (DESIGN.md, privacy model 5): every figure about fewer than k cards is hidden, and so is
-every figure from which a hidden one could be worked out. Figures are registered as *cells*
+Privacy (docs/design.md, privacy model 5): every figure about fewer than k cards is hidden, and
+so is every figure from which a hidden one could be worked out. Figures are registered as *cells*
 with the equations that hold between them (a total and its parts); `suppress` hides more cells
 until no equation has exactly one hidden member.
 """

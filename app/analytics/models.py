@@ -1,10 +1,11 @@
 """Rollup tables: what the dashboard reads instead of the ledger.
 
-They are kept in the ledger writer's transaction (app.analytics.service.record_entries) and
-can always be recomputed from the ledger (rebuild_rollups). Days are the merchant's local
-calendar days counted from 1970-01-01 and months are months since January 1970: plain integers,
-so window arithmetic ("the visit before this one was before day a") is the same SQL on SQLite
-and PostgreSQL. No table holds a time finer than the hour, and every row leads with merchant_id.
+The ledger keeps them in each write's transaction (app.ledger.projections.record_entries) and
+can always recompute them from its entries (rebuild_rollups); app.analytics.service only
+reads them. Days are the merchant's local calendar days counted from 1970-01-01 and months
+are months since January 1970: plain integers, so window arithmetic ("the visit before this
+one was before day a") is the same SQL on SQLite and PostgreSQL. No table holds a time finer
+than the hour, and every row leads with merchant_id.
 On SQLite the tables are WITHOUT ROWID: rows are stored in key order, so the dashboard's range
 reads (one merchant, a span of days) touch contiguous pages.
 """
@@ -142,3 +143,31 @@ class CardRollup(SQLModel, table=True):
     # The last visit day per weekday-hour and the last day per device, the gaps of the tables
     # above are counted from (app.analytics.rollups.CardState.recent: compact JSON).
     recent: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
+
+
+# Table handles for Core statements, shared by the write path (the ledger's projections) and the
+# dashboard's reads.
+activity_table = ActivityRollup.__table__  # type: ignore[attr-defined]
+visit_table = VisitRollup.__table__  # type: ignore[attr-defined]
+cohort_table = CohortRollup.__table__  # type: ignore[attr-defined]
+holding_table = HoldingRollup.__table__  # type: ignore[attr-defined]
+card_table = CardRollup.__table__  # type: ignore[attr-defined]
+hour_table = HourVisitRollup.__table__  # type: ignore[attr-defined]
+weekday_table = WeekdayVisitRollup.__table__  # type: ignore[attr-defined]
+device_table = DeviceCardRollup.__table__  # type: ignore[attr-defined]
+# Rollups' single-count fields: their table, the key columns after merchant_id, the count.
+COUNTED = {
+    "visits": (visit_table, ("day", "gap"), "visits"),
+    "cohorts": (cohort_table, ("first_month", "month"), "cards"),
+    "holdings": (holding_table, ("program_id", "stamps"), "cards"),
+    "hours": (hour_table, ("day", "hour", "gap"), "visits"),
+    "weekdays": (weekday_table, ("day", "gap"), "visits"),
+    "devices": (device_table, ("day", "device_id", "gap"), "cards"),
+}
+# A deleted card's share leaves these: their gaps chain one card's visits together.
+CHAINED = ("hours", "weekdays", "devices")
+ROLLUP_TABLES = (
+    activity_table,
+    *(table for table, _, _ in COUNTED.values()),
+    card_table,
+)

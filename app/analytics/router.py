@@ -2,11 +2,12 @@
 
 from datetime import date
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from app.analytics import service
 from app.analytics.schemas import KpiReport, report
 from app.db import SessionDep
+from app.dependencies import ClockDep, SettingsDep
 from app.errors import problem_responses
 from app.merchants.auth import CurrentMerchant
 
@@ -17,8 +18,9 @@ router = APIRouter(
 
 @router.get("/kpis", response_model=KpiReport)
 def kpis(
-    request: Request,
     session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
     merchant: CurrentMerchant,
     period: str = service.DEFAULT_PERIOD,
     start: date | None = None,
@@ -26,10 +28,8 @@ def kpis(
 ) -> KpiReport:
     """KPIs of the logged-in owner's shop: `period` 30d, 90d or 12m, or `start` and `end` (local
     dates, inclusive). Figures about fewer than k cards are null with `suppressed: true`."""
-    today = service.today_of(merchant, request.app.state.clock())
-    choice = "custom" if start is not None or end is not None else period
-    chosen = service.choose_period(choice=choice, today=today, start=start, end=end)
-    k = request.app.state.settings.k_anonymity
-    figures = service.dashboard(session=session, merchant=merchant, period=chosen, k=k)
-    feedback = service.feedback_figures(session=session, merchant=merchant, period=chosen, k=k)
-    return report(figures, feedback)
+    shown = service.owner_dashboard(
+        session=session, merchant=merchant, now=clock(), k=settings.k_anonymity,
+        choice="custom" if start is not None or end is not None else period, start=start, end=end,
+    )  # fmt: skip
+    return report(shown.figures, shown.feedback)

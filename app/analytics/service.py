@@ -1,35 +1,18 @@
-"""Analytics: rollup maintenance (with the ledger) and the queries the dashboard makes.
+"""Analytics: the queries the dashboard makes, over the rollup tables only (read-only).
 
-The ledger writer calls record_entries() once per batch, inside the batch's transaction: one
-read of the touched cards' state, then one upsert per distinct rollup key. The dashboard never
-reads the ledger; rebuild_rollups() recomputes everything from it (demo data, consistency
-checks, and after a bulk import).
+The rollups are kept by the ledger in each write's transaction (app.ledger.projections); the
+dashboard never reads the ledger itself.
 """
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, time
-from functools import cache
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    Connection,
-    RowMapping,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    literal,
-    or_,
-    select,
-    tuple_,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlmodel import Session
 
+from app.analytics.exceptions import PeriodError
 from app.analytics.kpis import (
     BASELINE_DAYS,
     COHORT_MONTHS,
@@ -47,448 +30,22 @@ from app.analytics.kpis import (
     windows_needed,
 )
 from app.analytics.models import (
-    ActivityRollup,
-    CardRollup,
-    CohortRollup,
-    DeviceCardRollup,
-    HoldingRollup,
-    HourVisitRollup,
-    VisitRollup,
-    WeekdayVisitRollup,
+    activity_table,
+    card_table,
+    cohort_table,
+    device_table,
+    holding_table,
+    hour_table,
+    visit_table,
+    weekday_table,
 )
-from app.analytics.rollups import (
-    ACTIVITY_FIELDS,
-    CardState,
-    CardTally,
-    Entry,
-    Rollups,
-    day_date,
-    day_number,
-    decode_recent,
-    in_order,
-    local_slot,
-    month_of,
-    replay,
-    zone,
-)
-from app.db import Prepared, in_list, in_values
-from app.errors import Unprocessable
-from app.ledger.models import Balance, LedgerEntry
+from app.analytics.rollups import ACTIVITY_FIELDS, day_date, day_number, month_of, zone
+from app.feedback import service as feedback
 from app.merchants.models import Device, Merchant, Program
 
-activity_table = ActivityRollup.__table__  # type: ignore[attr-defined]
-visit_table = VisitRollup.__table__  # type: ignore[attr-defined]
-cohort_table = CohortRollup.__table__  # type: ignore[attr-defined]
-holding_table = HoldingRollup.__table__  # type: ignore[attr-defined]
-card_table = CardRollup.__table__  # type: ignore[attr-defined]
-hour_table = HourVisitRollup.__table__  # type: ignore[attr-defined]
-weekday_table = WeekdayVisitRollup.__table__  # type: ignore[attr-defined]
-device_table = DeviceCardRollup.__table__  # type: ignore[attr-defined]
-# Rollups' single-count fields: their table, the key columns after merchant_id, the count.
-COUNTED = {
-    "visits": (visit_table, ("day", "gap"), "visits"),
-    "cohorts": (cohort_table, ("first_month", "month"), "cards"),
-    "holdings": (holding_table, ("program_id", "stamps"), "cards"),
-    "hours": (hour_table, ("day", "hour", "gap"), "visits"),
-    "weekdays": (weekday_table, ("day", "gap"), "visits"),
-    "devices": (device_table, ("day", "device_id", "gap"), "cards"),
-}
-# A deleted card's share leaves these: their gaps chain one card's visits together.
-CHAINED = ("hours", "weekdays", "devices")
-ROLLUP_TABLES = (
-    activity_table,
-    *(table for table, _, _ in COUNTED.values()),
-    card_table,
-)
-_ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
-_balance = Balance.__table__  # type: ignore[attr-defined]
-_merchant = Merchant.__table__  # type: ignore[attr-defined]
 _program = Program.__table__  # type: ignore[attr-defined]
 _device = Device.__table__  # type: ignore[attr-defined]
-
-_ENTRY_COLUMNS = (
-    _ledger.c.id,
-    _ledger.c.program_id,
-    _ledger.c.kind,
-    _ledger.c.delta,
-    _ledger.c.device_id,
-    _ledger.c.created_at,
-    _ledger.c.voids_entry_id,
-)
-_CARD_HISTORY = select(*_ENTRY_COLUMNS).where(
-    _ledger.c.merchant_id == bindparam("merchant_id"), _ledger.c.holder == bindparam("holder")
-)
 _c = card_table.c
-
-
-@cache
-def _card_states(size: int) -> Prepared:
-    """The state of the cards with `size` holders (in_values): balances, rollup row, zone.
-
-    By holder alone, so that the holder index finds them (a list of (merchant, holder) pairs
-    made SQLite scan every balance); a holder is one card at one merchant anyway.
-    """
-    return Prepared(_CARD_STATES.where(in_list(_balance.c.holder, size)))
-
-
-_CARD_STATES = select(
-    _balance.c.merchant_id,
-    _balance.c.holder,
-    _balance.c.program_id,
-    _balance.c.lifetime_stamps,
-    _balance.c.stamps,
-    _merchant.c.timezone,
-    _c.first_day,
-    _c.second_day,
-    _c.last_day,
-    _c.visits,
-    _c.recent,
-).select_from(
-    _balance.join(_merchant, _merchant.c.id == _balance.c.merchant_id).outerjoin(
-        card_table,
-        (_c.merchant_id == _balance.c.merchant_id) & (_c.holder == _balance.c.holder),
-    )
-)
-
-
-def _adding_upsert(dialect: str, table: Any, counters: Iterable[str]) -> Any:
-    """INSERT … ON CONFLICT (key) DO UPDATE SET counter = counter + excluded.counter."""
-    make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make_insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(table.primary_key.columns),
-        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-    )
-
-
-def _card_upsert(dialect: str) -> Any:
-    make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make_insert(card_table)
-    fields = ("first_day", "second_day", "last_day", "visits", "recent")
-    return stmt.on_conflict_do_update(
-        index_elements=list(card_table.primary_key.columns),
-        set_={name: stmt.excluded[name] for name in fields},
-    )
-
-
-_UPSERTS = {
-    dialect: {
-        activity_table.name: Prepared(_adding_upsert(dialect, activity_table, ACTIVITY_FIELDS)),
-        **{
-            table.name: Prepared(_adding_upsert(dialect, table, [counted]))
-            for table, _, counted in COUNTED.values()
-        },
-        card_table.name: Prepared(_card_upsert(dialect)),
-    }
-    for dialect in ("sqlite", "postgresql")
-}
-
-
-def _entry(row: Mapping[str, Any] | RowMapping) -> Entry:
-    return Entry(
-        id=row["id"],
-        program_id=row["program_id"],
-        kind=row["kind"],
-        delta=row["delta"],
-        device_id=row["device_id"],
-        created_at=row["created_at"],
-        voids_entry_id=row["voids_entry_id"],
-    )
-
-
-# --- kept with the ledger -----------------------------------------------------------------------
-
-
-def record_entries(
-    conn: Connection, entries: list[dict[str, Any]], programs: Iterable[Any]
-) -> None:
-    """Fold a batch's new ledger entries (already inserted) into the rollups, in its transaction.
-
-    `programs` are the program rows the batch looked up (for their stamps_required). A card
-    whose batch holds an undo, or an entry older than its last visit, is replayed from its
-    history; every other card is extended from its stored state without reading the ledger.
-    """
-    if not entries:
-        return
-    by_card: dict[tuple[int, str], list[Entry]] = defaultdict(list)
-    for row in entries:
-        by_card[(row["merchant_id"], row["holder"])].append(_entry(row))
-    required = {p.id: p.stamps_required for p in programs if p is not None}
-    states: dict[tuple[int, str], Any] = {}
-    lifetimes: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)
-    outs: dict[int, Rollups] = defaultdict(Rollups)
-    for found in _states(conn, sorted(by_card)):
-        key = (found.merchant_id, found.holder)
-        states[key] = found
-        lifetimes[key][found.program_id] = found.lifetime_stamps
-        # Balances already hold the batch: its entries' deltas lead back to before it.
-        moved = sum(e.delta for e in by_card[key] if e.program_id == found.program_id)
-        outs[key[0]].hold(found.program_id, found.stamps - moved, found.stamps)
-    cards: list[dict[str, Any]] = []
-    gone: list[tuple[int, str]] = []
-    batch_ids = {row["id"] for row in entries}
-    for key, new in by_card.items():
-        state_row = states.get(key)
-        tz = zone(state_row.timezone if state_row is not None else _timezone(conn, key[0]))
-        out = outs[key[0]]
-        if state_row is not None and _can_extend(state_row, new, tz):
-            state = _extend(state_row, new, lifetimes[key], required, tz, out)
-        else:
-            state = _replace(conn, key, batch_ids, required, tz, out)
-        if state.first_day is not None:
-            row = _card_row(key, state)
-            if state_row is None or _changed(state_row, row):
-                cards.append(row)
-        elif state_row is not None and state_row.first_day is not None:
-            gone.append(key)  # its only visit was undone
-    _write(conn, {**rollup_rows(outs), card_table.name: cards})
-    if gone:
-        conn.execute(delete(card_table).where(tuple_(_c.merchant_id, _c.holder).in_(gone)))
-
-
-def _states(conn: Connection, cards: list[tuple[int, str]]) -> list[Any]:
-    holders = in_values(sorted({holder for _, holder in cards}))
-    rows = _card_states(len(holders)).all(conn, holders)
-    wanted = set(cards)
-    return [row for row in rows if (row.merchant_id, row.holder) in wanted]
-
-
-def _changed(found: Any, row: Mapping[str, Any]) -> bool:
-    # A second stamp the same day at the same device changes no day: nothing to write.
-    return (found.first_day, found.second_day, found.last_day, found.visits, found.recent) != (
-        row["first_day"], row["second_day"], row["last_day"], row["visits"], row["recent"]
-    )  # fmt: skip
-
-
-def _timezone(conn: Connection, merchant_id: int) -> str:
-    found = conn.execute(select(_merchant.c.timezone).where(_merchant.c.id == merchant_id))
-    return str(found.scalar() or "UTC")
-
-
-def _can_extend(found: Any, new: list[Entry], tz: ZoneInfo) -> bool:
-    if any(e.kind == "void" for e in new):
-        return False
-    if found.last_day is None:
-        return True
-    return all(local_slot(e.created_at, tz)[0] >= found.last_day for e in new)
-
-
-def _extend(
-    found: Any,
-    new: list[Entry],
-    lifetime: dict[int, int],
-    required: dict[int, int],
-    tz: ZoneInfo,
-    out: Rollups,
-) -> CardState:
-    # The balance already holds this batch's stamps: step back to before the first of them.
-    for e in new:
-        if e.kind == "stamp":
-            lifetime[e.program_id] = lifetime.get(e.program_id, 0) - e.delta
-    slots, devices = decode_recent(found.recent)
-    state = CardState(
-        found.first_day, found.second_day, found.last_day, found.visits or 0, slots, devices
-    )
-    tally = CardTally(state=state, lifetime=lifetime, required=required, tz=tz, out=out)
-    for entry in in_order(new):
-        tally.add(entry)
-    return state
-
-
-def _replace(
-    conn: Connection,
-    key: tuple[int, str],
-    batch_ids: set[str],
-    required: dict[int, int],
-    tz: ZoneInfo,
-    out: Rollups,
-) -> CardState:
-    """Take back the card's share as it was before this batch and add its share now."""
-    merchant_id, holder = key
-    params = {"merchant_id": merchant_id, "holder": holder}
-    history = [_entry(row._mapping) for row in conn.execute(_CARD_HISTORY, params)]
-    missing = {e.program_id for e in history} - required.keys()
-    if missing:
-        required = {**required, **_stamps_required(conn, missing)}
-    before, _ = replay([e for e in history if e.id not in batch_ids], required=required, tz=tz)
-    after, state = replay(history, required=required, tz=tz)
-    out.merge(after)
-    out.merge(before, sign=-1)
-    return state
-
-
-def _stamps_required(conn: Connection, program_ids: Iterable[int] | None = None) -> dict[int, int]:
-    query = select(_program.c.id, _program.c.stamps_required)
-    if program_ids is not None:
-        query = query.where(_program.c.id.in_(sorted(program_ids)))
-    return {row.id: row.stamps_required for row in conn.execute(query)}
-
-
-def _card_row(key: tuple[int, str], state: CardState) -> dict[str, Any]:
-    return {
-        "merchant_id": key[0],
-        "holder": key[1],
-        "first_day": state.first_day,
-        "second_day": state.second_day,
-        "last_day": state.last_day,
-        "visits": state.visits,
-        "recent": state.recent(),
-    }
-
-
-def rollup_rows(outs: Mapping[int, Rollups]) -> dict[str, list[dict[str, Any]]]:
-    """Rows for each counting table, by table name (keys adding up to nothing left out)."""
-    rows: dict[str, list[dict[str, Any]]] = {activity_table.name: []}
-    rows.update({table.name: [] for table, _, _ in COUNTED.values()})
-    for merchant_id, out in outs.items():
-        m = {"merchant_id": merchant_id}
-        for (day, hour, device_id), counts in out.activity.items():
-            if any(counts):
-                key = {"day": day, "hour": hour, "device_id": device_id}
-                counted = dict(zip(ACTIVITY_FIELDS, counts, strict=True))
-                rows[activity_table.name].append(m | key | counted)
-        for name, counter in out.counters().items():
-            table, columns, count_column = COUNTED[name]
-            into = rows[table.name]
-            for key_values, n in counter.items():
-                if n:
-                    into.append(m | dict(zip(columns, key_values, strict=True)) | {count_column: n})
-    return rows
-
-
-def _write(conn: Connection, rows: Mapping[str, list[dict[str, Any]]]) -> None:
-    """One statement per rollup table, one row per distinct key (counts are added)."""
-    upserts = _UPSERTS[conn.dialect.name]
-    for name, table_rows in rows.items():
-        if table_rows:
-            upserts[name].many(conn, table_rows)
-
-
-def forget_holder(
-    conn: Connection, *, merchant_id: int, holder: str, held: Iterable[tuple[int, int]]
-) -> None:
-    """A deleted card leaves the rollups: its own row goes, the cards it held stop counting,
-    and its share of the per-slot and per-device counts goes (read from its ledger entries:
-    call this before they are deleted).
-
-    The day, hour, visit and cohort counts keep it only as a number among others. The slot and
-    device counts exist only to count distinct cards, which it no longer is, and their gaps,
-    on a quiet weekday hour or device, would chain its visits together.
-    """
-    params = {"merchant_id": merchant_id, "holder": holder}
-    history = [_entry(row._mapping) for row in conn.execute(_CARD_HISTORY, params)]
-    if history:
-        share, _ = replay(history, required={}, tz=zone(_timezone(conn, merchant_id)))
-        gone = Rollups()
-        for name in CHAINED:
-            getattr(gone, name).update({k: -n for k, n in getattr(share, name).items() if n})
-        _write(conn, rollup_rows({merchant_id: gone}))
-        for name in CHAINED:
-            table, columns, counted = COUNTED[name]
-            keys = sorted(getattr(gone, name))
-            if keys:
-                # A row left at zero would still mark where one of its visits was.
-                key = tuple_(*(table.c[column] for column in columns))
-                conn.execute(
-                    delete(table).where(
-                        table.c.merchant_id == merchant_id, key.in_(keys), table.c[counted] <= 0
-                    )
-                )
-    conn.execute(
-        delete(card_table).where(
-            card_table.c.merchant_id == merchant_id, card_table.c.holder == holder
-        )
-    )
-    rows = [
-        {"merchant_id": merchant_id, "program_id": program_id, "stamps": stamps, "cards": -1}
-        for program_id, stamps in held
-        if stamps > 0
-    ]
-    if rows:
-        _UPSERTS[conn.dialect.name][holding_table.name].many(conn, rows)
-        conn.execute(
-            delete(holding_table).where(
-                holding_table.c.merchant_id == merchant_id, holding_table.c.cards <= 0
-            )
-        )
-
-
-# --- rebuilt from the ledger --------------------------------------------------------------------
-
-REBUILD_CHUNK = 10_000
-
-
-def rebuild_rollups(
-    conn: Connection, merchant_id: int | None = None, *, tables: Sequence[Any] = ROLLUP_TABLES
-) -> None:
-    """Recompute the rollups of one merchant (or all) from the ledger, replacing what was there.
-
-    tables: only these (a migration that adds a rollup fills just its own tables, and leaves
-    the counts that deleted cards still hold a part of alone).
-    """
-    for table in tables:
-        stmt = delete(table)
-        if merchant_id is not None:
-            stmt = stmt.where(table.c.merchant_id == merchant_id)
-        conn.execute(stmt)
-    outs, cards = recompute(conn, merchant_id)
-    rows = {**rollup_rows(outs), card_table.name: cards}
-    for table in tables:
-        for i in range(0, len(rows[table.name]), REBUILD_CHUNK):
-            conn.execute(insert(table), rows[table.name][i : i + REBUILD_CHUNK])
-
-
-def recompute(
-    conn: Connection, merchant_id: int | None = None
-) -> tuple[dict[int, Rollups], list[dict[str, Any]]]:
-    """The rollups as the ledger says they should be: per-merchant counts and card rows."""
-    required = _stamps_required(conn)
-    zones = {
-        row.id: zone(row.timezone)
-        for row in conn.execute(select(_merchant.c.id, _merchant.c.timezone))
-    }
-    outs: dict[int, Rollups] = defaultdict(Rollups)
-    cards: list[dict[str, Any]] = []
-    for key, history in _histories(conn, merchant_id):
-        share, state = replay(history, required=required, tz=zones[key[0]])
-        outs[key[0]].merge(share)
-        if state.first_day is not None:
-            cards.append(_card_row(key, state))
-    b = _balance.c
-    held = select(b.merchant_id, b.program_id, b.stamps, func.count()).where(b.stamps > 0)
-    if merchant_id is not None:
-        held = held.where(b.merchant_id == merchant_id)
-    for merchant, program_id, stamps, n in conn.execute(
-        held.group_by(b.merchant_id, b.program_id, b.stamps)
-    ):
-        outs[merchant].holdings[(program_id, stamps)] += n
-    return outs, cards
-
-
-def _histories(
-    conn: Connection, merchant_id: int | None
-) -> Iterator[tuple[tuple[int, str], list[Entry]]]:
-    """Every card's ledger history, one card at a time (streamed, in index order)."""
-    query = select(_ledger.c.merchant_id, _ledger.c.holder, *_ENTRY_COLUMNS).order_by(
-        _ledger.c.merchant_id, _ledger.c.holder, _ledger.c.created_at
-    )
-    if merchant_id is not None:
-        query = query.where(_ledger.c.merchant_id == merchant_id)
-    key: tuple[int, str] | None = None
-    history: list[Entry] = []
-    result = conn.execute(query.execution_options(yield_per=REBUILD_CHUNK))
-    for row in result:
-        row_key = (row.merchant_id, row.holder)
-        if row_key != key:
-            if key is not None:
-                yield key, history
-            key, history = row_key, []
-        history.append(_entry(row._mapping))
-    if key is not None:
-        yield key, history
-
-
-# --- read by the merchant area ------------------------------------------------------------------
 
 
 def daily_rows(
@@ -537,10 +94,6 @@ DEFAULT_PERIOD = "30d"
 MAX_CUSTOM_DAYS = 731
 
 
-class PeriodError(Unprocessable):
-    title = "Invalid period"
-
-
 def choose_period(*, choice: str, today: date, start: date | None, end: date | None) -> Period:
     """The period the owner asked for, in local days: a preset ending today, or start..end."""
     last = day_number(today)
@@ -563,6 +116,37 @@ def choose_period(*, choice: str, today: date, start: date | None, end: date | N
 def today_of(merchant: Merchant, now: datetime) -> date:
     """The merchant's local date at that instant."""
     return now.astimezone(zone(merchant.timezone)).date()
+
+
+@dataclass(frozen=True)
+class OwnerDashboard:
+    """What the owner sees for a period: the KPIs and the feedback figures."""
+
+    today: date
+    period: Period
+    figures: Dashboard
+    feedback: dict[str, Any]
+
+
+def owner_dashboard(
+    *,
+    session: Session,
+    merchant: Merchant,
+    now: datetime,
+    k: int,
+    choice: str = DEFAULT_PERIOD,
+    start: date | None = None,
+    end: date | None = None,
+) -> OwnerDashboard:
+    """The dashboard (page and KPI API) for the period the owner chose (see choose_period)."""
+    today = today_of(merchant, now)
+    period = choose_period(choice=choice, today=today, start=start, end=end)
+    return OwnerDashboard(
+        today=today,
+        period=period,
+        figures=dashboard(session=session, merchant=merchant, period=period, k=k),
+        feedback=feedback.period_figures(session=session, merchant=merchant, period=period, k=k),
+    )
 
 
 def dashboard(*, session: Session, merchant: Merchant, period: Period, k: int) -> Dashboard:
@@ -847,23 +431,3 @@ def _outstanding(session: Session, merchant_id: int) -> Outstanding:
         holding += cards
         due += cards if held >= goal else 0
     return Outstanding(stamps, rewards, holding, due)
-
-
-def feedback_figures(
-    *, session: Session, merchant: Merchant, period: Period, k: int
-) -> dict[str, Any] | None:
-    """The feedback area's summary for the period (CSAT, average rating, NPS), if installed."""
-    try:
-        from app.feedback.service import figures
-    except ImportError:  # the feedback area is optional for analytics
-        return None
-    tz = zone(merchant.timezone)
-    start, end = (
-        datetime.combine(day_date(d), time(0), tz).astimezone(UTC)
-        for d in (period.start, period.end)
-    )
-    assert merchant.id is not None
-    result: dict[str, Any] = figures(
-        session=session, merchant_id=merchant.id, start=start, end=end, k=k
-    )
-    return result

@@ -16,20 +16,22 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.claims.exceptions import ClaimGone
 from app.claims.models import ClaimCode
-from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
-from app.merchants.models import Device, Merchant, Program
-from app.tokens.crypto import Keyring, b32encode, keyed_hash
+from app.claims.schemas import ClaimMerchant, ClaimProgram, ClaimResult
+from app.errors import Conflict, NotFound, Unprocessable
+from app.ledger.service import Command, Outcome
+from app.ledger.writer import LedgerWriter, WriterProcess
+from app.merchants.exceptions import DeviceRevoked, UnknownDevice
+from app.merchants.models import Merchant, Program
+from app.merchants.service import paired_device
+from app.tokens.cards import CardKey
+from app.tokens.crypto import Keyring, b32encode, holder_for, keyed_hash
 
 CODE_CHARS = 20
 _CODE = re.compile(rf"[A-Z2-7]{{{CODE_CHARS}}}")
 # Expired and used codes are kept a day (the till may still ask about one), then swept.
 KEEP = timedelta(days=1)
-
-
-class ClaimGone(AppError):
-    status = 410
-    title = "Code no longer valid"
 
 
 @dataclass(frozen=True)
@@ -72,22 +74,12 @@ def _program(session: Session, merchant_id: int, program_id: int | None) -> Prog
     return program
 
 
-def _check_device(session: Session, device_id: int) -> None:
-    device = session.get(Device, device_id)
-    if device is None or device.revoked_at is not None:
-        raise Unauthorized(
-            "This device was revoked by the shop owner. Pair it again to keep using it.",
-            title="Device revoked",
-            code="device-revoked",
-        )
-
-
 def create_claim(
     *, session: Session, keyring: Keyring, merchant_id: int, device_id: int, count: int,
     program_id: int | None, idempotency_key: str | None, now: datetime, ttl_seconds: int,
 ) -> NewClaim:  # fmt: skip
     """Make a single-use code worth `count` stamps in a program of the device's merchant."""
-    _check_device(session, device_id)
+    paired_device(session=session, device_id=device_id, challenge=False)
     code = _new_code(keyring, merchant_id, idempotency_key)
     hashed = code_hash(keyring, code)
     if idempotency_key is not None:
@@ -161,3 +153,53 @@ def find_claim(*, session: Session, keyring: Keyring, code: str) -> tuple[ClaimC
             code="unknown-claim",
         )
     return row[0], row[1]
+
+
+@dataclass(frozen=True)
+class PendingClaim:
+    """A scanned code, found, as the ledger command that books its stamps on this card."""
+
+    command: Command
+    merchant: Merchant
+
+
+def prepare_claim(
+    *, session: Session, keyring: Keyring, code: str, card: CardKey, now: datetime
+) -> PendingClaim:
+    """Find the code and turn it into the claim command for this card (nothing is written)."""
+    found, merchant = find_claim(session=session, keyring=keyring, code=code)
+    assert merchant.id is not None
+    command = Command(
+        op="claim",
+        merchant_id=merchant.id,
+        device_id=found.device_id,
+        now=now,
+        holder=holder_for(keyring, card.card_id, merchant.id),
+        card_ref=card.ref,
+        program_id=found.program_id,
+        count=found.count,
+        claim_hash=found.code_hash,
+    )
+    return PendingClaim(command, merchant)
+
+
+async def claim(*, writer: LedgerWriter | WriterProcess, pending: PendingClaim) -> Outcome:
+    """Book the code's stamps on the card, once, through the ledger writer."""
+    try:
+        return await writer.submit(pending.command)
+    except (DeviceRevoked, UnknownDevice):
+        # The till that made the code was unpaired since: the code died with it.
+        raise ClaimGone(
+            "This code is no longer valid. Ask at the till for a new one.", code="claim-revoked"
+        ) from None
+
+
+def claim_result(outcome: Outcome, merchant: Merchant) -> ClaimResult:
+    """What the card page shows after a claim: the new balance at that shop."""
+    return ClaimResult(
+        entry_id=outcome.body["entry_id"],
+        stamps=outcome.body["stamps"],
+        rewards_available=outcome.body["rewards_available"],
+        merchant=ClaimMerchant(slug=merchant.slug, name=merchant.name),
+        program=ClaimProgram(**outcome.body["program"]),
+    )

@@ -9,15 +9,14 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert
 
 from app.feedback.models import Feedback, ReviewClick
 from app.feedback.service import EDIT_WINDOW, VISIT_WINDOW, new_feedback_id
-from app.ledger.models import LedgerEntry
+from app.ledger import service as ledger
 
 feedback_table = Feedback.__table__  # type: ignore[attr-defined]
 click_table = ReviewClick.__table__  # type: ignore[attr-defined]
-ledger_table = LedgerEntry.__table__  # type: ignore[attr-defined]
 
 # (rating, comment, tags); a few comments show where personal data was taken out.
 SAMPLES: tuple[tuple[int, str, tuple[str, ...]], ...] = (
@@ -48,15 +47,7 @@ def seed_demo_feedback(
 ) -> int:
     """Feedback for about `share` of the holders with a visit in the last 30 days; returns how
     many were written. Review-link clicks for the last 90 days are added too."""
-    recent = conn.execute(
-        select(ledger_table.c.id, ledger_table.c.holder, ledger_table.c.created_at)
-        .where(
-            ledger_table.c.merchant_id == merchant_id,
-            ledger_table.c.kind == "stamp",
-            ledger_table.c.created_at >= now - VISIT_WINDOW,
-        )
-        .order_by(ledger_table.c.created_at.desc())
-    ).all()
+    recent = ledger.recent_stamps(conn, merchant_id=merchant_id, since=now - VISIT_WINDOW)
     latest: dict[str, Any] = {}
     for row in recent:
         latest.setdefault(row.holder, row)

@@ -54,3 +54,9 @@ class TooMuchFeedback(AppError):
 
 class InvalidFeedback(Unprocessable):
     """Input the schema cannot check alone: the comment's length, the merchant's tags."""
+
+
+class InvalidForm(Unprocessable):
+    """The form without JavaScript, refused where the API's schema refuses its body."""
+
+    title = "Invalid feedback"

@@ -1,13 +1,14 @@
 """Feedback API: give and change feedback with the card's token; a card's replies."""
 
-from typing import Annotated
+from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
-from sqlmodel import Session
+from fastapi import APIRouter, Request
 
 from app.db import SessionDep, WriteSessionDep
-from app.errors import AppError, problem_responses
+from app.dependencies import ClockDep
+from app.errors import problem_responses
 from app.feedback import service
+from app.feedback.dependencies import AttemptsDep, LimitsDep, card_in_body
 from app.feedback.models import Feedback
 from app.feedback.schemas import (
     CardFeedback,
@@ -20,54 +21,12 @@ from app.feedback.schemas import (
     ReplyOut,
 )
 from app.merchants.models import Merchant
-from app.tokens.crypto import TokenError, card_ref, find_card
-from app.tokens.dependencies import CardKey, ValidCard, load_card, parse_card
+from app.tokens.cards import load_card, parse_card
+from app.tokens.dependencies import KeyringDep, ValidCard
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 
 _RESPONSES = problem_responses(400, 401, 403, 404, 409, 410, 413, 422, 429)
-
-
-def feedback_limits() -> service.Limits:
-    """How much feedback is taken (tests override this dependency)."""
-    return service.Limits()
-
-
-def attempt_limiter(request: Request) -> service.AttemptLimiter:
-    """One in-memory limiter per app, made on first use."""
-    state = request.app.state
-    if not hasattr(state, "feedback_attempts"):
-        state.feedback_attempts = service.AttemptLimiter()
-    limiter: service.AttemptLimiter = state.feedback_attempts
-    return limiter
-
-
-LimitsDep = Annotated[service.Limits, Depends(feedback_limits)]
-AttemptsDep = Annotated[service.AttemptLimiter, Depends(attempt_limiter)]
-
-
-class NotACard(AppError):
-    status = 422
-    title = "Not a treu card"
-
-
-def card_in_body(request: Request, session: Session, token: str) -> CardKey:
-    """The card named in a body: a token or a card URL; unknown and deleted cards refused."""
-    keyring = request.app.state.keyring
-    try:
-        canonical, card_id = find_card(keyring, token)
-    except TokenError:
-        raise NotACard("This is not a treu card.", code="not-a-card") from None
-    key = CardKey(canonical, card_id, card_ref(keyring, card_id))
-    load_card(session, key)
-    return key
-
-
-def review_link(merchant: Merchant) -> str | None:
-    """The counting redirect to the merchant's public review page, if it has one."""
-    if service.review_target(merchant.review_url) is None:
-        return None
-    return f"/r/{merchant.slug}"
 
 
 def feedback_out(row: Feedback, merchant: Merchant, removed: tuple[str, ...]) -> FeedbackOut:
@@ -81,7 +40,7 @@ def feedback_out(row: Feedback, merchant: Merchant, removed: tuple[str, ...]) ->
         created_at=row.created_at.isoformat(),
         editable_until=service.editable_until(row).isoformat(),
         removed=list(removed),
-        review_link=review_link(merchant),
+        review_link=service.review_link(merchant),
         reply=row.reply,
         replied_at=row.replied_at.isoformat() if row.replied_at else None,
     )
@@ -92,6 +51,8 @@ def give_feedback(
     body: FeedbackIn,
     request: Request,
     session: WriteSessionDep,
+    keyring: KeyringDep,
+    clock: ClockDep,
     limits: LimitsDep,
     attempts: AttemptsDep,
 ) -> FeedbackOut:
@@ -104,11 +65,11 @@ def give_feedback(
     merchant = service.get_merchant(session=session, slug=body.merchant)
     given = service.give_feedback(
         session=session,
-        keyring=request.app.state.keyring,
+        keyring=keyring,
         merchant=merchant,
         card_id=card.card_id,
         fields=body,
-        now=request.app.state.clock(),
+        now=clock(),
         limits=limits,
         attempts=attempts,
     )
@@ -121,6 +82,8 @@ def edit_feedback(
     body: FeedbackEdit,
     request: Request,
     session: WriteSessionDep,
+    keyring: KeyringDep,
+    clock: ClockDep,
     limits: LimitsDep,
     attempts: AttemptsDep,
 ) -> FeedbackOut:
@@ -128,11 +91,11 @@ def edit_feedback(
     card = card_in_body(request, session, body.token)
     given = service.edit_feedback(
         session=session,
-        keyring=request.app.state.keyring,
+        keyring=keyring,
         feedback_id=feedback_id,
         card_id=card.card_id,
         fields=body,
-        now=request.app.state.clock(),
+        now=clock(),
         limits=limits,
         attempts=attempts,
     )
@@ -142,65 +105,55 @@ def edit_feedback(
 
 
 @router.get("/cards/{token}/feedback", response_model=CardFeedback, responses=_RESPONSES)
-def card_feedback(request: Request, card: ValidCard, session: SessionDep) -> CardFeedback:
+def card_feedback(
+    card: ValidCard, session: SessionDep, keyring: KeyringDep, clock: ClockDep
+) -> CardFeedback:
     """Per merchant where the card has a visit or feedback: may it give feedback, and the
     shop's replies (`unread` until marked read)."""
-    now = request.app.state.clock()
+    now = clock()
     threads = service.card_threads(
-        session=session, keyring=request.app.state.keyring, card_id=card.key.card_id, now=now
+        session=session, keyring=keyring, card_id=card.key.card_id, now=now
     )
-    return CardFeedback(
-        merchants=[
-            MerchantFeedback(
-                slug=t.merchant.slug,
-                name=t.merchant.name,
-                can_give_feedback=t.can_give,
-                can_edit_feedback=t.can_edit(now),
-                feedback_url=f"/c/{card.key.token}/feedback/{t.merchant.slug}",
-                replies=[
-                    ReplyOut(
-                        text=f.reply,
-                        replied_at=f.replied_at.isoformat(),
-                        unread=service.reply_unread(f),
-                        in_reply_to={
-                            "rating": f.rating,
-                            "comment": f.comment,
-                            "given_at": f.created_at.isoformat(),
-                        },
-                    )
-                    for f in t.history
-                    if f.reply is not None and f.replied_at is not None
-                ],
+    return CardFeedback(merchants=[_thread_out(t, now, card.key.token) for t in threads])
+
+
+def _thread_out(t: service.Thread, now: datetime, token: str) -> MerchantFeedback:
+    return MerchantFeedback(
+        slug=t.merchant.slug,
+        name=t.merchant.name,
+        can_give_feedback=t.can_give,
+        can_edit_feedback=t.can_edit(now),
+        feedback_url=f"/c/{token}/feedback/{t.merchant.slug}",
+        replies=[
+            ReplyOut(
+                text=f.reply,
+                replied_at=f.replied_at.isoformat(),
+                unread=service.reply_unread(f),
+                in_reply_to={
+                    "rating": f.rating,
+                    "comment": f.comment,
+                    "given_at": f.created_at.isoformat(),
+                },
             )
-            for t in threads
-        ]
+            for f in t.history
+            if f.reply is not None and f.replied_at is not None
+        ],
     )
 
 
 @router.post("/cards/{token}/feedback/read", responses=_RESPONSES)
 def mark_replies_read(
-    token: str, request: Request, session: WriteSessionDep, body: ReadIn | None = None
+    token: str,
+    session: WriteSessionDep,
+    keyring: KeyringDep,
+    clock: ClockDep,
+    body: ReadIn | None = None,
 ) -> dict[str, int]:
     """Mark the shops' replies as read (one shop's with `merchant`, else all)."""
-    key = parse_card(request.app.state.keyring, token)
+    key = parse_card(keyring, token)
     load_card(session, key)
-    if body is not None and body.merchant:
-        merchants = [service.get_merchant(session=session, slug=body.merchant)]
-    else:
-        merchants = [
-            t.merchant
-            for t in service.card_threads(
-                session=session,
-                keyring=request.app.state.keyring,
-                card_id=key.card_id,
-                now=request.app.state.clock(),
-            )
-        ]
-    marked = service.mark_replies_read(
-        session=session,
-        keyring=request.app.state.keyring,
-        card_id=key.card_id,
-        merchants=merchants,
-        now=request.app.state.clock(),
-    )
+    marked = service.mark_card_replies_read(
+        session=session, keyring=keyring, card_id=key.card_id,
+        slug=body.merchant if body is not None else None, now=clock(),
+    )  # fmt: skip
     return {"marked": marked}

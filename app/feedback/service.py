@@ -12,30 +12,33 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import ValidationError
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.analytics.kpis import Period
+from app.analytics.rollups import day_date
 from app.errors import NotFound
 from app.feedback import figures as feedback_figures
 from app.feedback.exceptions import (
     AlreadyGiven,
     EditWindowClosed,
     InvalidFeedback,
+    InvalidForm,
     NoRecentVisit,
     TooMuchFeedback,
 )
 from app.feedback.models import Feedback, FeedbackSettings, ReviewClick
 from app.feedback.schemas import COMMENT_CHARS, FeedbackFields
 from app.feedback.scrub import normalise, scrub
-from app.ledger.models import Balance, LedgerEntry
-from app.merchants.models import Merchant
-from app.merchants.service import merchant_zone
+from app.ledger import service as ledger
+from app.merchants.models import Merchant, merchant_zone
 from app.tokens.crypto import Keyring, holder_for
 
 
@@ -141,20 +144,10 @@ def get_merchant(*, session: Session, slug: str) -> Merchant:
 
 def latest_visit(*, session: Session, merchant_id: int, holder: str, now: datetime) -> Visit | None:
     """The holder's latest stamp or redemption here in the last 30 days that was not undone."""
-    rows = session.exec(
-        select(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.voids_entry_id, LedgerEntry.created_at)
-        .where(
-            LedgerEntry.merchant_id == merchant_id,
-            LedgerEntry.holder == holder,
-            col(LedgerEntry.created_at) >= now - VISIT_WINDOW,
-        )
-        .order_by(col(LedgerEntry.created_at).desc())
-    ).all()
-    voided = {voids for _id, kind, voids, _at in rows if kind == "void" and voids}
-    for entry_id, kind, _voids, at in rows:
-        if kind in VISIT_KINDS and entry_id not in voided:
-            return Visit(entry_id, at)
-    return None
+    found = ledger.latest_visit(
+        session=session, merchant_id=merchant_id, holder=holder, since=now - VISIT_WINDOW
+    )
+    return None if found is None else Visit(*found)
 
 
 # --- tags --------------------------------------------------------------------------------
@@ -403,19 +396,32 @@ def card_threads(
     holders = {holder_for(keyring, card_id, m): m for m in merchants}
     if not holders:
         return []
-    visited = session.exec(
-        select(Balance.merchant_id, Balance.holder).where(col(Balance.holder).in_(list(holders)))
-    ).all()
     given = session.exec(
         select(Feedback.merchant_id, Feedback.holder).where(col(Feedback.holder).in_(list(holders)))
     ).all()
     # A holder is only meaningful at its own merchant.
-    ids = {m for m, h in [*visited, *given] if holders.get(h) == m}
+    ids = ledger.visited(session=session, holders=holders) | {
+        m for m, h in given if holders.get(h) == m
+    }
     found = [
         thread(session=session, keyring=keyring, merchant=merchants[m], card_id=card_id, now=now)
         for m in ids
     ]
     return sorted(found, key=lambda t: t.merchant.name.lower())
+
+
+def mark_card_replies_read(
+    *, session: Session, keyring: Keyring, card_id: bytes, slug: str | None, now: datetime
+) -> int:
+    """Mark the replies to this card as read: one shop's (by slug), or every shop's."""
+    if slug:
+        merchants = [get_merchant(session=session, slug=slug)]
+    else:
+        threads = card_threads(session=session, keyring=keyring, card_id=card_id, now=now)
+        merchants = [t.merchant for t in threads]
+    return mark_replies_read(
+        session=session, keyring=keyring, card_id=card_id, merchants=merchants, now=now
+    )
 
 
 def mark_replies_read(
@@ -483,6 +489,71 @@ def forget_card(*, session: Session, keyring: Keyring, card_id: bytes) -> int:
     return deleted
 
 
+# --- the form without JavaScript ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedbackForm:
+    """The feedback form as posted without JavaScript: every field as typed."""
+
+    rating: str = ""
+    recommend: str = ""
+    comment: str = ""
+    tags: list[str] = field(default_factory=list)
+    feedback_id: str = ""
+
+    def entered(self) -> dict[str, Any]:
+        """What the form shows again when it is refused."""
+        return {
+            "rating": int(self.rating) if self.rating.isdigit() else None,
+            "recommend": int(self.recommend) if self.recommend.isdigit() else None,
+            "comment": self.comment,
+            "tags": self.tags,
+        }
+
+
+# Why the schema refused a form, by the field it names first.
+FORM_PROBLEMS = {
+    "rating": N_("Please choose how your visit was, from 1 to 5."),
+    "recommend": N_("Please choose a number from 0 to 10, or none."),
+    "comment": N_("A comment has at most 500 characters."),
+}
+
+
+def send_form(
+    *,
+    session: Session,
+    keyring: Keyring,
+    merchant: Merchant,
+    card_id: bytes,
+    form: FeedbackForm,
+    now: datetime,
+    limits: Limits,
+    attempts: AttemptLimiter,
+) -> Given:
+    """Check the form as the API checks its body, then give the feedback (or change it, when
+    the form names it)."""
+    try:
+        fields = FeedbackFields(
+            rating=form.rating or 0,
+            recommend=form.recommend or None,
+            comment=form.comment,
+            tags=form.tags,
+        )
+    except ValidationError as exc:
+        field_name = str(exc.errors()[0]["loc"][0])
+        raise InvalidForm(FORM_PROBLEMS.get(field_name, FORM_PROBLEMS["comment"])) from None
+    if form.feedback_id:
+        return edit_feedback(
+            session=session, keyring=keyring, feedback_id=form.feedback_id, card_id=card_id,
+            fields=fields, now=now, limits=limits, attempts=attempts,
+        )  # fmt: skip
+    return give_feedback(
+        session=session, keyring=keyring, merchant=merchant, card_id=card_id, fields=fields,
+        now=now, limits=limits, attempts=attempts,
+    )  # fmt: skip
+
+
 # --- the merchant's inbox ----------------------------------------------------------------
 
 
@@ -514,6 +585,40 @@ def inbox(*, session: Session, merchant_id: int, where: InboxFilter) -> tuple[li
         .limit(INBOX_PAGE + 1)
     ).all()
     return list(rows[:INBOX_PAGE]), len(rows) > INBOX_PAGE
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    """One page of the merchant's inbox, with the figures of the last `days` days."""
+
+    rows: list[Feedback]
+    more: bool
+    unread: set[str]
+    unread_total: int
+    figures: dict[str, Any]
+    tags: list[str]
+
+
+def inbox_page(
+    *, session: Session, merchant_id: int, where: InboxFilter, days: int, now: datetime, k: int
+) -> InboxPage:
+    """What the inbox shows: the page of feedback, what of it is new, and the figures."""
+    rows, more = inbox(session=session, merchant_id=merchant_id, where=where)
+    return InboxPage(
+        rows=rows,
+        more=more,
+        unread={r.id for r in rows if r.read_at is None},
+        unread_total=unread_count(session=session, merchant_id=merchant_id),
+        figures=figures(
+            # Up to and including this second.
+            session=session,
+            merchant_id=merchant_id,
+            start=now - timedelta(days=days),
+            end=now + timedelta(seconds=1),
+            k=k,
+        ),
+        tags=merchant_tags(session=session, merchant_id=merchant_id),
+    )
 
 
 def unread_count(*, session: Session, merchant_id: int) -> int:
@@ -652,3 +757,23 @@ def figures(
     return feedback_figures.summarise(
         rated, start=start, end=end, tz=zone, k=k, clicks_by_day=clicks
     )
+
+
+def review_link(merchant: Merchant) -> str | None:
+    """The counting redirect to the merchant's public review page, if it has one."""
+    if review_target(merchant.review_url) is None:
+        return None
+    return f"/r/{merchant.slug}"
+
+
+def period_figures(
+    *, session: Session, merchant: Merchant, period: Period, k: int
+) -> dict[str, Any]:
+    """The dashboard's feedback summary for a period of local days (CSAT, rating, NPS)."""
+    zone = merchant_zone(merchant)
+    start, end = (
+        datetime.combine(day_date(d), time(0), zone).astimezone(UTC)
+        for d in (period.start, period.end)
+    )
+    assert merchant.id is not None
+    return figures(session=session, merchant_id=merchant.id, start=start, end=end, k=k)

@@ -1,5 +1,7 @@
 """Ledger API bodies."""
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -31,3 +33,17 @@ class EntryOut(BaseModel):
     rewards_available: int
     program: ProgramOut
     voids_entry_id: str | None = None
+
+
+class CardBalanceOut(BaseModel):
+    program_id: int
+    stamps: int
+    rewards_available: int
+    # Seconds until this card may be stamped again in this program (0: now).
+    cooldown_remaining: int
+    last_stamp_at: datetime | None
+
+
+class TillCardOut(BaseModel):
+    token: str
+    balances: list[CardBalanceOut]

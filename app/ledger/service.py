@@ -7,22 +7,39 @@ the single entry a void names: the stamp path costs the same however long the le
 """
 
 import json
-import secrets
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
 
-from app.analytics.service import record_entries
 from app.claims.models import ClaimCode
 from app.db import Prepared, in_list, in_values
-from app.errors import AppError, Conflict, NotFound, Unauthorized, Unprocessable
+from app.errors import AppError, Conflict, NotFound, Unprocessable
 from app.ledger import exceptions
-from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
-from app.merchants.models import Device, Program
+from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry, new_entry_id
+from app.ledger.projections import forget_holder, record_entries
+from app.ledger.schemas import CardBalanceOut
+from app.merchants.exceptions import DeviceRevoked, UnknownDevice
+from app.merchants.models import Device, Merchant, Program
+from app.tokens.exceptions import CardDeleted, UnknownCard
 from app.tokens.models import Card
 
 balance = Balance.__table__  # type: ignore[attr-defined]
@@ -31,7 +48,10 @@ idempotency = IdempotencyRecord.__table__  # type: ignore[attr-defined]
 device_table = Device.__table__  # type: ignore[attr-defined]
 program_table = Program.__table__  # type: ignore[attr-defined]
 card_table = Card.__table__  # type: ignore[attr-defined]
+merchant_table = Merchant.__table__  # type: ignore[attr-defined]
 
+# A ledger entry's id: 32 hex digits (new_entry_id).
+ENTRY_ID = re.compile(r"[0-9a-f]{32}")
 # A cooldown reset to this instant lets an undone stamp be stamped again at once.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -246,16 +266,6 @@ def _key(merchant_id: int, program_id: int, holder: str | None) -> dict[str, Any
     return {"k_merchant_id": merchant_id, "k_program_id": program_id, "k_holder": holder}
 
 
-def new_entry_id(at: datetime, suffix: bytes | None = None) -> str:
-    """32 hex digits: the entry's second (as created_at stores it), then 96 random bits.
-
-    New entries go to the end of the ledger's id index instead of anywhere in it: a commit
-    writes one page fewer per stamp (bench/). The id tells nothing created_at does not: entries
-    of the same second are in random order, at every merchant.
-    """
-    return f"{int(at.timestamp()):08x}{(suffix or secrets.token_bytes(12)).hex()}"
-
-
 _MISSING = object()
 
 
@@ -401,13 +411,9 @@ class Batch:
             row = _SELECT_DEVICE.first(self.conn, {"device_id": cmd.device_id})
             self.devices[cmd.device_id] = row if row is not None else _MISSING
         if row is None or row is _MISSING or row.merchant_id != cmd.merchant_id:
-            raise Unauthorized("This device is not paired with treu.", code="unknown-device")
+            raise UnknownDevice(challenge=False)
         if row.revoked_at is not None:
-            raise Unauthorized(
-                "This device was revoked by the shop owner. Pair it again to keep using it.",
-                title="Device revoked",
-                code="device-revoked",
-            )
+            raise DeviceRevoked(challenge=False)
 
     def _replay(self, cmd: Command, marker: tuple[int, str]) -> Outcome | None:
         found = self.replays.get(marker)
@@ -449,24 +455,15 @@ class Batch:
 
     def check_card(self, card_ref: str | None) -> None:
         if card_ref is None:
-            raise NotFound(
-                "This card is not known here.", title="Unknown card", code="unknown-card"
-            )
+            raise UnknownCard()
         if card_ref not in self.cards:
             rows = _cards(self.conn, [card_ref])
             self.cards[card_ref] = rows[0].deleted_day if rows else _MISSING
         deleted = self.cards[card_ref]
         if deleted is _MISSING:
-            raise NotFound(
-                "This card is not known here.", title="Unknown card", code="unknown-card"
-            )
+            raise UnknownCard()
         if deleted is not None:
-            raise exceptions.LedgerRefusal(
-                "This card was deleted by its owner.",
-                status=410,
-                title="Card deleted",
-                code="card-deleted",
-            )
+            raise CardDeleted()
 
     def program(self, merchant_id: int, program_id: int | None) -> Any:
         key = (merchant_id, program_id)
@@ -738,3 +735,248 @@ def _claim_again(batch: Batch, cmd: Command) -> Outcome:
     outcome.headers["Idempotent-Replayed"] = "true"
     outcome.replayed = True
     return outcome
+
+
+# --- the owner's changes to a program -------------------------------------------------------
+
+
+def scaled_stamps(stamps: int, old_required: int, new_required: int) -> int:
+    """A card's stamps when the goal rises: the same share of the way, rounded in the card's
+    favour, so no progress is lost and a full card stays full (5 of 10 → 6 of 12)."""
+    if new_required <= old_required or stamps <= 0:
+        return stamps
+    return -(-stamps * new_required // old_required)
+
+
+@dataclass(frozen=True)
+class _Goal:
+    id: int
+    stamps_required: int
+
+
+def adjust_balances(
+    *,
+    session: Session,
+    merchant_id: int,
+    program_id: int,
+    old_required: int,
+    new_required: int,
+    now: datetime,
+) -> int:
+    """Scale every card's stamps up to a program's new goal; the number of cards changed.
+
+    One adjustment entry per card, so the ledger still adds up to the balances, and the rollups
+    move with them in the same transaction. Rows are locked in the ledger writer's order
+    (merchant, program, holder), so a concurrent stamp waits instead of deadlocking.
+    """
+    rows = session.execute(
+        select(balance.c.holder, balance.c.stamps)
+        .where(
+            balance.c.merchant_id == merchant_id,
+            balance.c.program_id == program_id,
+            balance.c.stamps > 0,
+        )
+        .order_by(balance.c.holder)
+        .with_for_update()
+    ).all()
+    changes = [
+        (row.holder, row.stamps, scaled_stamps(row.stamps, old_required, new_required))
+        for row in rows
+    ]
+    changes = [c for c in changes if c[2] != c[1]]
+    if not changes:
+        return 0
+    session.execute(
+        update(balance)
+        .where(
+            balance.c.merchant_id == merchant_id,
+            balance.c.program_id == program_id,
+            balance.c.holder == bindparam("b_holder"),
+            balance.c.stamps == bindparam("b_old"),
+        )
+        .values(stamps=bindparam("b_new")),
+        [{"b_holder": h, "b_old": old, "b_new": new} for h, old, new in changes],
+    )
+    entries = [
+        {
+            "id": new_entry_id(now), "merchant_id": merchant_id, "program_id": program_id,
+            "holder": h, "kind": "adjustment", "delta": new - old, "device_id": None,
+            "idempotency_key": None, "voids_entry_id": None, "created_at": now,
+        }
+        for h, old, new in changes
+    ]  # fmt: skip
+    conn = session.connection()
+    _INSERT_ENTRY.many(conn, entries)
+    record_entries(conn, entries, [_Goal(program_id, new_required)])
+    return len(changes)
+
+
+# --- what other packages read and delete (none of them imports the ledger's tables) --------------
+
+_SELECT_SHOPS = (
+    select(
+        balance,
+        program_table.c.name.label("program_name"),
+        program_table.c.stamps_required,
+        program_table.c.reward_text,
+        merchant_table.c.slug,
+        merchant_table.c.name.label("merchant_name"),
+    )
+    .join(program_table, program_table.c.id == balance.c.program_id)
+    .join(merchant_table, merchant_table.c.id == balance.c.merchant_id)
+    .where(balance.c.holder.in_(bindparam("holders", expanding=True)))
+    .order_by(balance.c.last_visit_at.desc())
+)
+
+
+def card_balances(db: Session | Connection, holders: Mapping[str, int]) -> list[Any]:
+    """A card's balances at every merchant, given its holders (holder → merchant id), the latest
+    visit first: the balance's columns, then program_name, stamps_required, reward_text, slug
+    and merchant_name. Core statements, not the ORM: the open card page asks every few seconds."""
+    if not holders:
+        return []
+    rows = db.execute(_SELECT_SHOPS, {"holders": list(holders)}).all()
+    # A holder is only meaningful at its own merchant.
+    return [r for r in rows if holders.get(r.holder) == r.merchant_id]
+
+
+def balances_at(*, session: Session, merchant_id: int, holder: str) -> dict[int, Balance]:
+    """One card's balances at one merchant, by program id."""
+    query = select_rows(Balance).where(
+        col(Balance.merchant_id) == merchant_id, col(Balance.holder) == holder
+    )
+    return {b.program_id: b for b in session.exec(query).all()}
+
+
+def card_entries(*, session: Session, holders: Mapping[str, int]) -> list[LedgerEntry]:
+    """A card's ledger entries at every merchant, given its holders, oldest first."""
+    if not holders:
+        return []
+    entries = session.exec(
+        select_rows(LedgerEntry)
+        .where(col(LedgerEntry.holder).in_(list(holders)))
+        .order_by(col(LedgerEntry.created_at))
+    ).all()
+    return [e for e in entries if holders.get(e.holder) == e.merchant_id]
+
+
+def latest_visit(
+    *, session: Session, merchant_id: int, holder: str, since: datetime
+) -> tuple[str, datetime] | None:
+    """The holder's latest stamp or redemption here since then that was not undone: its entry
+    id and time."""
+    rows = session.execute(
+        select(ledger.c.id, ledger.c.kind, ledger.c.voids_entry_id, ledger.c.created_at)
+        .where(
+            ledger.c.merchant_id == merchant_id,
+            ledger.c.holder == holder,
+            ledger.c.created_at >= since,
+        )
+        .order_by(ledger.c.created_at.desc())
+    ).all()
+    voided = {voids for _id, kind, voids, _at in rows if kind == "void" and voids}
+    for entry_id, kind, _voids, at in rows:
+        if kind in ("stamp", "redemption") and entry_id not in voided:
+            return entry_id, at
+    return None
+
+
+def visited(*, session: Session, holders: Mapping[str, int]) -> set[int]:
+    """The merchants where a card (given its holders) has a balance."""
+    if not holders:
+        return set()
+    rows = session.execute(
+        select(balance.c.merchant_id, balance.c.holder).where(balance.c.holder.in_(list(holders)))
+    ).all()
+    return {m for m, h in rows if holders.get(h) == m}
+
+
+def merchant_entries(
+    *, session: Session, merchant_id: int, start: datetime, end: datetime, chunk: int = 1000
+) -> Iterator[Any]:
+    """A merchant's ledger entries from start to before end, oldest first (streamed)."""
+    query = (
+        select(
+            ledger.c.id, ledger.c.created_at, ledger.c.kind, ledger.c.delta, ledger.c.program_id,
+            ledger.c.holder, ledger.c.device_id, ledger.c.voids_entry_id,
+        )
+        .where(
+            ledger.c.merchant_id == merchant_id,
+            ledger.c.created_at >= start,
+            ledger.c.created_at < end,
+        )
+        .order_by(ledger.c.created_at, ledger.c.id)
+        .execution_options(yield_per=chunk)
+    )  # fmt: skip
+    yield from session.execute(query)
+
+
+def recent_stamps(conn: Connection, *, merchant_id: int, since: datetime) -> list[Any]:
+    """A merchant's stamp entries since then, the latest first: id, holder, created_at."""
+    return list(
+        conn.execute(
+            select(ledger.c.id, ledger.c.holder, ledger.c.created_at)
+            .where(
+                ledger.c.merchant_id == merchant_id,
+                ledger.c.kind == "stamp",
+                ledger.c.created_at >= since,
+            )
+            .order_by(ledger.c.created_at.desc())
+        ).all()
+    )
+
+
+def forget_card(*, session: Session, holders: Mapping[str, int]) -> None:
+    """Delete a card's balances and ledger entries at every merchant (its holders given).
+
+    Its entries go too: entries left without a balance would mark, at each shop, the records
+    of a deleted card, and a single deletion would link its records across shops. The shops
+    keep what it contributed only as counts in their rollups (forget_holder).
+    """
+    conn = session.connection()
+    for holder, merchant_id in holders.items():
+        mine = (balance.c.merchant_id == merchant_id, balance.c.holder == holder)
+        held = conn.execute(select(balance.c.program_id, balance.c.stamps).where(*mine)).all()
+        forget_holder(conn, merchant_id=merchant_id, holder=holder, held=[(p, s) for p, s in held])
+        conn.execute(delete(balance).where(*mine))
+        conn.execute(
+            delete(ledger).where(ledger.c.merchant_id == merchant_id, ledger.c.holder == holder)
+        )
+
+
+def import_history(
+    conn: Connection, *, balances: list[dict[str, Any]], entries: list[dict[str, Any]]
+) -> None:
+    """Write past balances and entries as given (the demo's months of history). The rollups are
+    not kept here: rebuild_rollups() recomputes them once the whole history is in."""
+    if balances:
+        conn.execute(insert(balance), balances)
+    if entries:
+        conn.execute(insert(ledger), entries)
+
+
+def till_card(
+    *, session: Session, merchant_id: int, programs: list[Program], holder: str, now: datetime
+) -> list[CardBalanceOut]:
+    """What a till shows right after a scan: the card's stamps here per program (a paused
+    program only while the card still holds stamps in it), and how long its cooldown lasts."""
+    balances = balances_at(session=session, merchant_id=merchant_id, holder=holder)
+    out = []
+    for program in programs:
+        assert program.id is not None
+        found = balances.get(program.id)
+        if not program.active and (found is None or found.stamps == 0):
+            continue
+        stamps = found.stamps if found else 0
+        waited = (now - found.last_stamp_at).total_seconds() if found else None
+        remaining = 0 if waited is None else max(0, int(program.cooldown_seconds - waited))
+        out.append(
+            CardBalanceOut(
+                program_id=program.id,
+                stamps=stamps,
+                rewards_available=stamps // program.stamps_required,
+                cooldown_remaining=remaining,
+                last_stamp_at=found.last_stamp_at if found else None,
+            )
+        )
+    return out

@@ -22,10 +22,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from app.db import SessionDep
-from app.errors import AppError, wants_html
+from app.dependencies import now_of, settings_of
+from app.errors import wants_html
+from app.merchants.exceptions import CsrfRefused, LoginRequired
 from app.merchants.models import LoginThrottle, Merchant, Owner, OwnerSession
 from app.merchants.service import hash_password, verify_password
 from app.tokens.crypto import keyed_hash
+from app.tokens.dependencies import keyring_of
 
 SESSION_COOKIE = "treu_owner"
 # Before login there is no session to bind the login form's CSRF token to; this cookie is it.
@@ -42,25 +45,8 @@ MAX_DELAY_SECONDS = 15 * 60
 FAILURE_MEMORY = timedelta(hours=24)
 
 
-class LoginRequired(AppError):
-    """No valid owner session: browsers are sent to the login page, API callers get 401."""
-
-    status = 401
-    title = "Please log in"
-
-
-class CsrfRefused(AppError):
-    status = 403
-    title = "Form expired"
-
-
-class OwnerForbidden(AppError):
-    status = 403
-    title = "Not yours"
-
-
 def _keyed(request: Request, person: bytes, value: str) -> str:
-    key: bytes = request.app.state.keyring.session_key
+    key = keyring_of(request).session_key
     return keyed_hash(key, person, value.encode(), size=32).hex()
 
 
@@ -76,14 +62,9 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def now_of(request: Request) -> datetime:
-    now: datetime = request.app.state.clock()
-    return now
-
-
 def is_secure(request: Request) -> bool:
     """Secure cookies behind HTTPS: the request's scheme, or a public URL that says https."""
-    public_url: str = request.app.state.settings.public_url
+    public_url = settings_of(request).public_url
     return request.url.scheme == "https" or public_url.startswith("https://")
 
 
@@ -339,3 +320,37 @@ def check_password(owner: Owner | None, password: str) -> bool:
 
 def find_owner(*, session: Session, email: str) -> Owner | None:
     return session.exec(select(Owner).where(Owner.email == normalize_email(email))).first()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A password tried for an owner's e-mail address: the owner when it was right."""
+
+    owner: Owner | None
+    wait: int = 0  # refused before the password was looked at: the next try after this many s
+    delay: int = 0  # the password was wrong: the next try waits this long (0: at once)
+
+
+def attempt_password(
+    *,
+    read: Session,
+    write: Session,
+    request: Request,
+    email: str,
+    password: str,
+    now: datetime,
+    owner: Owner | None = None,
+) -> Attempt:
+    """Check a password against the owner of `email` (or the owner given), throttled per keyed
+    e-mail address. A right password does not clear the failures: the caller does that once
+    what the password was for has succeeded (forget_failures)."""
+    email_key = email_hash(request, email)
+    wait = wait_seconds(session=read, email_key=email_key, now=now)
+    if wait:
+        # Refused without looking at the password: guessing during the wait learns nothing.
+        return Attempt(None, wait=wait)
+    if owner is None and len(email) <= 254:
+        owner = find_owner(session=read, email=email)
+    if not check_password(owner, password[:1000]) or owner is None:
+        return Attempt(None, delay=record_failure(session=write, email_key=email_key, now=now))
+    return Attempt(owner)

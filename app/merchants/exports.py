@@ -12,12 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy
 from sqlmodel import Session, select
 
-from app.ledger.models import LedgerEntry
-from app.merchants.models import Device, Merchant, Program
-from app.merchants.service import merchant_zone
+from app.ledger import service as ledger
+from app.merchants.models import Device, Merchant, Program, merchant_zone
 
 LEDGER_COLUMNS = (
     "entry_id", "time", "kind", "stamps", "program_id", "program", "holder", "device_id",
@@ -71,17 +69,11 @@ def ledger_rows(
         d.id: d.label
         for d in session.exec(select(Device).where(Device.merchant_id == merchant.id)).all()
     }
-    entry = LedgerEntry.__table__.c  # type: ignore[attr-defined]
-    query = (
-        sqlalchemy.select(
-            entry.id, entry.created_at, entry.kind, entry.delta, entry.program_id, entry.holder,
-            entry.device_id, entry.voids_entry_id,
-        )
-        .where(entry.merchant_id == merchant.id, entry.created_at >= lo, entry.created_at < hi)
-        .order_by(entry.created_at, entry.id)
-        .execution_options(yield_per=CHUNK_ROWS)
-    )  # fmt: skip
-    for row in session.execute(query):
+    assert merchant.id is not None
+    rows = ledger.merchant_entries(
+        session=session, merchant_id=merchant.id, start=lo, end=hi, chunk=CHUNK_ROWS
+    )
+    for row in rows:
         created = row.created_at
         if created.tzinfo is None:
             created = created.replace(tzinfo=UTC)

@@ -1,6 +1,7 @@
 """Merchant-owned tables: every one leads with merchant_id (the shard key)."""
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel import Field, SQLModel
 
@@ -99,3 +100,11 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = 0
     last_failure_at: datetime
     locked_until: datetime | None = None
+
+
+def merchant_zone(merchant: Merchant) -> ZoneInfo:
+    """The shop's time zone (its local days and hours); UTC if the stored name is unknown."""
+    try:
+        return ZoneInfo(merchant.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

@@ -15,6 +15,7 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from app.errors import AppError, NotFound
+from app.merchants.exceptions import PairingRefused
 from app.merchants.models import Device, Merchant, PairingCode
 from app.merchants.service import create_device
 
@@ -24,13 +25,6 @@ CODE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CODE_CHARS = 12  # 60 bits: unguessable in ten minutes, still short enough to type
 # Old codes are kept a day (so "used" and "expired" can be told apart), then removed.
 KEEP_USED_CODES = timedelta(days=1)
-
-
-class PairingRefused(AppError):
-    """A pairing code that cannot be redeemed; nothing was written."""
-
-    status = 410
-    title = "Pairing code not valid"
 
 
 @dataclass(frozen=True)

@@ -6,23 +6,17 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nacl.pwhash
 from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
-from app.errors import AppError, NotFound
-from app.ledger.models import Balance, LedgerEntry
-from app.ledger.service import new_entry_id
+from app.errors import NotFound
+from app.ledger import service as ledger
+from app.merchants.exceptions import DeviceRevoked, MerchantError, UnknownDevice
 from app.merchants.models import Device, Merchant, Owner, Program, ProgramBase
 
 DEVICE_SECRET_PREFIX = "treu_dev_"
-
-
-class MerchantError(AppError):
-    """A merchant, program or device request that cannot be carried out."""
 
 
 @dataclass(frozen=True)
@@ -124,14 +118,6 @@ def create_merchant(
     return NewMerchant(merchant, program, email, password)
 
 
-def merchant_zone(merchant: Merchant) -> ZoneInfo:
-    """The shop's time zone (its local days and hours); UTC if the stored name is unknown."""
-    try:
-        return ZoneInfo(merchant.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def get_merchant(*, session: Session, slug: str) -> Merchant:
     merchant = session.exec(select(Merchant).where(Merchant.slug == slug)).first()
     if merchant is None:
@@ -182,6 +168,26 @@ def find_device(*, session: Session, secret: str) -> Device | None:
     return session.exec(query).first()
 
 
+def paired_device(*, session: Session, device_id: int, challenge: bool = True) -> Device:
+    """The device as it is now: UnknownDevice or DeviceRevoked when it may not act."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise UnknownDevice(challenge=challenge)
+    if device.revoked_at is not None:
+        raise DeviceRevoked(challenge=challenge)
+    return device
+
+
+def till_programs(*, session: Session, merchant_id: int) -> list[Program]:
+    """The programs a till offers: active ones first, each in the order they were made."""
+    query = (
+        select(Program)
+        .where(Program.merchant_id == merchant_id)
+        .order_by(col(Program.active).desc(), col(Program.id))
+    )
+    return list(session.exec(query).all())
+
+
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -219,14 +225,6 @@ def get_program(*, session: Session, merchant: Merchant, program_id: int) -> Pro
     return program
 
 
-def scaled_stamps(stamps: int, old_required: int, new_required: int) -> int:
-    """A card's stamps when the goal rises: the same share of the way, rounded in the card's
-    favour, so no progress is lost and a full card stays full (5 of 10 → 6 of 12)."""
-    if new_required <= old_required or stamps <= 0:
-        return stamps
-    return -(-stamps * new_required // old_required)
-
-
 def update_program(
     *,
     session: Session,
@@ -260,64 +258,20 @@ def update_program(
         raise MerchantError("reward_text: the reward needs a description", status=422)
     rescaled = 0
     if rules.stamps_required > program.stamps_required:
-        rescaled = _rescale_balances(
-            session, program, program.stamps_required, rules.stamps_required, now
+        assert program.id is not None
+        rescaled = ledger.adjust_balances(
+            session=session,
+            merchant_id=program.merchant_id,
+            program_id=program.id,
+            old_required=program.stamps_required,
+            new_required=rules.stamps_required,
+            now=now,
         )
     for field, value in rules.model_dump().items():
         setattr(program, field, value)
     session.add(program)
     session.flush()
     return ProgramChange(program, rescaled)
-
-
-def _rescale_balances(
-    session: Session, program: Program, old_required: int, new_required: int, now: datetime
-) -> int:
-    """Scale every card's stamps up to the new goal, with one adjustment entry per card so the
-    ledger still adds up to the balances. Rows are locked in the ledger writer's order
-    (merchant, program, holder), so a concurrent stamp waits instead of deadlocking."""
-    balance = Balance.__table__  # type: ignore[attr-defined]
-    rows = session.execute(
-        select(balance.c.holder, balance.c.stamps)
-        .where(
-            balance.c.merchant_id == program.merchant_id,
-            balance.c.program_id == program.id,
-            balance.c.stamps > 0,
-        )
-        .order_by(balance.c.holder)
-        .with_for_update()
-    ).all()
-    changes = [
-        (row.holder, row.stamps, scaled_stamps(row.stamps, old_required, new_required))
-        for row in rows
-    ]
-    changes = [c for c in changes if c[2] != c[1]]
-    if not changes:
-        return 0
-    session.execute(
-        update(balance)
-        .where(
-            balance.c.merchant_id == program.merchant_id,
-            balance.c.program_id == program.id,
-            balance.c.holder == bindparam("b_holder"),
-            balance.c.stamps == bindparam("b_old"),
-        )
-        .values(stamps=bindparam("b_new")),
-        [{"b_holder": h, "b_old": old, "b_new": new} for h, old, new in changes],
-    )
-    session.execute(
-        insert(LedgerEntry.__table__),  # type: ignore[attr-defined]
-        [
-            {
-                "id": new_entry_id(now), "merchant_id": program.merchant_id,
-                "program_id": program.id, "holder": h, "kind": "adjustment",
-                "delta": new - old, "device_id": None, "idempotency_key": None,
-                "voids_entry_id": None, "created_at": now,
-            }
-            for h, old, new in changes
-        ],
-    )  # fmt: skip
-    return len(changes)
 
 
 def set_program_active(

@@ -1,28 +1,16 @@
-"""Card routes: create, view, QR, export, delete, restore; the public verify keys."""
-
-from datetime import date
-from typing import Any
+"""Card routes: create, restore, view, QR, export, delete; the public verify keys."""
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, Row
-from sqlmodel import Session
-from starlette.datastructures import State
 
-from app.db import SessionDep, WriteSessionDep, write_engine
+from app.config import Settings
+from app.db import SessionDep, WriteSessionDep
+from app.dependencies import ClockDep, SettingsDep
 from app.errors import problem_responses
 from app.tokens import crypto, qr, service
-from app.tokens.crypto import Keyring
-from app.tokens.dependencies import CardKey, ValidCard, load_card, parse_card
-from app.tokens.schemas import (
-    CardBalance,
-    CardCreated,
-    CardView,
-    MerchantRef,
-    ProgramRef,
-    RestoreIn,
-)
+from app.tokens.cards import load_card, parse_card
+from app.tokens.dependencies import KeyringDep, ValidCard, card_view_on_loop
+from app.tokens.schemas import CardCreated, CardView, RestoreIn
 
 router = APIRouter(
     prefix="/api/v1/cards", tags=["cards"],
@@ -31,103 +19,42 @@ router = APIRouter(
 keys_router = APIRouter(tags=["keys"])
 
 
-def _created(request: Request, card: service.NewCard) -> CardCreated:
-    base = request.app.state.settings.base_url
+def _created(settings: Settings, card: service.NewCard) -> CardCreated:
     return CardCreated(
         token=card.token,
-        card_url=qr.card_url(base, card.token),
+        card_url=qr.card_url(settings.base_url, card.token),
         recovery_code=crypto.recovery_code(card.card_id),
     )
 
 
 @router.post("", status_code=201, response_model=CardCreated)
-def create_card(request: Request, session: WriteSessionDep) -> CardCreated:
+def create_card(
+    session: WriteSessionDep, keyring: KeyringDep, settings: SettingsDep, clock: ClockDep
+) -> CardCreated:
     """Create an anonymous card. No input: nothing about the customer is asked or kept."""
-    state = request.app.state
-    card = service.create_card(session=session, keyring=state.keyring, now=state.clock())
-    return _created(request, card)
+    card = service.create_card(session=session, keyring=keyring, now=clock())
+    return _created(settings, card)
 
 
 @router.post("/restore", response_model=CardCreated)
-def restore_card(body: RestoreIn, request: Request, session: SessionDep) -> CardCreated:
+def restore_card(
+    body: RestoreIn, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
+) -> CardCreated:
     """Get a card back on a new phone from its recovery code."""
-    card = service.restore_card(
-        session=session, keyring=request.app.state.keyring, recovery_code=body.recovery_code
-    )
-    return _created(request, card)
-
-
-def _read_card(engine: Engine, keyring: Keyring, key: CardKey) -> tuple[Row[Any], list[Row[Any]]]:
-    with engine.connect() as conn:
-        return service.card_row(conn, key), service.card_shops(conn, keyring, key.card_id)
-
-
-_WalletUpdate = tuple[bytes, date] | None
-
-
-def _view(
-    state: State, key: CardKey, card: Row[Any], shops: list[Row[Any]]
-) -> tuple[CardView, _WalletUpdate]:
-    """The view of what was read, and the card row's update if it needs one."""
-    today = state.clock().date()
-    sealed = service.wallet_update(state.keyring, key, card, {s.merchant_id for s in shops}, today)
-    view = CardView(
-        cards=[
-            CardBalance(
-                merchant=MerchantRef(slug=s.slug, name=s.merchant_name),
-                program=ProgramRef(
-                    id=s.program_id,
-                    name=s.program_name,
-                    stamps_required=s.stamps_required,
-                    reward=s.reward_text,
-                ),
-                stamps=s.stamps,
-                rewards_available=s.stamps // s.stamps_required,
-                last_visit_at=s.last_visit_at.isoformat(),
-            )
-            for s in shops
-        ],
-        recovery_code=crypto.recovery_code(key.card_id),
-        card_url=qr.card_url(state.settings.base_url, key.token),
-    )
-    return view, None if sealed is None else (sealed, today)
-
-
-def _remember(state: State, key: CardKey, sealed_wallet: bytes, today: date) -> None:
-    """The first look of the day, or at a new shop's stamps: the card row is written."""
-    with Session(write_engine(state.engine)) as session:
-        service.remember_visits(session=session, key=key, sealed_wallet=sealed_wallet, today=today)
-        session.commit()
-
-
-def card_view(state: State, key: CardKey) -> CardView:
-    """The card's view, for a caller on a worker thread (the card page; the API on PostgreSQL)."""
-    view, update = _view(state, key, *_read_card(state.engine, state.keyring, key))
-    if update is not None:
-        _remember(state, key, *update)
-    return view
+    card = service.restore_card(session=session, keyring=keyring, recovery_code=body.recovery_code)
+    return _created(settings, card)
 
 
 @router.get("/{token}", response_model=CardView)
-async def view_card(token: str, request: Request) -> CardView:
+async def view_card(token: str, request: Request, keyring: KeyringDep) -> CardView:
     """The card's stamps at every merchant where it has collected any."""
-    state = request.app.state
-    key = parse_card(state.keyring, token)
-    # The open card page asks for this every few seconds. On SQLite it is three indexed reads
-    # that never wait for a writer (WAL): done here, sooner than a worker thread would be given
-    # the GIL back after each of them (6x the requests/s, bench/). PostgreSQL is a network away.
-    if state.loop_engine is None:
-        return await run_in_threadpool(card_view, state, key)
-    view, update = _view(state, key, *_read_card(state.loop_engine, state.keyring, key))
-    if update is not None:
-        await run_in_threadpool(_remember, state, key, *update)
-    return view
+    return await card_view_on_loop(request, parse_card(keyring, token))
 
 
 @router.get("/{token}/qr.svg", response_class=Response)
-def card_qr(request: Request, card: ValidCard) -> Response:
+def card_qr(card: ValidCard, settings: SettingsDep) -> Response:
     """The card QR (it encodes the card URL) as SVG."""
-    text = qr.card_qr_text(request.app.state.settings.base_url, card.key.token)
+    text = qr.card_qr_text(settings.base_url, card.key.token)
     return Response(
         qr.qr_svg(text),
         media_type="image/svg+xml",
@@ -136,31 +63,30 @@ def card_qr(request: Request, card: ValidCard) -> Response:
 
 
 @router.get("/{token}/export")
-def export_card(request: Request, card: ValidCard, session: SessionDep) -> Response:
+def export_card(card: ValidCard, session: SessionDep, keyring: KeyringDep) -> Response:
     """Everything stored about this card, as a JSON download."""
-    data = service.export_card(
-        session=session, keyring=request.app.state.keyring, key=card.key, card=card.card
-    )
+    data = service.export_card(session=session, keyring=keyring, key=card.key, card=card.card)
     return JSONResponse(
         data, headers={"Content-Disposition": 'attachment; filename="treu-card.json"'}
     )
 
 
 @router.delete("/{token}", status_code=204, response_class=Response)
-def delete_card(token: str, request: Request, session: WriteSessionDep) -> Response:
+def delete_card(
+    token: str, session: WriteSessionDep, keyring: KeyringDep, clock: ClockDep
+) -> Response:
     """Delete the card and its balances everywhere; the token is refused from now on."""
-    state = request.app.state
-    key = parse_card(state.keyring, token)
+    key = parse_card(keyring, token)
     load_card(session, key)
-    service.delete_card(session=session, keyring=state.keyring, key=key, now=state.clock())
+    service.delete_card(session=session, keyring=keyring, key=key, now=clock())
     return Response(status_code=204)
 
 
 @keys_router.get("/.well-known/treu-keys.json")
-def public_keys(request: Request) -> dict[str, object]:
+def public_keys(keyring: KeyringDep) -> dict[str, object]:
     """The Ed25519 verify keys, so tills and anyone else can check a card offline."""
     return {
-        "keys": request.app.state.keyring.public_keys(),
+        "keys": keyring.public_keys(),
         "token": {
             "encoding": "base32 (RFC 4648, upper case, no padding)",
             "length": crypto.TOKEN_CHARS,

@@ -4,19 +4,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, update
+from sqlalchemy import Connection, Row, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from app.analytics import service as analytics
 from app.errors import NotFound
 from app.feedback import service as feedback
-from app.ledger.models import Balance, LedgerEntry
-from app.merchants.models import Merchant, Program
-from app.tokens import crypto
+from app.ledger import service as ledger
+from app.merchants.models import Merchant
+from app.tokens import crypto, qr
+from app.tokens.cards import CardKey, existing
 from app.tokens.crypto import Keyring
-from app.tokens.dependencies import CardDeleted, CardKey, existing
+from app.tokens.exceptions import CardDeleted
 from app.tokens.models import Card
+from app.tokens.schemas import CardBalance, CardView, MerchantRef, ProgramRef
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def restore_card(*, session: Session, keyring: Keyring, recovery_code: str) -> N
     if card is None:
         raise NotFound("No card has this recovery code. Check it for typos.", code="unknown-card")
     if card.deleted_day is not None:
-        raise CardDeleted("This card was deleted by its owner.", code="card-deleted")
+        raise CardDeleted()
     return NewCard(crypto.sign_card(keyring, card_id), card_id)
 
 
@@ -57,25 +58,9 @@ def holders_by_merchant(
 
 
 _card = Card.__table__  # type: ignore[attr-defined]
-_balance = Balance.__table__  # type: ignore[attr-defined]
-_program = Program.__table__  # type: ignore[attr-defined]
 _merchant = Merchant.__table__  # type: ignore[attr-defined]
 _SELECT_MERCHANT_IDS = sa_select(_merchant.c.id)
 _SELECT_CARD = sa_select(_card).where(_card.c.ref == bindparam("ref"))
-_SELECT_SHOPS = (
-    sa_select(
-        _balance,
-        _program.c.name.label("program_name"),
-        _program.c.stamps_required,
-        _program.c.reward_text,
-        _merchant.c.slug,
-        _merchant.c.name.label("merchant_name"),
-    )
-    .join(_program, _program.c.id == _balance.c.program_id)
-    .join(_merchant, _merchant.c.id == _balance.c.merchant_id)
-    .where(_balance.c.holder.in_(bindparam("holders", expanding=True)))
-    .order_by(_balance.c.last_visit_at.desc())
-)
 
 
 def card_row(db: Session | Connection, key: CardKey) -> Row[Any]:
@@ -87,12 +72,44 @@ def card_shops(db: Session | Connection, keyring: Keyring, card_id: bytes) -> li
     """Each balance of this card, at every merchant, with its program and merchant, the latest
     visit first: columns of balance, then program_name, stamps_required, reward_text, slug and
     merchant_name. Core statements, not the ORM: the open card page asks every few seconds."""
-    holders = holders_by_merchant(db, keyring, card_id)
-    if not holders:
-        return []
-    rows = db.execute(_SELECT_SHOPS, {"holders": list(holders)}).all()
-    # A holder is only meaningful at its own merchant.
-    return [r for r in rows if holders.get(r.holder) == r.merchant_id]
+    return ledger.card_balances(db, holders_by_merchant(db, keyring, card_id))
+
+
+@dataclass(frozen=True)
+class CardRead:
+    """What the card page shows, and the card row's new sealed wallet if it needs one."""
+
+    view: CardView
+    sealed_wallet: bytes | None
+
+
+def read_card(
+    *, db: Session | Connection, keyring: Keyring, key: CardKey, today: date, base_url: str
+) -> CardRead:
+    """The card's stamps at every merchant where it has collected any (three indexed reads)."""
+    card = card_row(db, key)
+    shops = card_shops(db, keyring, key.card_id)
+    sealed = wallet_update(keyring, key, card, {s.merchant_id for s in shops}, today)
+    view = CardView(
+        cards=[
+            CardBalance(
+                merchant=MerchantRef(slug=s.slug, name=s.merchant_name),
+                program=ProgramRef(
+                    id=s.program_id,
+                    name=s.program_name,
+                    stamps_required=s.stamps_required,
+                    reward=s.reward_text,
+                ),
+                stamps=s.stamps,
+                rewards_available=s.stamps // s.stamps_required,
+                last_visit_at=s.last_visit_at.isoformat(),
+            )
+            for s in shops
+        ],
+        recovery_code=crypto.recovery_code(key.card_id),
+        card_url=qr.card_url(base_url, key.token),
+    )
+    return CardRead(view, sealed)
 
 
 def wallet_update(
@@ -126,11 +143,9 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
     }
     balances = card_shops(session, keyring, key.card_id)
     visited = {b.merchant_id for b in balances}
-    entries = session.exec(
-        select(LedgerEntry)
-        .where(col(LedgerEntry.holder).in_([h for h, m in holders.items() if m in visited]))
-        .order_by(col(LedgerEntry.created_at))
-    ).all()
+    entries = ledger.card_entries(
+        session=session, holders={h: m for h, m in holders.items() if m in visited}
+    )
     out: dict[str, Any] = {
         "card": {
             "created_day": card.created_day.isoformat(),
@@ -171,7 +186,7 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
                         "created_at": e.created_at.isoformat(),
                     }
                     for e in entries
-                    if e.merchant_id == merchant_id and holders.get(e.holder) == merchant_id
+                    if e.merchant_id == merchant_id
                 ],
             }
         )
@@ -181,22 +196,10 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
 def delete_card(*, session: Session, keyring: Keyring, key: CardKey, now: datetime) -> None:
     """Delete the card and everything tied to it at every shop; the token is refused after.
 
-    Its ledger entries go too: entries left without a balance would mark, at each shop, the
-    records of a deleted card, and a single deletion would link its records across shops. The
-    shops keep what it contributed only as counts in their rollups.
+    The shops keep what it contributed only as counts in their rollups (ledger.forget_card).
     """
     feedback.forget_card(session=session, keyring=keyring, card_id=key.card_id)
-    conn = session.connection()
-    for holder, merchant_id in holders_by_merchant(session, keyring, key.card_id).items():
-        mine = (col(Balance.merchant_id) == merchant_id, col(Balance.holder) == holder)
-        held = session.exec(select(Balance.program_id, Balance.stamps).where(*mine)).all()
-        analytics.forget_holder(conn, merchant_id=merchant_id, holder=holder, held=held)
-        session.execute(delete(Balance).where(*mine))
-        session.execute(
-            delete(LedgerEntry).where(
-                col(LedgerEntry.merchant_id) == merchant_id, col(LedgerEntry.holder) == holder
-            )
-        )
+    ledger.forget_card(session=session, holders=holders_by_merchant(session, keyring, key.card_id))
     session.execute(
         update(Card)
         .where(col(Card.ref) == key.ref)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.web import i18n
+from app.web.assets import asset_version
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -46,6 +47,4 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 def static_url(path: str) -> str:
     """URL of a file under static/, versioned by its modification time for long caching."""
-    from app.web.assets import asset_version
-
     return f"/static/{path}?v={asset_version(path)}"

@@ -14,12 +14,13 @@ from sqlmodel import Session, col, select
 
 from app.claims import service as claims
 from app.db import SessionDep, WriteSessionDep
+from app.dependencies import ClockDep, now_of
 from app.errors import AppError, NotFound
 from app.merchants.models import Merchant, Program
-from app.tokens import crypto
 from app.tokens import service as cards
-from app.tokens.dependencies import CardDeleted, ValidCardInfo, load_card, parse_card
-from app.tokens.router import card_view
+from app.tokens.cards import load_card, parse_card, scanned_card
+from app.tokens.dependencies import KeyringDep, ValidCardInfo, card_view, keyring_of
+from app.tokens.exceptions import CardDeleted, NotACard
 from app.web import render
 
 router = APIRouter(include_in_schema=False)
@@ -43,10 +44,9 @@ def home(request: Request) -> Response:
 
 
 @router.post("/cards/new")
-def new_card(request: Request, session: WriteSessionDep) -> Response:
+def new_card(session: WriteSessionDep, keyring: KeyringDep, clock: ClockDep) -> Response:
     """One tap, no form: a new card, then its page (which keeps it in this browser)."""
-    state = request.app.state
-    card = cards.create_card(session=session, keyring=state.keyring, now=state.clock())
+    card = cards.create_card(session=session, keyring=keyring, now=clock())
     return RedirectResponse(f"/c/{card.token}#new", status_code=303)
 
 
@@ -79,16 +79,13 @@ def merchants_page(request: Request, session: SessionDep) -> Response:
 def _card_or_redirect(
     request: Request, session: Session, token: str, suffix: str = ""
 ) -> ValidCardInfo | Response:
-    keyring = request.app.state.keyring
+    keyring = keyring_of(request)
     try:
         key = parse_card(keyring, token)
-    except NotFound:
+    except NotACard:
         # A card URL typed by hand or mangled by a scanner: find the token in it.
-        try:
-            canonical, _card_id = crypto.find_card(keyring, token)
-        except crypto.TokenError:
-            raise NotFound("This is not a treu card.", title="Not a treu card") from None
-        return RedirectResponse(f"/c/{canonical}{suffix}", status_code=308)
+        found = scanned_card(keyring, token, status=404)
+        return RedirectResponse(f"/c/{found.token}{suffix}", status_code=308)
     try:
         return ValidCardInfo(key, load_card(session, key))
     except CardDeleted:
@@ -110,15 +107,14 @@ def card_page(token: str, request: Request, session: SessionDep) -> Response:
     # The card API's own view, so the page and the API can never disagree. It reads and writes
     # on connections of its own: this one goes back first, one request never holds two at once.
     session.close()
-    state = request.app.state
-    view = card_view(state, found.key)
+    view = card_view(request, found.key)
     return render(
         request,
         "customer/card.html",
         token=found.key.token,
         view=view.model_dump(),
         recovery_code=view.recovery_code,
-        as_of=state.clock().isoformat(),
+        as_of=now_of(request).isoformat(),
     )
 
 
@@ -145,14 +141,13 @@ def _local(path: str) -> str:
 def restore(
     request: Request,
     session: SessionDep,
+    keyring: KeyringDep,
     recovery_code: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """A card back on a new phone from its recovery code: the same card, the same stamps."""
     try:
-        card = cards.restore_card(
-            session=session, keyring=request.app.state.keyring, recovery_code=recovery_code
-        )
+        card = cards.restore_card(session=session, keyring=keyring, recovery_code=recovery_code)
     except AppError as refusal:
         return render(
             request, "customer/restore.html", status_code=refusal.status, next=_local(next),
@@ -171,14 +166,15 @@ def claim_page_upper(code: str) -> Response:
 
 
 @router.get("/k/{code}", response_class=HTMLResponse)
-def claim_page(code: str, request: Request, session: SessionDep) -> Response:
+def claim_page(
+    code: str, request: Request, session: SessionDep, keyring: KeyringDep, clock: ClockDep
+) -> Response:
     """A till's claim QR: adds its stamps to the card in this browser (claim.js does the POST)."""
-    state = request.app.state
-    claim, merchant = claims.find_claim(session=session, keyring=state.keyring, code=code)
+    claim, merchant = claims.find_claim(session=session, keyring=keyring, code=code)
     program = session.get(Program, claim.program_id)
     status: dict[str, Any] = {
         "used": claim.claimed_at is not None,
-        "expired": claim.claimed_at is None and claim.expires_at <= state.clock(),
+        "expired": claim.claimed_at is None and claim.expires_at <= clock(),
     }
     return render(
         request,

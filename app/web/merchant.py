@@ -20,14 +20,17 @@ from fastapi.responses import (
 )
 from sqlmodel import Session, col, select
 
-from app import printing
-from app.db import SessionDep, WriteSessionDep
+from app.analytics.service import daily_rows
+from app.db import SessionDep, WriteSessionDep, engine_of, streamed
+from app.dependencies import now_of, settings_of
 from app.errors import NotFound
 from app.merchants import auth, exports, service
-from app.merchants.models import Merchant, Owner, PairingCode, Program
+from app.merchants.exceptions import MerchantError
+from app.merchants.models import Merchant, Owner, PairingCode, Program, merchant_zone
 from app.merchants.pairing import create_pairing_code, display_code, hash_code
 from app.tokens import qr
-from app.web import i18n, render
+from app.tokens.dependencies import keyring_of
+from app.web import i18n, printing, render
 from app.web.i18n import gettext as _
 from app.web.i18n import ngettext
 
@@ -108,7 +111,7 @@ def login_page(request: Request, session: SessionDep, next: str = "", bye: str =
     cookie_value = request.cookies.get(auth.SESSION_COOKIE)
     if cookie_value and len(cookie_value) <= 100:
         session_hash = auth.session_id_hash(request, cookie_value)
-        if auth.find_login(session=session, session_hash=session_hash, now=auth.now_of(request)):
+        if auth.find_login(session=session, session_hash=session_hash, now=now_of(request)):
             return see_other(auth.safe_next(next))
     message = _("You are logged out.") if bye else None
     return _login_form(request, message=message, message_kind="ok", next_path=next)
@@ -124,31 +127,34 @@ def login(
     password: FormText = "",
     next: FormText = "",
 ) -> Response:
-    now = auth.now_of(request)
     if not csrf_ok:
         message = _("This page had expired. Please log in again.")
         return _login_form(request, status=403, message=message, email=email, next_path=next)
-    email_key = auth.email_hash(request, email)
-    wait = auth.wait_seconds(session=read, email_key=email_key, now=now)
-    if wait:
-        # Refused without looking at the password: guessing during the wait learns nothing.
-        return _login_form(
-            request, status=429, message=_wait_text(wait), email=email, next_path=next,
-            headers={"Retry-After": str(wait)},
-        )  # fmt: skip
-    owner = auth.find_owner(session=read, email=email) if len(email) <= 254 else None
-    password_ok = auth.check_password(owner, password[:1000])
-    if owner is None or not password_ok:
-        delay = auth.record_failure(session=write, email_key=email_key, now=now)
-        message = _("The e-mail address or the password is wrong.")
-        if delay:
-            message += " " + _wait_text(delay)
-        return _login_form(request, status=401, message=message, email=email, next_path=next)
-    auth.forget_failures(session=write, email_key=email_key)
-    cookie_value = auth.start_session(session=write, request=request, owner=owner, now=now)
+    now = now_of(request)
+    attempt = auth.attempt_password(
+        read=read, write=write, request=request, email=email, password=password, now=now
+    )
+    if attempt.owner is None:
+        return _login_refused(request, attempt, email, next)
+    auth.forget_failures(session=write, email_key=auth.email_hash(request, email))
+    cookie_value = auth.start_session(session=write, request=request, owner=attempt.owner, now=now)
     response = see_other(auth.safe_next(next))
     auth.set_session_cookie(request, response, cookie_value)
     return response
+
+
+def _login_refused(
+    request: Request, attempt: auth.Attempt, email: str, next_path: str
+) -> HTMLResponse:
+    if attempt.wait:
+        return _login_form(
+            request, status=429, message=_wait_text(attempt.wait), email=email,
+            next_path=next_path, headers={"Retry-After": str(attempt.wait)},
+        )  # fmt: skip
+    message = _("The e-mail address or the password is wrong.")
+    if attempt.delay:
+        message += " " + _wait_text(attempt.delay)
+    return _login_form(request, status=401, message=message, email=email, next_path=next_path)
 
 
 @router.post("/merchant/logout")
@@ -192,30 +198,33 @@ def change_password(
     new: FormText = "",
     repeat: FormText = "",
 ) -> Response:
-    now = auth.now_of(request)
-    email_key = auth.email_hash(request, login.owner.email)
-    # The current password is guessed no faster here than on the login page.
-    wait = auth.wait_seconds(session=write, email_key=email_key, now=now)
-    if wait:
-        return _account_page(request, login, status=429, password_error=_wait_text(wait))
-    if not auth.check_password(login.owner, current[:1000]):
-        delay = auth.record_failure(session=write, email_key=email_key, now=now)
-        error = _("The current password is wrong.")
-        if delay:
-            error += " " + _wait_text(delay)
-        return _account_page(request, login, status=400, password_error=error)
-    if new != repeat:
-        error = _("The two new passwords differ. Type the same one twice.")
-        return _account_page(request, login, status=400, password_error=error)
-    if len(new) < service.MIN_PASSWORD_LENGTH or len(new) > 200:
-        error = _("A password needs at least 10 and at most 200 characters.")
-        return _account_page(request, login, status=400, password_error=error)
+    attempt = auth.attempt_password(
+        read=write, write=write, request=request, email=login.owner.email, password=current,
+        now=now_of(request), owner=login.owner,
+    )  # fmt: skip
+    refused = _password_refused(attempt, new, repeat)
+    if refused is not None:
+        return _account_page(request, login, status=refused[0], password_error=refused[1])
     owner = write.get(Owner, login.owner.id)
     assert owner is not None
     service.set_owner_password(session=write, owner=owner, password=new)
-    auth.forget_failures(session=write, email_key=email_key)
+    auth.forget_failures(session=write, email_key=auth.email_hash(request, owner.email))
     auth.end_other_sessions(session=write, owner_id=owner.id or 0, keep=login.session_hash)
     return see_other("/merchant/account?done=password")
+
+
+def _password_refused(attempt: auth.Attempt, new: str, repeat: str) -> tuple[int, str] | None:
+    """Why a password change is refused (status, words), or None when it may go ahead."""
+    if attempt.wait:
+        return 429, _wait_text(attempt.wait)
+    if attempt.owner is None:
+        error = _("The current password is wrong.")
+        return 400, error + (" " + _wait_text(attempt.delay) if attempt.delay else "")
+    if new != repeat:
+        return 400, _("The two new passwords differ. Type the same one twice.")
+    if len(new) < service.MIN_PASSWORD_LENGTH or len(new) > 200:
+        return 400, _("A password needs at least 10 and at most 200 characters.")
+    return None
 
 
 @router.post("/merchant/account/logout-others")
@@ -349,7 +358,7 @@ def save_program(
             failed_program=(program_id, form, errors),
         )  # fmt: skip
     change = service.update_program(
-        session=write, merchant=mine, program_id=program_id, now=auth.now_of(request),
+        session=write, merchant=mine, program_id=program_id, now=now_of(request),
         name=name, reward_text=reward_text, **numbers,
     )  # fmt: skip
     return see_other(f"/merchant/program?done=saved&rescaled={change.rescaled_cards}")
@@ -372,6 +381,24 @@ def pause_or_resume(
     return see_other(f"/merchant/program?done={action}d")
 
 
+def _profile_errors(values: dict[str, str]) -> dict[str, str]:
+    """What is wrong with the profile form, by field, in the owner's words."""
+    errors = {}
+    if not values["shop_name"].strip():
+        errors["shop_name"] = _("Your shop needs a name.")
+    try:
+        service.review_url_from(values["review_link"])
+    except MerchantError:
+        errors["review_link"] = _(
+            "Enter a Google Place ID (like ChIJN1t_tDeuEmsRUsoyG83frY4) "
+            "or an address that starts with https://."
+        )
+    for name, limit in (("shop_name", 120), ("city", 80), ("category", 80)):
+        if len(values[name]) > limit:
+            errors[name] = _("At most %(n)s characters.") % {"n": limit}
+    return errors
+
+
 @router.post("/merchant/profile")
 def save_profile(
     request: Request,
@@ -387,19 +414,7 @@ def save_profile(
 ) -> Response:
     values = {"shop_name": shop_name, "city": city, "category": category,
               "review_link": review_link, "locale": locale}  # fmt: skip
-    errors = {}
-    if not shop_name.strip():
-        errors["shop_name"] = _("Your shop needs a name.")
-    try:
-        service.review_url_from(review_link)
-    except service.MerchantError:
-        errors["review_link"] = _(
-            "Enter a Google Place ID (like ChIJN1t_tDeuEmsRUsoyG83frY4) "
-            "or an address that starts with https://."
-        )
-    for name, limit in (("shop_name", 120), ("city", 80), ("category", 80)):
-        if len(values[name]) > limit:
-            errors[name] = _("At most %(n)s characters.") % {"n": limit}
+    errors = _profile_errors(values)
     if errors or locale not in ("de", "en"):
         return _program_page(
             request, read, merchant, status=422, notice=_("Please correct the marked fields."),
@@ -425,7 +440,7 @@ def _ago(moment: datetime, now: datetime, language: str) -> str:
 
 
 def _device_rows(request: Request, session: Session, merchant: Merchant) -> list[dict[str, object]]:
-    now, language = auth.now_of(request), i18n.choose_language(request)
+    now, language = now_of(request), i18n.choose_language(request)
     devices = service.list_devices(session=session, merchant=merchant)
     # Active devices first, most recently used on top; revoked ones at the end.
     devices.sort(
@@ -462,6 +477,23 @@ def devices_page(
     return _devices_page(request, session, merchant, notice=notices.get(done))
 
 
+def _pairing_view(
+    request: Request, session: Session, merchant: Merchant, code: str, url: str, expires: datetime
+) -> dict[str, object]:
+    # The page asks for this code's state by its row id (the code itself stays on the page).
+    pairing_id = session.exec(
+        select(PairingCode.id).where(PairingCode.code_hash == hash_code(code))
+    ).one()
+    language = i18n.choose_language(request)
+    return {
+        "id": pairing_id,
+        "qr": printing.inline_svg(qr.qr_svg(url)),
+        "code": display_code(code),
+        "url": url,
+        "expires": format_time(expires, "short", tzinfo=merchant_zone(merchant), locale=language),
+    }
+
+
 @router.post("/merchant/devices/pair")
 def pair_device(
     request: Request,
@@ -471,25 +503,12 @@ def pair_device(
     write: WriteSessionDep,
     label: FormText = "",
 ) -> HTMLResponse:
-    settings = request.app.state.settings
+    settings = settings_of(request)
     code, url, expires_at = create_pairing_code(
-        session=write, merchant=_in(write, merchant), now=auth.now_of(request),
+        session=write, merchant=_in(write, merchant), now=now_of(request),
         base_url=settings.base_url, label=label.strip()[:80],
     )  # fmt: skip
-    language = i18n.choose_language(request)
-    # The page asks for this code's state by its row id (the code itself stays on the page).
-    pairing_id = write.exec(
-        select(PairingCode.id).where(PairingCode.code_hash == hash_code(code))
-    ).one()
-    pairing = {
-        "id": pairing_id,
-        "qr": printing.inline_svg(qr.qr_svg(url)),
-        "code": display_code(code),
-        "url": url,
-        "expires": format_time(
-            expires_at, "short", tzinfo=service.merchant_zone(merchant), locale=language
-        ),
-    }
+    pairing = _pairing_view(request, write, merchant, code, url, expires_at)
     response = _devices_page(request, read, merchant, pairing=pairing)
     # The code is shown once: no cache may keep it.
     response.headers["Cache-Control"] = "no-store"
@@ -512,7 +531,7 @@ def pairing_state(
     if row.used_at is not None:
         state = "paired"
     else:
-        state = "expired" if row.expires_at <= auth.now_of(request) else "waiting"
+        state = "expired" if row.expires_at <= now_of(request) else "waiting"
     return JSONResponse(
         {"state": state, "device_id": row.device_id}, headers={"Cache-Control": "no-store"}
     )
@@ -550,7 +569,7 @@ def revoke_device(
 ) -> RedirectResponse:
     service.revoke_device(
         session=write, merchant=_in(write, merchant), device_id=device_id,
-        now=auth.now_of(request),
+        now=now_of(request),
     )  # fmt: skip
     return see_other("/merchant/devices?done=revoked")
 
@@ -561,7 +580,7 @@ EXPORT_DEFAULT_DAYS = 30
 
 
 def _today(request: Request, merchant: Merchant) -> date:
-    return auth.now_of(request).astimezone(service.merchant_zone(merchant)).date()
+    return now_of(request).astimezone(merchant_zone(merchant)).date()
 
 
 def _period(request: Request, merchant: Merchant, start: str, end: str) -> tuple[date, date] | None:
@@ -613,17 +632,12 @@ def export_ledger(
             status=422,
             error=_("Choose two dates, the first not after the second."),
         )
-    engine = request.app.state.engine
-
-    def lines() -> Iterator[str]:
-        # Its own session: the response is streamed after the request's session has closed.
-        with Session(engine) as session:
-            yield from exports.ledger_csv(
-                session=session, merchant=merchant, start=period[0], end=period[1]
-            )
-
+    # Its own session: the response is streamed after the request's session has closed.
+    lines = streamed(
+        engine_of(request), exports.ledger_csv, merchant=merchant, start=period[0], end=period[1]
+    )
     name = f"treu-{merchant.slug}-ledger-{period[0]}-{period[1]}.csv"
-    return _csv_response(lines(), name)
+    return _csv_response(lines, name)
 
 
 @router.get("/merchant/exports/daily.csv", response_model=None)
@@ -642,8 +656,6 @@ def export_daily(
             status=422,
             error=_("Choose two dates, the first not after the second."),
         )
-    from app.analytics.service import daily_rows
-
     rows = daily_rows(session=session, merchant_id=merchant.id or 0, start=period[0], end=period[1])
     name = f"treu-{merchant.slug}-daily-{period[0]}-{period[1]}.csv"
     return _csv_response(exports.daily_csv(rows), name)
@@ -665,7 +677,7 @@ def poster(
 ) -> HTMLResponse:
     if size not in ("a4", "a5"):
         size = "a4"
-    url = printing.merchant_url(request.app.state.settings.base_url, merchant.slug)
+    url = printing.merchant_url(settings_of(request).base_url, merchant.slug)
     programs = service.list_programs(session=session, merchant=merchant)
     program = next((p for p in programs if p.active), programs[0] if programs else None)
     return page(
@@ -686,13 +698,13 @@ def print_cards(
     if number not in PRINT_COUNTS:
         number = PRINT_COUNTS[0]
     cards = printing.new_printed_cards(
-        session=write, keyring=request.app.state.keyring,
-        base_url=request.app.state.settings.base_url, now=auth.now_of(request), count=number,
+        session=write, keyring=keyring_of(request), base_url=settings_of(request).base_url,
+        now=now_of(request), count=number,
     )  # fmt: skip
     response = page(
         request, "merchant/cards.html", merchant=merchant, count=number,
         sheets=printing.sheets(cards),
-        restore=printing.restore_address(request.app.state.settings.base_url),
+        restore=printing.restore_address(settings_of(request).base_url),
     )  # fmt: skip
     # The tokens are on this page only: no cache may keep them.
     response.headers["Cache-Control"] = "no-store"

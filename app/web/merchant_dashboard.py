@@ -7,6 +7,7 @@ draws them. The merchant comes from the owner's session, so an owner sees only t
 import math
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Any
 
 from babel.dates import format_date, get_day_names
@@ -16,8 +17,10 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from app.analytics import charts, kpis, service
+from app.analytics.exceptions import PeriodError
 from app.analytics.rollups import day_date, month_date, month_of
 from app.db import SessionDep
+from app.dependencies import ClockDep, SettingsDep
 from app.merchants.auth import CurrentMerchant
 from app.web import i18n, render
 from app.web.i18n import gettext as _
@@ -40,6 +43,8 @@ def dashboard_page(
     request: Request,
     session: SessionDep,
     merchant: CurrentMerchant,
+    clock: ClockDep,
+    settings: SettingsDep,
     period: str = service.DEFAULT_PERIOD,
     start: str = "",
     end: str = "",
@@ -47,42 +52,40 @@ def dashboard_page(
     """KPIs of the owner's shop for a period, beside the period before it."""
     language = i18n.choose_language(request)
     i18n.activate(language)
-    today = service.today_of(merchant, request.app.state.clock())
+    k = settings.k_anonymity
+    shown = partial(service.owner_dashboard, session=session, merchant=merchant, now=clock(), k=k)
     notice = None
     try:
-        chosen = service.choose_period(
-            choice=period, today=today, start=_parse_day(start), end=_parse_day(end)
-        )
-    except service.PeriodError:
+        chosen = shown(choice=period, start=_parse_day(start), end=_parse_day(end))
+    except PeriodError:
         notice = _(
             "That period cannot be shown: choose a start date on or before the end date, "
             "not in the future and at most two years long. Showing the last 30 days instead."
         )
         period = service.DEFAULT_PERIOD
-        chosen = service.choose_period(choice=period, today=today, start=None, end=None)
-    k = request.app.state.settings.k_anonymity
-    figures = service.dashboard(session=session, merchant=merchant, period=chosen, k=k)
-    feedback = service.feedback_figures(session=session, merchant=merchant, period=chosen, k=k)
-    words = Words(language, k)
+        chosen = shown()
+    choice = period if period in PERIOD_CHOICES else service.DEFAULT_PERIOD
     return render(
-        request,
-        "merchant/dashboard.html",
-        merchant=merchant,
-        notice=notice,
-        notice_kind="bad",
-        d=figures,
-        feedback=feedback,
-        choice=period if period in PERIOD_CHOICES else service.DEFAULT_PERIOD,
-        start=day_date(chosen.start).isoformat(),
-        end=day_date(chosen.end - 1).isoformat(),
-        today=today.isoformat(),
-        w=words,
-        charts=draw(figures, words),
-        segment_labels=segment_labels(),
-        segment_definitions=segment_definitions(),
-        flag_text=flag_text,
-        step_label=step_label,
-    )
+        request, "merchant/dashboard.html", merchant=merchant, notice=notice, notice_kind="bad",
+        choice=choice, **_shown(chosen, Words(language, k)),
+    )  # fmt: skip
+
+
+def _shown(chosen: service.OwnerDashboard, words: "Words") -> dict[str, Any]:
+    """The dashboard template's figures, words and charts."""
+    return {
+        "d": chosen.figures,
+        "feedback": chosen.feedback,
+        "start": day_date(chosen.period.start).isoformat(),
+        "end": day_date(chosen.period.end - 1).isoformat(),
+        "today": chosen.today.isoformat(),
+        "w": words,
+        "charts": draw(chosen.figures, words),
+        "segment_labels": segment_labels(),
+        "segment_definitions": segment_definitions(),
+        "flag_text": flag_text,
+        "step_label": step_label,
+    }
 
 
 class Words:

@@ -5,40 +5,21 @@ Pages: /till (the till itself, or how to pair when this browser is not a till ye
 browser (the device secret lives in its localStorage), so the pages are the same for everyone
 and the service worker can keep them for offline use.
 
-The till's small JSON API (/api/v1/till/...) complements the ledger routes it writes through.
+The till's small JSON API (/api/v1/till/...) lives with its domains: pairing and the till's
+settings in app.merchants.router, a card's balances in app.ledger.router, the claim QR in
+app.claims.router.
 """
 
 import re
-from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, col, select
 
-from app.db import SessionDep, WriteSessionDep
-from app.errors import AppError, NotFound, Unauthorized, problem_responses
-from app.ledger.models import Balance
-from app.merchants.dependencies import CurrentDevice, DeviceIdentity
-from app.merchants.models import Device, Merchant, Program
-from app.merchants.pairing import normalize_code, redeem_pairing_code
-from app.merchants.service import hash_device_secret
-from app.tokens import qr
-from app.tokens.crypto import TokenError, card_ref, find_card, holder_for
-from app.tokens.dependencies import CardKey, load_card
+from app.merchants.pairing import normalize_code
 from app.web import i18n, render
 from app.web.i18n import gettext as _
 
-# One router (already included by app.main) for both: the pages stay out of the OpenAPI
-# schema route by route, the JSON API is documented under "till".
-router = APIRouter()
-API = "/api/v1/till"
-
-_RESPONSES = problem_responses(400, 401, 404, 410, 413, 422)
-
-
-# ---------------------------------------------------------------- pages
+router = APIRouter(include_in_schema=False)
 
 
 def _messages(request: Request) -> dict[str, str]:
@@ -145,13 +126,13 @@ def _messages(request: Request) -> dict[str, str]:
     }
 
 
-@router.get("/till", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/till", response_class=HTMLResponse)
 def till_page(request: Request) -> HTMLResponse:
     """The till, or how to pair (decided in the browser, which alone holds the secret)."""
     return render(request, "till/till.html", messages=_messages(request))
 
 
-@router.get("/till/pair", response_model=None, include_in_schema=False)
+@router.get("/till/pair", response_model=None)
 def pair_form(request: Request, code: str = "") -> Response:
     """The typed-code form on an unpaired till lands here when scripts are off."""
     cleaned = normalize_code(code)
@@ -160,201 +141,9 @@ def pair_form(request: Request, code: str = "") -> Response:
     return RedirectResponse("/till", status_code=303)
 
 
-@router.get("/till/pair/{code}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/till/pair/{code}", response_class=HTMLResponse)
 def pair_page(code: str, request: Request) -> HTMLResponse:
     """Opened on the new till (from the owner's QR): the script redeems the code once."""
     return render(
         request, "till/pair.html", code=normalize_code(code)[:64], messages=_messages(request)
-    )
-
-
-# ---------------------------------------------------------------- API
-
-
-class PairIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=64)
-    label: str = Field(default="", max_length=80)
-
-
-class MerchantOut(BaseModel):
-    slug: str
-    name: str
-
-
-class DeviceOut(BaseModel):
-    id: int
-    label: str
-
-
-class PairOut(BaseModel):
-    secret: str = Field(description="The device secret: shown once, kept only by this browser")
-    device: DeviceOut
-    merchant: MerchantOut
-
-
-class TillProgram(BaseModel):
-    id: int
-    name: str
-    stamps_required: int
-    reward: str
-    max_stamps_per_scan: int
-    cooldown_seconds: int
-    active: bool
-
-
-class TillOut(BaseModel):
-    merchant: MerchantOut
-    device: DeviceOut
-    programs: list[TillProgram]
-    undo_window_seconds: int
-    claim_url_prefix: str
-
-
-class CardBalanceOut(BaseModel):
-    program_id: int
-    stamps: int
-    rewards_available: int
-    # Seconds until this card may be stamped again in this program (0: now).
-    cooldown_remaining: int
-    last_stamp_at: datetime | None
-
-
-class TillCardOut(BaseModel):
-    token: str
-    balances: list[CardBalanceOut]
-
-
-def _program_out(p: Program) -> TillProgram:
-    return TillProgram(
-        id=p.id or 0, name=p.name, stamps_required=p.stamps_required, reward=p.reward_text,
-        max_stamps_per_scan=p.max_stamps_per_scan, cooldown_seconds=p.cooldown_seconds,
-        active=p.active,
-    )  # fmt: skip
-
-
-def _device_row(request: Request, session: Session, identity: DeviceIdentity) -> Device:
-    """The device as it is now: reads notice a revocation at once, like writes do."""
-    device = session.get(Device, identity.device_id)
-    if device is None or device.revoked_at is not None:
-        # Forget the cached identity so the ledger routes refuse this secret too.
-        cache: dict[str, DeviceIdentity] = request.app.state.device_cache
-        secret = request.headers.get("authorization", "").partition(" ")[2].strip()
-        cache.pop(hash_device_secret(secret), None)
-        if device is None:
-            raise Unauthorized("This device is not paired with treu.", code="unknown-device")
-        raise Unauthorized(
-            "This device was revoked by the shop owner. Pair it again to keep using it.",
-            title="Device revoked",
-            code="device-revoked",
-        )
-    return device
-
-
-def _programs(session: Session, merchant_id: int) -> list[Program]:
-    query = (
-        select(Program)
-        .where(Program.merchant_id == merchant_id)
-        .order_by(col(Program.active).desc(), col(Program.id))
-    )
-    return list(session.exec(query).all())
-
-
-@router.post(
-    f"{API}/pair", tags=["till"], status_code=201, response_model=PairOut, responses=_RESPONSES
-)
-def pair(body: PairIn, request: Request, session: WriteSessionDep) -> PairOut:
-    """Redeem a one-time pairing code: this browser becomes a cashier device."""
-    paired = redeem_pairing_code(
-        session=session, code=body.code, now=request.app.state.clock(), label=body.label
-    )
-    assert paired.device.id is not None
-    return PairOut(
-        secret=paired.secret,
-        device=DeviceOut(id=paired.device.id, label=paired.device.label),
-        merchant=MerchantOut(slug=paired.merchant.slug, name=paired.merchant.name),
-    )
-
-
-@router.get(API, tags=["till"], response_model=TillOut, responses=_RESPONSES)
-def till_info(request: Request, device: CurrentDevice, session: SessionDep) -> TillOut:
-    """What the till shows around a scan: its merchant, its name, the programs, the undo window."""
-    row = _device_row(request, session, device)
-    merchant = session.get(Merchant, device.merchant_id)
-    assert merchant is not None
-    settings = request.app.state.settings
-    return TillOut(
-        merchant=MerchantOut(slug=merchant.slug, name=merchant.name),
-        device=DeviceOut(id=device.device_id, label=row.label),
-        programs=[_program_out(p) for p in _programs(session, device.merchant_id)],
-        undo_window_seconds=settings.undo_window_seconds,
-        claim_url_prefix=f"{settings.base_url}/k/",
-    )
-
-
-@router.get(
-    f"{API}/cards/{{token}}", tags=["till"], response_model=TillCardOut, responses=_RESPONSES
-)
-def till_card(
-    token: str, request: Request, device: CurrentDevice, session: SessionDep
-) -> TillCardOut:
-    """A card's stamps at this device's merchant, per program, right after a scan."""
-    _device_row(request, session, device)
-    state = request.app.state
-    try:
-        canonical, card_id = find_card(state.keyring, token)
-    except TokenError:
-        raise NotFound(
-            "This is not a treu card.", title="Not a treu card", code="not-a-card"
-        ) from None
-    load_card(session, CardKey(canonical, card_id, card_ref(state.keyring, card_id)))
-    holder = holder_for(state.keyring, card_id, device.merchant_id)
-    query = select(Balance).where(
-        Balance.merchant_id == device.merchant_id, Balance.holder == holder
-    )
-    balances = {b.program_id: b for b in session.exec(query).all()}
-    now = state.clock()
-    out = []
-    for program in _programs(session, device.merchant_id):
-        assert program.id is not None
-        found = balances.get(program.id)
-        if not program.active and (found is None or found.stamps == 0):
-            continue
-        stamps = found.stamps if found else 0
-        waited = (now - found.last_stamp_at).total_seconds() if found else None
-        out.append(
-            CardBalanceOut(
-                program_id=program.id,
-                stamps=stamps,
-                rewards_available=stamps // program.stamps_required,
-                cooldown_remaining=_remaining(program.cooldown_seconds, waited),
-                last_stamp_at=found.last_stamp_at if found else None,
-            )
-        )
-    return TillCardOut(token=canonical, balances=out)
-
-
-def _remaining(cooldown: int, waited: float | None) -> int:
-    if waited is None:
-        return 0
-    return max(0, int(cooldown - waited))
-
-
-@router.get(f"{API}/qr.svg", tags=["till"], response_class=Response, responses=_RESPONSES)
-def till_qr(
-    request: Request,
-    device: CurrentDevice,
-    text: Annotated[str, Query(max_length=300)],
-) -> Response:
-    """A claim code's URL as a QR (SVG), for a customer's phone camera.
-
-    Only claim URLs of this instance: a device cannot make treu draw arbitrary QR codes.
-    """
-    prefix = f"{request.app.state.settings.base_url}/k/"
-    if not text.startswith(prefix) or not re.fullmatch(r"[A-Za-z0-9_-]{4,64}", text[len(prefix) :]):
-        raise AppError(
-            "Only claim-code URLs of this treu are drawn.", status=422, code="not-a-claim-url"
-        )
-    return Response(
-        qr.qr_svg(text, border=4), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
     )

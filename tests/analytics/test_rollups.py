@@ -17,11 +17,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from alembic import command
-from app.analytics import service
+from app.analytics import models, service
 from app.analytics.rollups import (
     CardState,
     CardTally,
@@ -36,41 +36,19 @@ from app.analytics.rollups import (
 )
 from app.db import write_engine
 from app.errors import AppError
+from app.ledger import projections
 from app.ledger.service import Batch, Command
 from app.migrations import alembic_config
 from app.tokens import crypto
 from app.tokens.service import create_card
 from tests.analytics.reference import UTC_ZONE, Event, ledger
-from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp, void
+from tests.helpers.api import new_card, redeem, stamp, void
+from tests.helpers.clock import Clock
+from tests.helpers.rollups import assert_consistent, recomputed, stored
+from tests.helpers.shops import Shop, make_shop
 
 # Clock steps: same minute, same day, across a night, a week, a month and a quarter.
 STEPS = (0, 1, 61, 600, 3 * 3600, 11 * 3600, 86_400, 7 * 86_400, 33 * 86_400, 95 * 86_400)
-
-
-def stored(conn: Connection) -> dict[str, set[tuple[Any, ...]]]:
-    """Every rollup row, counts that add up to zero left out."""
-    tables: dict[str, set[tuple[Any, ...]]] = {}
-    for table in service.ROLLUP_TABLES:
-        rows = conn.execute(select(table)).all()
-        tables[table.name] = {tuple(r) for r in rows if any(r[len(table.primary_key) :])}
-    return tables
-
-
-def recomputed(conn: Connection) -> dict[str, set[tuple[Any, ...]]]:
-    outs, cards = service.recompute(conn)
-    rows = {**service.rollup_rows(outs), service.card_table.name: cards}
-    return {
-        table.name: {tuple(row[c.name] for c in table.columns) for row in rows[table.name]}
-        for table in service.ROLLUP_TABLES
-    }
-
-
-def assert_consistent(app: FastAPI) -> dict[str, set[tuple[Any, ...]]]:
-    with app.state.engine.connect() as conn:
-        kept, expected = stored(conn), recomputed(conn)
-    for name in expected:
-        assert kept[name] == expected[name], name
-    return kept
 
 
 def test_random_api_sequences_match_the_rebuild(
@@ -162,12 +140,12 @@ def test_rebuild_replaces_rollups_with_the_ledger_truth(
         assert stamp(client, kept_shop, token, count=2).status_code == 201
     before = assert_consistent(app)
     with write_engine(app.state.engine).begin() as conn:
-        conn.execute(service.visit_table.delete())
-        service.rebuild_rollups(conn, merchant_id=shop.merchant_id)
+        conn.execute(models.visit_table.delete())
+        projections.rebuild_rollups(conn, merchant_id=shop.merchant_id)
         # Only the shop's rows came back: the other merchant is untouched by its rebuild.
-        shops = {row[0] for row in conn.execute(select(service.visit_table.c.merchant_id))}
+        shops = {row[0] for row in conn.execute(select(models.visit_table.c.merchant_id))}
         assert shops == {shop.merchant_id}
-        service.rebuild_rollups(conn)
+        projections.rebuild_rollups(conn)
     assert assert_consistent(app) == before
 
 
@@ -212,7 +190,7 @@ def _second_device(app: FastAPI, shop: Shop) -> Shop:
 
 # --- distinct cards per weekday, hour and device ---------------------------------------------
 
-CHAINED = [service.COUNTED[name][0] for name in service.CHAINED]
+CHAINED = [models.COUNTED[name][0] for name in models.CHAINED]
 
 
 def test_a_deleted_card_leaves_the_slot_and_device_counts(
@@ -230,13 +208,13 @@ def test_a_deleted_card_leaves_the_slot_and_device_counts(
     with app.state.engine.connect() as conn:
         kept, expected = stored(conn), recomputed(conn)
         # Not a row left at zero either: it would mark where the card had been.
-        for name in service.CHAINED:
-            table, _, counted = service.COUNTED[name]
+        for name in models.CHAINED:
+            table, _, counted = models.COUNTED[name]
             assert kept[table.name] == expected[table.name], table.name
             assert conn.execute(select(table).where(table.c[counted] <= 0)).all() == []
         assert kept["analytics_card"] == expected["analytics_card"]
         # The second till saw only the deleted card: nothing about it is left.
-        device = service.device_table.c
+        device = models.device_table.c
         left = select(device.device_id).where(device.device_id == second.device_id)
         assert conn.execute(left).all() == []
     # The older counts keep it only as a number among others (the page shows its visits).
@@ -268,7 +246,7 @@ def distinct_by_brute_force(
 ) -> dict[str, dict[Any, set[str]]]:
     """Cards per weekday-hour cell, weekday and device in [lo, hi), from the plain definitions:
     a visit is a card's first stamp (not undone) of a day; a device counts every stamp there."""
-    found: dict[str, dict[Any, set[str]]] = {n: defaultdict(set) for n in service.CHAINED}
+    found: dict[str, dict[Any, set[str]]] = {n: defaultdict(set) for n in models.CHAINED}
     for card, history in ledger(events).items():
         undone = {e.voids_entry_id for e in history if e.kind == "void"}
         days: set[int] = set()
@@ -288,8 +266,8 @@ def distinct_by_brute_force(
 
 def distinct_by_gaps(total: Rollups, lo: int, hi: int) -> dict[str, dict[Any, int]]:
     """The same counts as the dashboard reads them from the rollups (as numbers)."""
-    counts: dict[str, dict[Any, int]] = {n: defaultdict(int) for n in service.CHAINED}
-    for name in service.CHAINED:
+    counts: dict[str, dict[Any, int]] = {n: defaultdict(int) for n in models.CHAINED}
+    for name in models.CHAINED:
         for key, n in getattr(total, name).items():
             day, gap = key[0], key[-1]
             if lo <= day < hi and (gap == 0 or day - gap < lo):
@@ -339,7 +317,7 @@ def test_gaps_count_the_distinct_cards_of_any_window(
     a = day_number(START) + lo
     expected = distinct_by_brute_force(events, a, a + length)
     got = distinct_by_gaps(total, a, a + length)
-    for name in service.CHAINED:
+    for name in models.CHAINED:
         assert got[name] == {k: len(v) for k, v in expected[name].items()}, name
     # The hour counts hold every visit, like the activity counts.
     by_hour: dict[tuple[int, int], int] = defaultdict(int)

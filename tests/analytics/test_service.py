@@ -11,12 +11,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from app.analytics import kpis, service
+from app.analytics import kpis, models, service
+from app.analytics.exceptions import PeriodError
 from app.analytics.rollups import CardState, Rollups, day_number, decode_recent
+from app.feedback import service as feedback
+from app.feedback.schemas import FeedbackFields
 from app.merchants.models import Merchant, Program
 from tests.analytics.reference import from_rollups
-from tests.conftest import Clock, Shop, new_card, redeem, stamp
-from tests.merchants.test_auth import log_in
+from tests.helpers.api import new_card, redeem, stamp
+from tests.helpers.cards import book, issue_card
+from tests.helpers.clock import Clock
+from tests.helpers.pages import log_in
+from tests.helpers.shops import Shop
 
 
 def history(client: TestClient, clock: Clock, shop: Shop, rng: random.Random) -> None:
@@ -37,18 +43,16 @@ def stored(app: FastAPI, merchant_id: int) -> tuple[Rollups, list[CardState]]:
     total = Rollups()
     with app.state.engine.connect() as conn:
         for row in conn.execute(
-            select(service.activity_table).where(
-                service.activity_table.c.merchant_id == merchant_id
-            )
+            select(models.activity_table).where(models.activity_table.c.merchant_id == merchant_id)
         ):
             total.activity[(row.day, row.hour, row.device_id)] = [
                 row.scans, row.stamps, row.visits, row.redemptions, row.voids, row.rewards_earned
             ]  # fmt: skip
-        for name, (table, columns, counted) in service.COUNTED.items():
+        for name, (table, columns, counted) in models.COUNTED.items():
             counter = getattr(total, name)
             for row in conn.execute(select(table).where(table.c.merchant_id == merchant_id)):
                 counter[tuple(row._mapping[c] for c in columns)] = row._mapping[counted]
-        h = service.card_table
+        h = models.card_table
         cards = [
             CardState(row.first_day, row.second_day, row.last_day, row.visits,
                       *decode_recent(row.recent))
@@ -208,3 +212,49 @@ def test_the_kpi_api_hides_a_busy_hour_of_few_cards(
     # The one till saw all 21 cards.
     (device,) = body["devices"]
     assert device["cards"]["value"] == 21 and device["scans"]["value"] == 48
+
+
+def test_the_owner_dashboard_covers_the_30_local_days_up_to_today(
+    app: FastAPI, clock: Clock, shop: Shop
+) -> None:
+    cards = [issue_card(app), issue_card(app)]
+    for card in cards:
+        book(app, shop, card, count=2)
+    with Session(app.state.engine) as session:
+        merchant = session.get(Merchant, shop.merchant_id)
+        assert merchant is not None
+        for card in cards:
+            feedback.give_feedback(
+                session=session, keyring=app.state.keyring, merchant=merchant,
+                card_id=card.card_id, fields=FeedbackFields(rating=4), now=clock(),
+                limits=feedback.Limits(), attempts=feedback.AttemptLimiter(),
+            )  # fmt: skip
+        session.commit()
+        # 23:30 UTC is already the next day in Vienna.
+        late = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)
+        shown = service.owner_dashboard(session=session, merchant=merchant, now=late, k=2)
+        hidden = service.owner_dashboard(session=session, merchant=merchant, now=late, k=10)
+    today = date(2026, 11, 3)
+    assert shown.today == today
+    assert shown.period == kpis.Period(day_number(today) - 29, day_number(today) + 1)
+    assert shown.figures.period == shown.period
+    assert shown.figures.headline["visits"].current.value == 2
+    assert shown.figures.headline["stamps"].current.value == 4
+    assert (shown.feedback["count"], shown.feedback["average_rating"]) == (2, 4)
+    # Two cards are fewer than k = 10: the numbers are kept from the owner.
+    assert hidden.figures.headline["visits"].current.hidden
+    assert hidden.feedback["count"] is None and hidden.feedback["suppressed"]
+
+
+def test_the_owner_dashboard_refuses_a_period_that_ends_before_it_starts(
+    app: FastAPI, clock: Clock, shop: Shop
+) -> None:
+    with Session(app.state.engine) as session:
+        merchant = session.get(Merchant, shop.merchant_id)
+        assert merchant is not None
+        with pytest.raises(PeriodError) as refused:
+            service.owner_dashboard(
+                session=session, merchant=merchant, now=clock(), k=10, choice="custom",
+                start=date(2026, 10, 20), end=date(2026, 10, 10),
+            )  # fmt: skip
+    assert (refused.value.status, refused.value.code) == (422, "period-order")

@@ -18,7 +18,9 @@ from app.config import Settings
 from app.ledger.models import LedgerEntry
 from app.main import create_app
 from app.merchants import service as merchants
-from tests.conftest import Clock, Shop, new_card, stamp
+from tests.helpers.api import new_card, stamp
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop
 
 
 def make_code(client: TestClient, shop: Shop, key: str | None = None, **body: Any) -> Any:

@@ -8,8 +8,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.feedback.models import Feedback
-from tests.conftest import Clock, Shop, make_shop, new_card
-from tests.feedback.conftest import HTML, form_token, give, log_in, visited_card
+from tests.helpers.api import give, new_card, visited_card
+from tests.helpers.clock import Clock
+from tests.helpers.pages import HTML, form_token, log_in_owner
+from tests.helpers.shops import Shop, make_shop
 
 MARKUP = "<script>alert('x')</script><b>laut</b> & <img src=x onerror=alert(1)>"
 
@@ -91,7 +93,7 @@ def test_markup_in_comments_and_replies_is_shown_as_text(
     token = visited_card(client, shop)
     given = give(client, token, shop, rating=2, comment=MARKUP).json()
     assert given["comment"] == MARKUP  # stored as typed: escaping is the page's job
-    log_in(client, shop)
+    log_in_owner(client, shop)
     inbox = client.get("/merchant/feedback", headers=HTML).text
     for html in (inbox, page_of(client, token, shop)):
         assert "<script>alert" not in html and "<b>laut</b>" not in html and "<img" not in html
@@ -120,7 +122,7 @@ def test_inbox_newest_first_with_unread_markers_filters_and_a_reply_to_the_right
     first = give(client, alice, shop, rating=2, comment="Kaffee kalt", tags=["quality"]).json()
     clock.advance(60)
     second = give(client, bob, shop, rating=5, comment="Super!").json()
-    log_in(client, shop)
+    log_in_owner(client, shop)
 
     html = client.get("/merchant/feedback", headers=HTML).text
     assert inbox_items(html) == [second["id"], first["id"]]
@@ -156,7 +158,7 @@ def test_inbox_newest_first_with_unread_markers_filters_and_a_reply_to_the_right
     assert "Sorry! Neue Maschine kommt." not in page_of(client, bob, shop)
     # The owner of another shop can neither see nor answer it.
     client.cookies.clear()
-    log_in(client, other_shop)
+    log_in_owner(client, other_shop)
     assert inbox_items(client.get("/merchant/feedback", headers=HTML).text) == []
     other_csrf = form_token(client.get("/merchant/feedback", headers=HTML).text)
     stolen = client.post(url, data={"text": "Hi", "csrf_token": other_csrf}, headers=HTML)
@@ -168,7 +170,7 @@ def test_hiding_abuse_keeps_it_counted_and_flagged(
 ) -> None:
     app.state.settings.k_anonymity = 2
     ids = [give(client, visited_card(client, shop), shop, rating=r).json()["id"] for r in (1, 5)]
-    log_in(client, shop)
+    log_in_owner(client, shop)
     csrf = form_token(client.get("/merchant/feedback", headers=HTML).text)
     client.post(f"/merchant/feedback/{ids[0]}/hide", data={"hidden": "1", "csrf_token": csrf},
                 headers=HTML)  # fmt: skip
@@ -184,14 +186,14 @@ def test_hiding_abuse_keeps_it_counted_and_flagged(
 
 def test_small_groups_are_suppressed_on_the_inbox(client: TestClient, shop: Shop) -> None:
     give(client, visited_card(client, shop), shop, rating=1)
-    log_in(client, shop)
+    log_in_owner(client, shop)
     html = client.get("/merchant/feedback?lang=de", headers=HTML).text
     assert re.search(r'id="fig-csat">weniger als 10<', html)
     assert re.search(r'id="fig-count">weniger als 10<', html)
 
 
 def test_the_merchant_chooses_the_tags(client: TestClient, shop: Shop) -> None:
-    log_in(client, shop)
+    log_in_owner(client, shop)
     csrf = form_token(client.get("/merchant/feedback", headers=HTML).text)
     saved = client.post("/merchant/feedback/tags", headers=HTML, data={
         "csrf_token": csrf, "defaults": ["service"], "own": "Kuchen\nMusik\nkuchen",

@@ -8,10 +8,11 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
 from app.feedback import service
+from app.feedback.dependencies import feedback_limits
 from app.feedback.models import Feedback, ReviewClick
-from app.feedback.router import feedback_limits
-from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp, void
-from tests.feedback.conftest import give, visited_card
+from tests.helpers.api import give, new_card, redeem, stamp, visited_card, void
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, make_shop
 
 DAY = 86_400
 

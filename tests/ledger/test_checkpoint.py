@@ -15,7 +15,9 @@ from app.db import make_engine
 from app.ledger import writer as writer_module
 from app.ledger.service import Command
 from app.tokens.crypto import find_card
-from tests.conftest import PG_URL, ledger_command, make_shop, new_card
+from tests.helpers.api import new_card
+from tests.helpers.database import PG_URL
+from tests.helpers.shops import ledger_command, make_shop
 
 FRAME_BYTES = 4096 + 24  # a page and its frame header
 

@@ -28,7 +28,9 @@ from app.ledger.service import Command, Outcome, run_command
 from app.main import create_app
 from app.tokens import crypto
 from app.tokens.service import create_card
-from tests.conftest import Clock, Shop, ledger_command, make_shop, new_card, stamp
+from tests.helpers.api import new_card, stamp
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, ledger_command, make_shop
 
 ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
 balance = Balance.__table__  # type: ignore[attr-defined]

@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tests.conftest import PG_URL, Shop, make_shop, new_card, redeem, stamp, void
+from tests.helpers.api import new_card, redeem, stamp, void
+from tests.helpers.database import PG_URL
+from tests.helpers.shops import Shop, make_shop
 
 # Tables whose size grows with cards, entries or visits (merchants, programs, devices do not).
 _TABLES = r"(ledger_entry|balance|idempotency_record|card|claim_code|analytics_\w+)"

@@ -7,9 +7,11 @@ from sqlalchemy import delete
 from sqlmodel import Session
 from starlette.types import Receive, Scope, Send
 
+from app.ledger.direct import DirectStamp
 from app.ledger.models import IdempotencyRecord
-from app.ledger.router import DirectStamp
-from tests.conftest import Clock, Shop, make_shop, new_card, redeem, stamp, void
+from tests.helpers.api import new_card, redeem, stamp, void
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, make_shop
 
 PROBLEM = "application/problem+json"
 

@@ -29,7 +29,9 @@ from sqlmodel import SQLModel
 import app.models  # noqa: F401  (every table, for the reset)
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
 from app.tokens import crypto
-from tests.conftest import Clock, Shop, make_shop, new_card
+from tests.helpers.api import new_card
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, make_shop
 
 balance = Balance.__table__  # type: ignore[attr-defined]
 ledger = LedgerEntry.__table__  # type: ignore[attr-defined]

@@ -21,7 +21,9 @@ from app.ledger.service import Command, Outcome
 from app.ledger.writer import MAX_BATCH, PING, SPLIT_FROM, WriterProcess, batch_size
 from app.main import create_app
 from app.tokens import crypto
-from tests.conftest import Clock, Shop, ledger_command, make_shop, new_card, redeem, stamp
+from tests.helpers.api import new_card, redeem, stamp
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, ledger_command, make_shop
 
 
 @pytest.fixture

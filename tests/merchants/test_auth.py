@@ -1,6 +1,5 @@
 """Owner login: sessions, cookie flags, CSRF, throttling, logout, password change."""
 
-import re
 from typing import Any
 
 import pytest
@@ -10,23 +9,8 @@ from sqlmodel import Session, select
 
 from app.merchants import auth
 from app.merchants.models import LoginThrottle, OwnerSession
-from tests.conftest import Shop
-
-HTML = {"Accept": "text/html"}
-
-
-def form_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([0-9a-f]*)"', html)
-    assert found, "no CSRF field on the page"
-    return found.group(1)
-
-
-def log_in(client: TestClient, email: str, password: str, next_path: str = "") -> Any:
-    page = client.get("/merchant/login", headers=HTML)
-    data = {"email": email, "password": password, "csrf_token": form_token(page.text)}
-    if next_path:
-        data["next"] = next_path
-    return client.post("/merchant/login", data=data, headers=HTML, follow_redirects=False)
+from tests.helpers.pages import HTML, form_token, log_in
+from tests.helpers.shops import Shop
 
 
 def test_login_sets_a_strict_session_cookie_and_stores_only_its_hash(

@@ -7,22 +7,17 @@ from sqlmodel import Session, select
 from app.db import write_engine
 from app.errors import AppError
 from app.merchants import pairing
-from app.merchants.models import Merchant, PairingCode
+from app.merchants.models import PairingCode
 from app.merchants.service import find_device
-from tests.conftest import Clock, Shop, new_card
+from tests.helpers.api import new_card
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, new_pairing
 
 
 def _code(app: FastAPI, shop: Shop, label: str = "") -> tuple[str, str]:
-    with Session(app.state.engine, expire_on_commit=False) as session:
-        merchant = session.get(Merchant, shop.merchant_id)
-        assert merchant is not None
-        code, url, expires_at = pairing.create_pairing_code(
-            session=session, merchant=merchant, now=app.state.clock(),
-            base_url=app.state.settings.base_url, label=label,
-        )  # fmt: skip
-        session.commit()
-    assert (expires_at - app.state.clock()).total_seconds() == pairing.PAIRING_VALID_SECONDS
-    return code, url
+    made = new_pairing(app, shop, label)
+    assert (made.expires_at - app.state.clock()).total_seconds() == pairing.PAIRING_VALID_SECONDS
+    return made.code, made.url
 
 
 def _redeem(app: FastAPI, code: str) -> pairing.PairedDevice:

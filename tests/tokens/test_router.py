@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.tokens import crypto
-from tests.conftest import Shop, new_card, stamp
+from tests.helpers.api import new_card, stamp
+from tests.helpers.shops import Shop
 
 PROBLEM = "application/problem+json"
 

@@ -1,62 +1,47 @@
 """Browser fixtures: a real treu server on a free port and Debian's headless Chromium.
 
 Pages are tested as a person uses them: Chromium (driven by Playwright) talks HTTP to a real
-uvicorn serving the app, whose card QR codes point at that very server.
+uvicorn serving the app, whose card QR codes point at that very server. A test that uses
+Chromium must be marked `browser`: collection stops on one that is not.
 """
 
-import io
-import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
-import zxingcpp
 from fastapi import FastAPI
-from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from app.config import Settings
-from tests.conftest import Clock
-
-CHROMIUM = os.environ.get("TREU_TEST_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-# Without these Chromium keeps trying to reach Google's services, which this network refuses.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+from tests.helpers.browser import (
+    CHROMIUM,
+    CHROMIUM_FIXTURES,
+    PHONE,
+    LiveServer,
+    free_port,
+    launch_chromium,
+)
+from tests.helpers.clock import Clock
 
 
-def decode_qr(image: Path | bytes) -> list[str]:
-    """The texts of the QR codes in an image (a file or PNG bytes), as a phone's camera and the
-    till read them: QR codes only, not the short ITF bar code a QR's modules now and then also
-    read as (about once in a thousand random cards)."""
-    source = io.BytesIO(image) if isinstance(image, bytes) else image
-    found = zxingcpp.read_barcodes(Image.open(source), formats=zxingcpp.BarcodeFormat.QRCode)
-    return [r.text for r in found]
-
-
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
-         "is_mobile": True, "has_touch": True}  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an unmarked test would slip through it
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives Chromium carries the `browser` marker, so that
+    `pytest -m "not browser"` runs without one. A test that does not is refused here."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if CHROMIUM_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("browser") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests drive Chromium but are not marked @pytest.mark.browser "
+            "(add the marker, or `pytestmark = pytest.mark.browser` for the module):\n  "
+            + "\n  ".join(unmarked)
+        )
 
 
 @pytest.fixture
@@ -84,27 +69,6 @@ def settings(
     )
 
 
-class LiveServer:
-    def __init__(self, app: FastAPI, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False,
-                                log_level="warning", lifespan="on")  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def live_server(app: FastAPI, live_port: int) -> Iterator[LiveServer]:
     server = LiveServer(app, live_port)
@@ -119,13 +83,6 @@ def playwright() -> Iterator[Playwright]:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
     with sync_playwright() as pw:
         yield pw
-
-
-def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
-    """Debian's Chromium, headless; extra args e.g. for a fake camera."""
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra_args]
-    )
 
 
 @pytest.fixture(scope="session")
@@ -146,11 +103,3 @@ def phone(browser: Browser, live_server: LiveServer) -> Iterator[BrowserContext]
 @pytest.fixture
 def page(phone: BrowserContext) -> Page:
     return phone.new_page()
-
-
-def screenshot(page: Page, name: str, **options: Any) -> Path:
-    """Keep a screenshot as a test artifact (test-artifacts/, kept by CI)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), **options)
-    return path

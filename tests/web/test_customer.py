@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
-from tests.conftest import Shop
-from tests.web.conftest import PHONE, LiveServer, decode_qr, screenshot
+from tests.helpers.browser import PHONE, LiveServer, decode_qr, screenshot
+from tests.helpers.shops import Shop
 
 pytestmark = pytest.mark.browser
 

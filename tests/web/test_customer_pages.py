@@ -8,7 +8,9 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import Clock, Shop, new_card, stamp
+from tests.helpers.api import new_card, stamp
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop
 
 HTML = {"Accept": "text/html", "Accept-Language": "en"}
 GERMAN = {"Accept": "text/html", "Accept-Language": "de-AT,de;q=0.9"}

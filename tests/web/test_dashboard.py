@@ -20,9 +20,10 @@ from app import demo
 from app.config import Settings
 from app.ledger.models import LedgerEntry
 from app.merchants.models import Merchant
-from tests.conftest import Shop, new_card, stamp
-from tests.merchants.test_auth import HTML, log_in
-from tests.web.conftest import screenshot
+from tests.helpers.api import new_card, stamp
+from tests.helpers.browser import screenshot
+from tests.helpers.pages import HTML, log_in
+from tests.helpers.shops import Shop
 
 
 @pytest.fixture
@@ -44,6 +45,7 @@ def _first_visit_months(app: FastAPI, merchant: dict[str, Any]) -> int:
     return len({t.replace(tzinfo=UTC).astimezone(demo.ZONE).strftime("%Y-%m") for t in firsts})
 
 
+@pytest.mark.browser
 def test_owner_reads_the_demo_history_as_charts(
     page: Page, demo_data: dict[str, Any], live_server: Any, app: FastAPI
 ) -> None:

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
-from tests.conftest import make_shop
-from tests.web.conftest import LiveServer, screenshot
+from tests.helpers.browser import LiveServer, screenshot
+from tests.helpers.shops import make_shop
 
 pytestmark = pytest.mark.browser
 

@@ -11,10 +11,10 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.merchants.models import Device, Merchant, PairingCode, Program
-from app.merchants.pairing import create_pairing_code
-from tests.conftest import Shop, new_card, stamp
-from tests.merchants.test_auth import HTML, form_token, log_in
+from app.merchants.models import Device, Merchant, Program
+from tests.helpers.api import new_card, stamp
+from tests.helpers.pages import HTML, form_token, log_in
+from tests.helpers.shops import Shop, new_pairing
 
 # Routes with ids in the path, filled with the OTHER merchant's ids: each must answer 404.
 ID_ROUTES = {
@@ -76,22 +76,6 @@ def fill(path: str, shop: Shop, feedback_id: str = "0" * 32, pairing_id: int = 1
     )
 
 
-def pairing_code_of(app: FastAPI, shop: Shop) -> int:
-    """A pairing code the shop's owner made (its row id)."""
-    with Session(app.state.engine) as session:
-        merchant = session.get(Merchant, shop.merchant_id)
-        assert merchant is not None
-        create_pairing_code(
-            session=session, merchant=merchant, now=app.state.clock(), base_url="http://x"
-        )
-        session.commit()
-        pairing_id = session.exec(
-            select(PairingCode.id).where(PairingCode.merchant_id == shop.merchant_id)
-        ).one()
-    assert pairing_id is not None
-    return pairing_id
-
-
 def feedback_for(client: TestClient, shop: Shop) -> str:
     """A customer's feedback at shop (after a visit there); returns its id."""
     card = new_card(client)
@@ -127,7 +111,7 @@ def test_every_route_with_an_id_refuses_another_merchants_things(
     }
     assert with_ids == set(ID_ROUTES), "a new route with an id: add it to ID_ROUTES"
     their_feedback = feedback_for(client, other_shop)
-    their_pairing = pairing_code_of(app, other_shop)
+    their_pairing = new_pairing(app, other_shop).id
     log_in(client, shop.owner_email, shop.owner_password)
     token = form_token(client.get("/merchant/account", headers=HTML).text)
     for (method, path), data in ID_ROUTES.items():

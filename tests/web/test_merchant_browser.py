@@ -9,8 +9,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import make_shop, new_card, stamp
-from tests.web.conftest import LiveServer, decode_qr, screenshot
+from tests.helpers.api import new_card, stamp
+from tests.helpers.browser import LiveServer, decode_qr, screenshot
+from tests.helpers.shops import make_shop
 
 pytestmark = pytest.mark.browser
 

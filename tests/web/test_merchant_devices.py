@@ -12,9 +12,10 @@ from playwright.sync_api import Browser, BrowserContext, expect
 from sqlmodel import Session
 
 from app.merchants.pairing import redeem_pairing_code
-from tests.conftest import Clock, Shop, make_shop
-from tests.merchants.test_auth import HTML, form_token, log_in
-from tests.web.conftest import LiveServer, screenshot
+from tests.helpers.browser import LiveServer, screenshot
+from tests.helpers.clock import Clock
+from tests.helpers.pages import HTML, form_token, log_in
+from tests.helpers.shops import Shop, make_shop
 
 EMAIL, PASSWORD = "owner@cafe-sonne.example", "treu-demo"
 

@@ -12,13 +12,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from app.ledger import service as ledger
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants import service
 from app.merchants.models import Device, Merchant, Program
 from app.tokens import crypto
 from app.tokens.models import Card
-from tests.conftest import Clock, Shop, new_card, redeem, stamp
-from tests.merchants.test_auth import HTML, form_token, log_in
+from tests.helpers.api import new_card, redeem, stamp
+from tests.helpers.clock import Clock
+from tests.helpers.pages import HTML, form_token, log_in
+from tests.helpers.shops import Shop
 
 
 def owner_client(client: TestClient, shop: Shop) -> str:
@@ -125,7 +128,7 @@ def test_scaled_stamps_never_lose_progress() -> None:
     for old in range(1, 21):
         for new in range(1, 31):
             for stamps in range(0, 45):
-                scaled = service.scaled_stamps(stamps, old, new)
+                scaled = ledger.scaled_stamps(stamps, old, new)
                 assert scaled >= stamps
                 if new > old:
                     assert scaled * old >= stamps * new  # the same share, or more
@@ -379,7 +382,7 @@ def test_card_sheet_makes_working_cards(app: FastAPI, client: TestClient, shop: 
 
 
 def test_cards_print_cli_still_works(app: FastAPI, shop: Shop) -> None:
-    from app.printing import card_sheet
+    from app.web.printing import card_sheet
 
     with Session(app.state.engine) as session:
         html = card_sheet(session=session, settings=app.state.settings, slug=shop.slug, count=11)

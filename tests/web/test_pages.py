@@ -1,8 +1,11 @@
 """The page shell in a real browser: error pages are friendly, strict CSP holds."""
 
+import pytest
 from playwright.sync_api import Page
 
-from tests.web.conftest import LiveServer, screenshot
+from tests.helpers.browser import LiveServer, screenshot
+
+pytestmark = pytest.mark.browser
 
 
 def test_unknown_page_is_friendly_in_the_browsers_language(

@@ -14,12 +14,13 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from sqlmodel import Session, col, func, select
 
 from app.ledger.models import LedgerEntry
-from app.merchants import pairing
 from app.merchants import service as merchants
 from app.merchants.models import Merchant
 from app.tokens.qr import card_qr_text
-from tests.conftest import Shop, make_shop
-from tests.web.conftest import LiveServer, launch_chromium, screenshot
+from tests.helpers.browser import LiveServer, launch_chromium, screenshot
+from tests.helpers.shops import Shop, make_shop, new_pairing
+
+pytestmark = pytest.mark.browser
 
 TABLET = {"viewport": {"width": 1024, "height": 768}, "has_touch": True}
 
@@ -34,18 +35,6 @@ def tablet(browser: Browser, live_server: LiveServer) -> Iterator[BrowserContext
     context = browser.new_context(base_url=live_server.url, locale="en-GB", **TABLET)
     yield context
     context.close()
-
-
-def pairing_url(app: FastAPI, shop: Shop, label: str) -> str:
-    with Session(app.state.engine, expire_on_commit=False) as session:
-        merchant = session.get(Merchant, shop.merchant_id)
-        assert merchant is not None
-        _code, url, _expires = pairing.create_pairing_code(
-            session=session, merchant=merchant, now=app.state.clock(),
-            base_url=app.state.settings.base_url, label=label,
-        )  # fmt: skip
-        session.commit()
-    return url
 
 
 def new_card(live_server: LiveServer) -> str:
@@ -88,7 +77,7 @@ def shot(page: Page, name: str) -> None:
 
 
 def pair(page: Page, app: FastAPI, shop: Shop, label: str) -> None:
-    page.goto(pairing_url(app, shop, label))
+    page.goto(new_pairing(app, shop, label).url)
     expect(page).to_have_url(re.compile(r"/till$"))
     expect(page.locator("#till-where")).to_have_text(f"Café Sonne · {label}")
 
@@ -112,7 +101,7 @@ def test_a_day_at_the_till(
     shot(page, "till-unpaired")
 
     # Pairing: the owner's link opens on the tablet, once.
-    url = pairing_url(app, cafe, "Counter")
+    url = new_pairing(app, cafe, "Counter").url
     page.goto(url)
     expect(page).to_have_url(re.compile(r"/till$"))
     expect(page.locator("#till-where")).to_have_text("Café Sonne · Counter")

@@ -9,19 +9,9 @@ from sqlmodel import Session
 from app.merchants import pairing
 from app.merchants import service as merchants
 from app.merchants.models import Merchant
-from tests.conftest import Clock, Shop, new_card, stamp
-
-
-def _pairing_code(app: FastAPI, shop: Shop, label: str = "") -> str:
-    with Session(app.state.engine, expire_on_commit=False) as session:
-        merchant = session.get(Merchant, shop.merchant_id)
-        assert merchant is not None
-        code, _url, _expires = pairing.create_pairing_code(
-            session=session, merchant=merchant, now=app.state.clock(),
-            base_url=app.state.settings.base_url, label=label,
-        )  # fmt: skip
-        session.commit()
-    return code
+from tests.helpers.api import new_card, stamp
+from tests.helpers.clock import Clock
+from tests.helpers.shops import Shop, new_pairing
 
 
 def _bearer(secret: str) -> dict[str, str]:
@@ -29,7 +19,7 @@ def _bearer(secret: str) -> dict[str, str]:
 
 
 def test_pairing_gives_a_working_device_once(app: FastAPI, client: TestClient, shop: Shop) -> None:
-    code = _pairing_code(app, shop, label="Counter left")
+    code = new_pairing(app, shop, label="Counter left").code
     response = client.post("/api/v1/till/pair", json={"code": code.lower()})
     assert response.status_code == 201, response.text
     paired = response.json()
@@ -138,7 +128,7 @@ def test_till_pages(client: TestClient, app: FastAPI, shop: Shop) -> None:
     assert till.status_code == 200
     assert 'id="till-messages"' in till.text
     assert "Dieser Browser ist noch keine Kasse" in till.text
-    code = _pairing_code(app, shop)
+    code = new_pairing(app, shop).code
     page = client.get(f"/till/pair/{code}", headers=html)
     assert page.status_code == 200 and f'data-code="{code}"' in page.text
     typed = client.get(

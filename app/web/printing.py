@@ -17,6 +17,7 @@ from app.tokens import crypto, qr
 from app.tokens.crypto import Keyring
 from app.tokens.keys import load_keyring
 from app.tokens.service import create_card
+from app.web import templates
 from app.web.assets import STATIC_DIR
 
 CARDS_PER_SHEET = 10  # 2 by 5 on an A4 page
@@ -67,8 +68,6 @@ def sheets(cards: list[PrintedCard]) -> list[list[PrintedCard]]:
 def card_sheet(*, session: Session, settings: Settings, slug: str, count: int) -> str:
     """Create count new cards and lay them out, ten to an A4 page, with cut marks: a
     self-contained HTML file (its stylesheet inline) to open in a browser and print."""
-    from app.web import templates
-
     merchant: Merchant = get_merchant(session=session, slug=slug)
     cards = new_printed_cards(
         session=session, keyring=load_keyring(settings), base_url=settings.base_url,

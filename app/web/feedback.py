@@ -9,19 +9,18 @@ from babel.numbers import format_decimal, format_percent
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup, escape
-from pydantic import ValidationError
 from sqlmodel import Session
 
-from app.db import SessionDep, WriteSessionDep, write_engine
+from app.db import SessionDep, WriteSessionDep, engine_of, in_write_session
+from app.dependencies import ClockDep, SettingsDep, now_of
 from app.errors import AppError, NotFound
 from app.feedback import service
-from app.feedback.router import AttemptsDep, LimitsDep, review_link
-from app.feedback.schemas import FeedbackFields
+from app.feedback.dependencies import AttemptsDep, LimitsDep
 from app.feedback.scrub import KINDS, PLACEHOLDER
 from app.merchants import auth
-from app.merchants.models import Merchant
-from app.merchants.service import merchant_zone
-from app.tokens.dependencies import load_card, parse_card
+from app.merchants.models import Merchant, merchant_zone
+from app.tokens.cards import load_card, parse_card
+from app.tokens.dependencies import KeyringDep, keyring_of
 from app.web import render
 from app.web.i18n import activate, choose_language, current_language
 from app.web.i18n import gettext as _
@@ -108,7 +107,7 @@ def speak(request: Request) -> None:
 
 
 def _card(request: Request, session: Session, token: str) -> bytes:
-    key = parse_card(request.app.state.keyring, token)
+    key = parse_card(keyring_of(request), token)
     load_card(session, key)
     return key.card_id
 
@@ -126,12 +125,11 @@ def _form_page(
     saved: bool = False,
     removed: list[str] | None = None,
 ) -> HTMLResponse:
-    now = request.app.state.clock()
+    now = now_of(request)
     assert merchant.id is not None
     thread = service.thread(
-        session=session, keyring=request.app.state.keyring, merchant=merchant, card_id=card_id,
-        now=now,
-    )  # fmt: skip
+        session=session, keyring=keyring_of(request), merchant=merchant, card_id=card_id, now=now
+    )
     current = thread.current
     if entered is None and current is not None:
         entered = {
@@ -156,7 +154,7 @@ def _form_page(
         error=error,
         saved=saved,
         removed=removed_text(removed or []),
-        review_link=review_link(merchant),
+        review_link=service.review_link(merchant),
         no_visit=_(
             "Feedback opens after a visit: collect a stamp here and you can tell the shop how "
             "it was, for 30 days."
@@ -189,6 +187,8 @@ def send_feedback(
     slug: str,
     request: Request,
     session: WriteSessionDep,
+    keyring: KeyringDep,
+    clock: ClockDep,
     limits: LimitsDep,
     attempts: AttemptsDep,
     rating: FormText = "",
@@ -201,48 +201,17 @@ def send_feedback(
     speak(request)
     card_id = _card(request, session, token)
     merchant = service.get_merchant(session=session, slug=slug)
-    entered = {
-        "rating": int(rating) if rating.isdigit() else None,
-        "recommend": int(recommend) if recommend.isdigit() else None,
-        "comment": comment,
-        "tags": tags,
-    }
-    page: dict[str, Any] = {
-        "token": token,
-        "merchant": merchant,
-        "card_id": card_id,
-        "entered": entered,
-    }
+    form = service.FeedbackForm(rating, recommend, comment, tags, feedback_id)
     try:
-        fields = FeedbackFields(
-            rating=rating or 0, recommend=recommend or None, comment=comment, tags=tags
-        )
-    except ValidationError as exc:
-        problem = exc.errors()[0]["loc"][0]
-        message = _("Please choose how your visit was, from 1 to 5.")
-        if problem == "recommend":
-            message = _("Please choose a number from 0 to 10, or none.")
-        elif problem != "rating":
-            message = _("A comment has at most 500 characters.")
-        return _form_page(request, session, status=422, error=message, **page)
-    common = {
-        "session": session,
-        "keyring": request.app.state.keyring,
-        "card_id": card_id,
-        "fields": fields,
-        "now": request.app.state.clock(),
-        "limits": limits,
-        "attempts": attempts,
-    }
-    try:
-        if feedback_id:
-            given = service.edit_feedback(feedback_id=feedback_id, **common)
-        else:
-            given = service.give_feedback(merchant=merchant, **common)
+        given = service.send_form(
+            session=session, keyring=keyring, merchant=merchant, card_id=card_id, form=form,
+            now=clock(), limits=limits, attempts=attempts,
+        )  # fmt: skip
     except AppError as refusal:
         response = _form_page(
-            request, session, status=refusal.status, error=_(refusal.detail), **page
-        )
+            request, session, token=token, merchant=merchant, card_id=card_id,
+            entered=form.entered(), status=refusal.status, error=_(refusal.detail),
+        )  # fmt: skip
         response.headers.update(refusal.headers)
         return response
     query = {"saved": "1", "removed": ",".join(given.removed)}
@@ -255,13 +224,13 @@ def send_feedback(
 
 
 @router.get("/r/{slug}")
-def review_redirect(slug: str, request: Request, session: WriteSessionDep) -> RedirectResponse:
+def review_redirect(slug: str, session: WriteSessionDep, clock: ClockDep) -> RedirectResponse:
     """Count one click on the merchant's review link (per day, nothing else) and go there."""
     merchant = service.get_merchant(session=session, slug=slug)
     target = service.review_target(merchant.review_url)
     if target is None:
         raise NotFound("This shop has no public review page yet.", code="no-review-link")
-    service.count_review_click(session=session, merchant=merchant, now=request.app.state.clock())
+    service.count_review_click(session=session, merchant=merchant, now=clock())
     return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -338,11 +307,30 @@ NOTICES = {
 }
 
 
+def _inbox_view(
+    merchant: Merchant,
+    inbox: service.InboxPage,
+    where: service.InboxFilter,
+    filters: dict[str, Any],
+) -> dict[str, Any]:
+    """The inbox template's rows, filters and figures."""
+    return {
+        "merchant": merchant, "inbox": inbox, "rows": inbox.rows, "unread": inbox.unread,
+        "unread_total": inbox.unread_total, "more": inbox.more, "where": where,
+        "filters": filters, "query": lambda **change: urlencode({**filters, **change}),
+        "days": filters["days"], "periods": PERIODS, "figures": _figures_view(inbox.figures),
+        "tags": inbox.tags, "default_tags": service.DEFAULT_TAGS,
+        "review_target": service.review_target(merchant.review_url), **page_helpers(merchant),
+    }  # fmt: skip
+
+
 @router.get("/merchant/feedback")
 def inbox_page(
     request: Request,
     login: auth.CurrentLogin,
     session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
     rating: str = "",
     tag: str = "",
     unanswered: str = "",
@@ -353,7 +341,7 @@ def inbox_page(
     speak(request)
     merchant = login.merchant
     assert merchant.id is not None
-    now = request.app.state.clock()
+    now = clock()
     days = days if days in PERIODS else 30
     where = service.InboxFilter(
         rating=int(rating) if rating in ("1", "2", "3", "4", "5") else None,
@@ -361,42 +349,23 @@ def inbox_page(
         unanswered=bool(unanswered),
         page=max(0, min(page, 10_000)),
     )
-    rows, more = service.inbox(session=session, merchant_id=merchant.id, where=where)
-    figures = service.figures(
-        # Up to and including this second.
-        session=session, merchant_id=merchant.id, start=now - timedelta(days=days),
-        end=now + timedelta(seconds=1), k=request.app.state.settings.k_anonymity,
+    inbox = service.inbox_page(
+        session=session, merchant_id=merchant.id, where=where, days=days, now=now,
+        k=settings.k_anonymity,
     )  # fmt: skip
-    unread = {r.id for r in rows if r.read_at is None}
     filters = {"rating": rating, "tag": tag, "unanswered": unanswered, "days": days}
+    notice = _(NOTICES[done]) if done in NOTICES else None
     response = render(
-        request,
-        "feedback/inbox.html",
-        merchant=merchant,
-        rows=rows,
-        unread=unread,
-        unread_total=service.unread_count(session=session, merchant_id=merchant.id),
-        more=more,
-        where=where,
-        filters=filters,
-        query=lambda **change: urlencode({**filters, **change}),
-        days=days,
-        periods=PERIODS,
-        figures=_figures_view(figures),
-        tags=service.merchant_tags(session=session, merchant_id=merchant.id),
-        default_tags=service.DEFAULT_TAGS,
-        review_target=service.review_target(merchant.review_url),
-        notice=_(NOTICES[done]) if done in NOTICES else None,
-        **page_helpers(merchant),
-    )
+        request, "feedback/inbox.html", **_inbox_view(merchant, inbox, where, filters),
+        notice=notice,
+    )  # fmt: skip
     session.close()
     # Shown once as new, then seen: like opening a letter. A short write of its own, after the
     # page is made, so the read above never holds the write lock.
-    with Session(write_engine(request.app.state.engine)) as write:
-        service.mark_seen(
-            session=write, merchant_id=merchant.id, feedback_ids=list(unread), now=now
-        )
-        write.commit()
+    in_write_session(
+        engine_of(request), service.mark_seen, merchant_id=merchant.id,
+        feedback_ids=list(inbox.unread), now=now,
+    )  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -419,7 +388,7 @@ def reply(
     assert login.merchant.id is not None
     service.reply(
         session=write, merchant_id=login.merchant.id, feedback_id=feedback_id, text=text,
-        now=request.app.state.clock(),
+        now=now_of(request),
     )  # fmt: skip
     return _back(request, "replied", feedback_id)
 
@@ -436,7 +405,7 @@ def hide(
     assert login.merchant.id is not None
     service.hide(
         session=write, merchant_id=login.merchant.id, feedback_id=feedback_id,
-        hidden=hidden == "1", now=request.app.state.clock(),
+        hidden=hidden == "1", now=now_of(request),
     )  # fmt: skip
     return _back(request, "hidden" if hidden == "1" else "shown", feedback_id)
 
@@ -454,6 +423,6 @@ def save_tags(
     chosen = [d for d in service.DEFAULT_TAGS if d in defaults]
     chosen += [line for line in own.replace(",", "\n").splitlines() if line.strip()]
     service.set_merchant_tags(
-        session=write, merchant_id=login.merchant.id, tags=chosen, now=request.app.state.clock()
+        session=write, merchant_id=login.merchant.id, tags=chosen, now=now_of(request)
     )
     return _back(request, "tags")
