@@ -49,7 +49,12 @@ def device_cache_of(request: Request) -> DeviceCache:
     return cache
 
 
-DeviceCacheDep = Annotated[DeviceCache, Depends(device_cache_of)]
+async def _device_cache(request: Request) -> DeviceCache:
+    # A coroutine, so FastAPI does not hop to a worker thread for it (see app.dependencies).
+    return device_cache_of(request)
+
+
+DeviceCacheDep = Annotated[DeviceCache, Depends(_device_cache)]
 
 
 def _secret(request: Request) -> str:

@@ -21,7 +21,12 @@ def keyring_of(request: Request) -> Keyring:
     return keyring
 
 
-KeyringDep = Annotated[Keyring, Depends(keyring_of)]
+async def _keyring(request: Request) -> Keyring:
+    # A coroutine, so FastAPI does not hop to a worker thread for it (see app.dependencies).
+    return keyring_of(request)
+
+
+KeyringDep = Annotated[Keyring, Depends(_keyring)]
 
 
 @dataclass(frozen=True)
