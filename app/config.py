@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     k_anonymity: int = 10
     # How long a till's claim code (a QR for N stamps) can be claimed.
     claim_ttl_seconds: int = 120
+    # Per-client rate limits, held in memory only ("off" for benchmarks and load tests, which
+    # make thousands of cards from one address). Each is a `limits` string: "N/minute;M/hour".
+    # A shop's Wi-Fi puts all its customers behind one address: the limits leave room for that.
+    rate_limits: str = "on"
+    rate_limit_cards: str = "30/minute;300/hour"
+    rate_limit_restore: str = "10/minute;60/hour"
+    rate_limit_codes: str = "30/minute;300/hour"
+    rate_limit_pairing: str = "10/minute;60/hour"
+    rate_limit_logins: str = "10/minute;60/hour"
 
     @property
     def resolved_database_url(self) -> str:

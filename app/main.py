@@ -21,6 +21,7 @@ from app.ledger.direct import DirectStamp
 from app.ledger.router import router as ledger_router
 from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
+from app.ratelimit import RateLimits
 from app.merchants.dependencies import DeviceCache
 from app.merchants.router import router as till_router
 from app.tokens.keys import load_keyring
@@ -75,6 +76,7 @@ def create_app(
     app.state.clock = clock
     app.state.device_cache = DeviceCache()
     app.state.in_flight = set[tuple[int, str]]()
+    app.state.rate_limits = RateLimits.from_settings(settings)
 
     install_error_handlers(app, error_page)
 

@@ -82,6 +82,8 @@ def settings(database_url: str, tmp_path: Path, key_env: dict[str, str]) -> Sett
         data_dir=tmp_path / "data",
         database_url=database_url,
         public_url="http://treu.test",
+        # Tests make many cards from one address; tests/test_rate_limits.py turns limits on.
+        rate_limits="off",
         **key_env,  # type: ignore[arg-type]
     )
 

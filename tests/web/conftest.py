@@ -65,6 +65,7 @@ def settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         public_url=f"http://127.0.0.1:{live_port}",
+        rate_limits="off",
         **key_env,  # type: ignore[arg-type]
     )
 
