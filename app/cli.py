@@ -281,6 +281,23 @@ def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bo
     )
 
 
+@cli.command("maintenance")
+@json_option
+@pass_ctx
+def maintenance_round(ctx: Context, as_json: bool) -> None:
+    """One round of housekeeping (`treu serve` runs it hourly): idle one-tap cards purged."""
+    from app import maintenance
+
+    _json(ctx, as_json)
+    engine = make_engine(ctx.settings.resolved_database_url)
+    try:
+        removed = maintenance.run_once(engine, ctx.settings, utcnow())
+    finally:
+        engine.dispose()
+    words = ", ".join(f"{name.replace('_', ' ')} removed: {n}" for name, n in removed.items())
+    ctx.emit(removed, words)
+
+
 @cli.group()
 def analytics() -> None:
     """The merchants' dashboards."""

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     rate_limit_codes: str = "30/minute;300/hour"
     rate_limit_pairing: str = "10/minute;60/hour"
     rate_limit_logins: str = "10/minute;60/hour"
+    # Housekeeping (app/maintenance.py): how often it runs in `treu serve`, and how long a
+    # one-tap card that no shop stamped may stay unseen before it is purged.
+    maintenance_interval_seconds: int = 3600
+    card_idle_days: int = 30
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from app import maintenance
 from app.analytics.router import router as analytics_router
 from app.claims.router import router as claims_router
 from app.claims.router import till_router as claim_qr_router
@@ -21,9 +22,9 @@ from app.ledger.direct import DirectStamp
 from app.ledger.router import router as ledger_router
 from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
-from app.ratelimit import RateLimits
 from app.merchants.dependencies import DeviceCache
 from app.merchants.router import router as till_router
+from app.ratelimit import RateLimits
 from app.tokens.keys import load_keyring
 from app.tokens.router import keys_router
 from app.tokens.router import router as cards_router
@@ -53,7 +54,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        housekeeping = asyncio.create_task(maintenance.run_forever(engine, settings, clock))
         yield
+        housekeeping.cancel()
         writer.stop()
         engine.dispose()
         if reads_on_loop is not None:

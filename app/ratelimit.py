@@ -9,6 +9,7 @@ a memory dump does not list who came. `TREU_RATE_LIMITS=off` switches every limi
 import hashlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -91,3 +92,19 @@ def rate_limits_of(request: Request) -> RateLimits:
 def limit(request: Request, name: str) -> None:
     """Count one try of `name` by this request's client (429 past the limit)."""
     rate_limits_of(request).hit(name, client_of(request))
+
+
+def rate_limited(name: str) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency that counts one try of `name` (a coroutine: no thread hop)."""
+
+    async def check(request: Request) -> None:
+        limit(request, name)
+
+    return check
+
+
+def first_click(request: Request, name: str, seconds: int) -> bool:
+    """Whether this client's event `name` is its first within `seconds` (always True with the
+    limits off): counting it only then keeps one client from inflating a figure."""
+    limits = rate_limits_of(request)
+    return not limits.enabled or limits.first(name, client_of(request), seconds)

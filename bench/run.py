@@ -190,6 +190,8 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="treu-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TREU_")}
     env["TREU_DATA_DIR"] = str(data)
+    # A thousand cards from one address: per-client limits are for the open internet.
+    env["TREU_RATE_LIMITS"] = "off"
     db_url = os.environ.get("TREU_BENCH_DATABASE_URL")
     if db_url:
         env["TREU_DATABASE_URL"] = db_url

@@ -17,7 +17,7 @@ GROUND = {
     "app.config", "app.db", "app.errors", "app.clock", "app.process", "app.limits",
     "app.migrations", "app.dependencies", "app.ratelimit",
 }  # fmt: skip
-ENTRY = {"app", "app.main", "app.cli", "app.demo", "app.models"}
+ENTRY = {"app", "app.main", "app.cli", "app.demo", "app.models", "app.maintenance"}
 # Modules of a domain package that speak HTTP.
 SURFACE_NAMES = {"router", "dependencies", "direct", "auth"}
 LAYERS = {"ground": 0, "domain": 1, "surface": 2, "entry": 3}

@@ -5,7 +5,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -24,6 +24,7 @@ from app.errors import AppError, problem_responses
 from app.ledger.dependencies import IdempotencyKey, check_idempotency_key, writer_of
 from app.merchants.dependencies import CurrentDevice, DeviceCacheDep
 from app.merchants.exceptions import DeviceRevoked
+from app.ratelimit import rate_limited
 from app.tokens import qr
 from app.tokens.cards import scanned_card
 from app.tokens.dependencies import KeyringDep
@@ -95,7 +96,10 @@ def claim_status(
     )
 
 
-@router.post("/{code}", status_code=201, response_model=ClaimResult, responses=_RESPONSES)
+@router.post(
+    "/{code}", status_code=201, response_model=ClaimResult, responses=_RESPONSES,
+    dependencies=[Depends(rate_limited("codes"))],
+)  # fmt: skip
 async def claim(
     code: str, body: ClaimIn, request: Request, keyring: KeyringDep, clock: ClockDep
 ) -> JSONResponse:

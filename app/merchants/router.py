@@ -1,6 +1,6 @@
 """The till's device routes: pair a browser as a cashier device, and what the till shows."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
 from app.db import SessionDep, WriteSessionDep
@@ -11,6 +11,7 @@ from app.merchants.models import Device, Merchant
 from app.merchants.pairing import redeem_pairing_code
 from app.merchants.schemas import DeviceOut, MerchantOut, PairIn, PairOut, TillOut, TillProgram
 from app.merchants.service import till_programs
+from app.ratelimit import rate_limited
 
 router = APIRouter(
     prefix="/api/v1/till", tags=["till"],
@@ -18,7 +19,12 @@ router = APIRouter(
 )  # fmt: skip
 
 
-@router.post("/pair", status_code=201, response_model=PairOut)
+@router.post(
+    "/pair",
+    status_code=201,
+    response_model=PairOut,
+    dependencies=[Depends(rate_limited("pairing"))],
+)
 def pair(body: PairIn, session: WriteSessionDep, clock: ClockDep) -> PairOut:
     """Redeem a one-time pairing code: this browser becomes a cashier device."""
     paired = redeem_pairing_code(session=session, code=body.code, now=clock(), label=body.label)

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from sqlalchemy import Column
+from sqlalchemy import Column, false
 from sqlmodel import Field, LargeBinary, SQLModel
 
 
@@ -13,3 +13,5 @@ class Card(SQLModel, table=True):
     # The merchants this card has visited, sealed under a key derived from the card id.
     sealed_wallet: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     deleted_day: date | None = None
+    # Printed cards are never purged as idle (no phone ever sees them: see purge_idle_cards).
+    printed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})

@@ -1,12 +1,13 @@
 """Card routes: create, restore, view, QR, export, delete; the public verify keys."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.config import Settings
 from app.db import SessionDep, WriteSessionDep
 from app.dependencies import ClockDep, SettingsDep
 from app.errors import problem_responses
+from app.ratelimit import rate_limited
 from app.tokens import crypto, qr, service
 from app.tokens.cards import load_card, parse_card
 from app.tokens.dependencies import KeyringDep, ValidCard, card_view_on_loop
@@ -27,7 +28,9 @@ def _created(settings: Settings, card: service.NewCard) -> CardCreated:
     )
 
 
-@router.post("", status_code=201, response_model=CardCreated)
+@router.post(
+    "", status_code=201, response_model=CardCreated, dependencies=[Depends(rate_limited("cards"))]
+)
 def create_card(
     session: WriteSessionDep, keyring: KeyringDep, settings: SettingsDep, clock: ClockDep
 ) -> CardCreated:
@@ -36,7 +39,9 @@ def create_card(
     return _created(settings, card)
 
 
-@router.post("/restore", response_model=CardCreated)
+@router.post(
+    "/restore", response_model=CardCreated, dependencies=[Depends(rate_limited("restore"))]
+)
 def restore_card(
     body: RestoreIn, session: SessionDep, keyring: KeyringDep, settings: SettingsDep
 ) -> CardCreated:

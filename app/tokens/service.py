@@ -1,10 +1,10 @@
 """Cards: create, view across merchants, export, delete, restore."""
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, update
+from sqlalchemy import Connection, Row, bindparam, delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -26,11 +26,14 @@ class NewCard:
     card_id: bytes
 
 
-def create_card(*, session: Session, keyring: Keyring, now: datetime) -> NewCard:
+def create_card(
+    *, session: Session, keyring: Keyring, now: datetime, printed: bool = False
+) -> NewCard:
     """Make a new anonymous card: a random id, signed; only a keyed hash of it is stored."""
     card_id = crypto.new_card_id()
     today = now.date()
-    session.add(Card(ref=crypto.card_ref(keyring, card_id), created_day=today, last_seen_day=today))
+    ref = crypto.card_ref(keyring, card_id)
+    session.add(Card(ref=ref, created_day=today, last_seen_day=today, printed=printed))
     session.flush()
     return NewCard(crypto.sign_card(keyring, card_id), card_id)
 
@@ -115,10 +118,16 @@ def read_card(
 def wallet_update(
     keyring: Keyring, key: CardKey, card: Row[Any], merchant_ids: set[int], today: date
 ) -> bytes | None:
-    """The card's new sealed wallet if it or the last-seen day must change, else None."""
+    """The card's new sealed wallet if it or the last-seen day must change, else None.
+
+    A card that has seen no shop yet keeps no wallet at all (an empty one is written only as
+    b""), so that purge_idle_cards can tell it apart without opening anything.
+    """
     known = set(crypto.open_wallet(keyring, key.card_id, card.sealed_wallet))
     if known >= merchant_ids and card.last_seen_day == today:
         return None
+    if not known | merchant_ids:
+        return b""
     return crypto.seal_wallet(keyring, key.card_id, sorted(known | merchant_ids))
 
 
@@ -131,8 +140,25 @@ def remember_visits(*, session: Session, key: CardKey, sealed_wallet: bytes, tod
     session.execute(
         update(Card)
         .where(col(Card.ref) == key.ref)
-        .values(sealed_wallet=sealed_wallet, last_seen_day=today)
+        .values(sealed_wallet=sealed_wallet or None, last_seen_day=today)
     )
+
+
+def purge_idle_cards(*, session: Session, today: date, idle_days: int) -> int:
+    """Remove one-tap cards that no shop ever stamped, as far as their own page saw (no
+    wallet), and that were not seen for `idle_days`: what a script making cards by the million
+    leaves behind. Printed and deleted cards stay. Returns how many went."""
+    idle = (
+        delete(Card)
+        .where(
+            col(Card.sealed_wallet).is_(None),
+            col(Card.printed).is_(False),
+            col(Card.deleted_day).is_(None),
+            col(Card.last_seen_day) < today - timedelta(days=idle_days),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(idle).rowcount)  # type: ignore[attr-defined]
 
 
 def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card) -> dict[str, Any]:

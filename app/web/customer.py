@@ -8,7 +8,7 @@ offline use and remembering the card.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session, col, select
 
@@ -17,6 +17,7 @@ from app.db import SessionDep, WriteSessionDep
 from app.dependencies import ClockDep, now_of
 from app.errors import AppError, NotFound
 from app.merchants.models import Merchant, Program
+from app.ratelimit import rate_limited
 from app.tokens import service as cards
 from app.tokens.cards import load_card, parse_card, scanned_card
 from app.tokens.dependencies import KeyringDep, ValidCardInfo, card_view, keyring_of
@@ -43,7 +44,7 @@ def home(request: Request) -> Response:
     return render(request, "customer/home.html")
 
 
-@router.post("/cards/new")
+@router.post("/cards/new", dependencies=[Depends(rate_limited("cards"))])
 def new_card(session: WriteSessionDep, keyring: KeyringDep, clock: ClockDep) -> Response:
     """One tap, no form: a new card, then its page (which keeps it in this browser)."""
     card = cards.create_card(session=session, keyring=keyring, now=clock())
@@ -137,7 +138,9 @@ def _local(path: str) -> str:
     return path if path.startswith("/k/") and "//" not in path and "\\" not in path else ""
 
 
-@router.post("/restore", response_class=HTMLResponse)
+@router.post(
+    "/restore", response_class=HTMLResponse, dependencies=[Depends(rate_limited("restore"))]
+)
 def restore(
     request: Request,
     session: SessionDep,
@@ -165,7 +168,7 @@ def claim_page_upper(code: str) -> Response:
     return RedirectResponse(f"/k/{code}", status_code=308)
 
 
-@router.get("/k/{code}", response_class=HTMLResponse)
+@router.get("/k/{code}", response_class=HTMLResponse, dependencies=[Depends(rate_limited("codes"))])
 def claim_page(
     code: str, request: Request, session: SessionDep, keyring: KeyringDep, clock: ClockDep
 ) -> Response:

@@ -54,7 +54,7 @@ def new_printed_cards(
     """
     cards = []
     for _ in range(count):
-        card = create_card(session=session, keyring=keyring, now=now)
+        card = create_card(session=session, keyring=keyring, now=now, printed=True)
         svg = qr.qr_svg(qr.card_qr_text(base_url, card.token))
         cards.append(PrintedCard(inline_svg(svg), crypto.recovery_code(card.card_id)))
     return cards
