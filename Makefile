@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # Browser libraries (the till's QR decoder) come from npm, exactly as the lock file says.
 $(ASSETS): package.json package-lock.json
 	@command -v npm > /dev/null || (echo "treu needs Node.js 18+ (npm) for its browser assets" >&2; exit 1)
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $(ASSETS)
 
 install: $(STAMP) $(ASSETS)

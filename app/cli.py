@@ -1,5 +1,6 @@
 """The `treu` command: init, serve, db upgrade, merchants, devices, demo, printed cards."""
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -82,6 +83,20 @@ def _program_range(field: str) -> click.IntRange:
     return click.IntRange(bounds.get("ge"), bounds.get("le"))
 
 
+# Slow clients. uvicorn closes a connection that idles between two requests (timeout_keep_alive)
+# but none that is still *sending* one, and it has no header timeout: a client that trickles its
+# request a byte at a time, or connects and says nothing, held its connection (a socket, a file
+# descriptor) for good, and httptools took 13 MB of headers in one request. A reverse proxy
+# should cut such clients off before they reach treu (README, "Operations"); these are the
+# bounds when none does.
+REQUEST_SECONDS = 10  # to receive a whole request, head and body, from its first byte
+MAX_HEAD_BYTES = 64 * 1024  # the request line and headers (and what of the body comes along)
+KEEP_ALIVE_SECONDS = 5  # idle between two requests on one connection (uvicorn's default)
+MAX_CONCURRENCY = 1000  # open connections or requests at once; beyond, uvicorn answers 503
+BACKLOG = 2048  # connections the kernel queues until they are accepted
+SHUTDOWN_SECONDS = 20  # a graceful stop waits this long for the requests under way
+
+
 def run_server(app: Any, host: str, port: int) -> None:
     """Serve an ASGI app as `treu serve` does; bench/ceiling.py serves its app through this too.
 
@@ -97,13 +112,83 @@ def run_server(app: Any, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        http="httptools",
+        http=_bounded_protocol(),
         loop="uvloop",
         access_log=False,
         log_level="warning",
         server_header=False,
         date_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        limit_concurrency=MAX_CONCURRENCY,
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
+
+
+def _bounded_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, with a deadline and a size limit for receiving a request."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedProtocol(HttpToolsProtocol):
+        # Armed when a connection opens, and when a read ends with a request begun but not
+        # complete (one that arrives in one read, as most do, costs no timer); disarmed once
+        # the request is complete: the app's time to answer is not bounded here.
+        _deadline: asyncio.TimerHandle | None = None
+        _receiving = False  # a request has begun and is not complete
+        _head: int | None = 0  # bytes received of the request head; None once it is complete
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._head is not None:
+                self._head += len(data)
+                if self._head > MAX_HEAD_BYTES:
+                    self._refuse(b"431 Request Header Fields Too Large")
+                    return
+            super().data_received(data)
+            if self._receiving and self._deadline is None:
+                self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._receiving = True
+
+        def on_headers_complete(self) -> None:
+            self._head = None
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._receiving = False
+            self._disarm()
+            self._head = 0  # what comes next is the next request's head
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._deadline = self.loop.call_later(REQUEST_SECONDS, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            self.transport.close()
+
+        def _refuse(self, status: bytes) -> None:
+            self._disarm()
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
+
+    return BoundedProtocol
 
 
 @click.group(cls=TreuGroup)
@@ -146,11 +231,21 @@ def init(ctx: Context, as_json: bool) -> None:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     upgrade(ctx.settings.resolved_database_url)
+    data_dir, database = ctx.settings.data_dir.resolve(), _database_named(url)
     ctx.emit(
-        {"keys_created": created, "data_dir": str(ctx.settings.data_dir.resolve())},
-        f"keys: {', '.join(created) or 'all present'}; database up to date "
-        f"({ctx.settings.data_dir.resolve()})",
+        {"keys_created": created, "data_dir": str(data_dir), "database": database},
+        f"keys: {', '.join(created) or 'all present'} ({data_dir / 'keys'}); "
+        f"database up to date: {database}",
     )
+
+
+def _database_named(url: URL) -> str:
+    """The database a command worked on, as a person finds it again: the SQLite file, or the
+    server's URL with the database name (never the password)."""
+    if url.get_backend_name() == "sqlite":
+        in_memory = url.database in (None, "", ":memory:")
+        return "SQLite in memory" if in_memory else str(Path(str(url.database)).resolve())
+    return url.set(password=None).render_as_string(hide_password=False)
 
 
 @cli.command()
@@ -285,7 +380,7 @@ def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bo
 @json_option
 @pass_ctx
 def maintenance_round(ctx: Context, as_json: bool) -> None:
-    """One round of housekeeping (`treu serve` runs it hourly): idle one-tap cards purged."""
+    """One round of housekeeping (`treu serve` runs it hourly): idle cards, old login counts."""
     from app import maintenance
 
     _json(ctx, as_json)

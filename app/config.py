@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     rate_limit_codes: str = "30/minute;300/hour"
     rate_limit_pairing: str = "10/minute;60/hour"
     rate_limit_logins: str = "10/minute;60/hour"
+    # Password checks (Argon2id, 64 MiB and a fifth of a second of a core each) running at once;
+    # a login beyond them is answered 503 with Retry-After. Bounds the memory logins can take.
+    password_checks: int = 2
     # Housekeeping (app/maintenance.py): how often it runs in `treu serve`, and how long a
     # one-tap card that no shop stamped may stay unseen before it is purged.
     maintenance_interval_seconds: int = 3600

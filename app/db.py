@@ -255,10 +255,3 @@ def in_read_session(engine: Engine, work: Callable[..., T], /, **kwargs: Any) ->
     worker thread: see app.claims.router)."""
     with Session(engine, expire_on_commit=False) as session:
         return work(session=session, **kwargs)
-
-
-def streamed(engine: Engine, work: Callable[..., Iterator[T]], /, **kwargs: Any) -> Iterator[T]:
-    """Yield from work(session=…, **kwargs) in a read session of its own: for a response that
-    is streamed after the request's session has closed (a CSV export)."""
-    with Session(engine, expire_on_commit=False) as session:
-        yield from work(session=session, **kwargs)

@@ -1,7 +1,6 @@
 """create_app(): settings, keys, database, the ledger writer, routers and error handlers."""
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +15,7 @@ from app.claims.router import till_router as claim_qr_router
 from app.clock import Clock, utcnow
 from app.config import Settings
 from app.db import loop_engine, make_engine
-from app.errors import install_error_handlers, problem_response
+from app.errors import install_error_handlers, problem_responses
 from app.feedback.router import router as feedback_router
 from app.ledger.direct import DirectStamp
 from app.ledger.router import router as ledger_router
@@ -24,14 +23,15 @@ from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
 from app.merchants.dependencies import DeviceCache
 from app.merchants.router import router as till_router
+from app.merchants.throttle import FailedLogins, PasswordChecks
 from app.ratelimit import RateLimits
 from app.tokens.keys import load_keyring
 from app.tokens.router import keys_router
 from app.tokens.router import router as cards_router
-from app.web import customer, feedback, merchant, merchant_dashboard, till
-from app.web.assets import NODE_MODULES, STATIC_DIR, VENDOR
+from app.web import api_docs, customer, feedback, merchant, merchant_dashboard, till
+from app.web.assets import STATIC_DIR, vendor_apps
 from app.web.errors import error_page
-from app.web.security import SecurityHeaders
+from app.web.security import InputPolicy, SecurityHeaders, api_headers
 
 # A health check waits this long for the ledger writer (behind a full batch) to answer.
 HEALTH_TIMEOUT_SECONDS = 5.0
@@ -70,6 +70,10 @@ def create_app(
         # No request spans, metrics or logs: they would record client addresses (privacy) and
         # cost the stamp path a provider look-up per request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # Swagger UI is served by treu itself, under its own CSP (app.web.api_docs); ReDoc
+        # would come from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -80,19 +84,18 @@ def create_app(
     app.state.device_cache = DeviceCache()
     app.state.in_flight = set[tuple[int, str]]()
     app.state.rate_limits = RateLimits.from_settings(settings)
+    app.state.failed_logins = FailedLogins()
+    app.state.password_checks = PasswordChecks(settings.password_checks)
 
     install_error_handlers(app, error_page)
 
     # FastAPI matches routes one by one, at a few microseconds each: the health check and the
     # stamp (the hot path) come first, so they are found before the hundred routes of the pages.
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], responses=problem_responses(503))
     async def healthz(request: Request) -> JSONResponse:
-        """200 when the app, its ledger writer and the database answer."""
-        try:
-            await asyncio.wait_for(request.app.state.writer.ping(), HEALTH_TIMEOUT_SECONDS)
-        except Exception:
-            logging.getLogger("treu").exception("health check failed")
-            return problem_response(503, "Unavailable", "The database does not answer.")
+        """200 when the app, its ledger writer, the database and its disk can take a write;
+        503 with Retry-After when one cannot (a dead writer, a full disk, no database)."""
+        await request.app.state.writer.check(HEALTH_TIMEOUT_SECONDS)
         return JSONResponse({"status": "ok"})
 
     # JSON routes (each domain's router.py), then the pages (app/web), in one place.
@@ -121,19 +124,21 @@ def create_app(
             headers={"Cache-Control": "public, max-age=604800"},
         )
 
-    for web_router in (customer.router, till.router, merchant.router):
+    for web_router in (customer.router, till.router, merchant.router, api_docs.router):
         app.include_router(web_router)
     mount_static(app)
-    # Outermost last: the body limit, then the stamp's direct way, then the pages' headers.
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(DirectStamp)
+    api_docs.document_api(app)
+    # Outermost last: the body limit, the stamp's direct way, the headers, the input policy.
+    https = settings.base_url.startswith("https://")
+    app.add_middleware(InputPolicy)
+    app.add_middleware(SecurityHeaders, https=https)
+    app.add_middleware(DirectStamp, headers=api_headers(https))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
 def mount_static(app: FastAPI) -> None:
     """static/ and the browser libraries installed by npm (served by treu: no CDN)."""
-    for prefix, folder in VENDOR.items():
-        if (NODE_MODULES / folder).is_dir():
-            app.mount(f"/static/vendor/{prefix}", StaticFiles(directory=NODE_MODULES / folder))
+    for path, files in vendor_apps().items():
+        app.mount(path, files)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,4 +1,5 @@
-"""Housekeeping on a timer: what the app keeps no longer than it needs.
+"""Housekeeping on a timer: what the app keeps no longer than it needs (idle one-tap cards,
+failed-login counts a day after their last failure).
 
 `treu serve` runs it every `maintenance_interval_seconds` (the first round one interval after
 start); `treu maintenance` runs one round, for a cron job or by hand.
@@ -15,6 +16,7 @@ from sqlmodel import Session
 from app.clock import Clock
 from app.config import Settings
 from app.db import in_write_session
+from app.merchants.throttle import purge_login_throttle
 from app.tokens.service import purge_idle_cards
 
 log = logging.getLogger("treu")
@@ -25,6 +27,7 @@ def _round(*, session: Session, settings: Settings, now: datetime) -> dict[str, 
         "idle_cards": purge_idle_cards(
             session=session, today=now.date(), idle_days=settings.card_idle_days
         ),
+        "login_counts": purge_login_throttle(session=session, now=now),
     }
 
 

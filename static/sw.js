@@ -4,6 +4,8 @@
 // Writes (POST, DELETE) are never cached: the till queues them itself.
 const CACHE = "treu-v1";
 const OFFLINE_HEADER = "X-Treu-Offline";
+// The server (or its database, or a proxy in front) is out for a moment: as good as offline.
+const UNAVAILABLE = [502, 503, 504];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(self.skipWaiting());
@@ -37,17 +39,26 @@ function cacheable(request, url) {
 
 async function networkFirst(request) {
   const cache = await caches.open(CACHE);
+  let response;
   try {
-    const response = await fetch(request);
-    if (response.ok) await cache.put(request, response.clone());
-    return response;
+    response = await fetch(request);
   } catch (error) {
-    const cached = await cache.match(request, { ignoreSearch: request.mode === "navigate" });
+    const cached = await lastGoodCopy(cache, request);
     if (!cached) throw error;
-    const headers = new Headers(cached.headers);
-    headers.set(OFFLINE_HEADER, "1");
-    return new Response(await cached.blob(), { status: cached.status, headers });
+    return cached;
   }
+  if (response.ok) await cache.put(request, response.clone());
+  if (!UNAVAILABLE.includes(response.status)) return response;
+  return (await lastGoodCopy(cache, request)) || response;
+}
+
+/** The copy kept from the last good answer, marked as such; undefined if there is none. */
+async function lastGoodCopy(cache, request) {
+  const cached = await cache.match(request, { ignoreSearch: request.mode === "navigate" });
+  if (!cached) return undefined;
+  const headers = new Headers(cached.headers);
+  headers.set(OFFLINE_HEADER, "1");
+  return new Response(await cached.blob(), { status: cached.status, headers });
 }
 
 async function cacheFirst(request) {

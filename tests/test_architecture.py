@@ -15,7 +15,7 @@ APP = Path(__file__).resolve().parent.parent / "app"
 
 GROUND = {
     "app.config", "app.db", "app.errors", "app.clock", "app.process", "app.limits",
-    "app.migrations", "app.dependencies", "app.ratelimit",
+    "app.migrations", "app.dependencies", "app.ratelimit", "app.inputs",
 }  # fmt: skip
 ENTRY = {"app", "app.main", "app.cli", "app.demo", "app.models", "app.maintenance"}
 # Modules of a domain package that speak HTTP.

@@ -96,6 +96,25 @@ def test_init_creates_private_keys_and_migrates(empty_database_url: str, tmp_pat
     engine.dispose()
 
 
+def test_init_names_the_database_it_migrated(empty_database_url: str, tmp_path: Path) -> None:
+    """On PostgreSQL the database is not in the data dir: init names the one it migrated."""
+    treu = Treu(tmp_path / "fresh", empty_database_url, hermetic_env())
+    url = make_url(empty_database_url)
+    named = (
+        str(Path(str(url.database)).resolve())
+        if url.get_backend_name() == "sqlite"
+        else url.set(password=None).render_as_string(hide_password=False)
+    )
+    out = treu.json("init")
+    assert out["database"] == named
+    assert out["data_dir"] == str(treu.data_dir.resolve())
+    text = treu("init").stdout
+    assert f"database up to date: {named}" in text
+    assert str(url.database) in text  # the file, or the PostgreSQL database's name
+    if url.password:
+        assert url.password not in text
+
+
 def test_init_twice_never_overwrites_a_key(treu: Treu) -> None:
     keys = treu.data_dir / "keys"
     before = {p.name: p.read_bytes() for p in keys.iterdir()}

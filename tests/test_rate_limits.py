@@ -189,7 +189,7 @@ def test_idle_one_tap_cards_are_purged_and_no_other(
     client.get(f"/api/v1/cards/{looked_at}")  # seen again after 25 days: not idle
     clock.advance(timedelta(days=6).total_seconds())
     removed = maintenance.run_once(app.state.engine, app.state.settings, clock())
-    assert removed == {"idle_cards": 1}
+    assert removed["idle_cards"] == 1
     left = _card_refs(app)
     assert refs["idle"] not in left
     assert {refs["stamped"], refs["looked_at"], refs["deleted"], refs["printed"]} <= left

@@ -265,8 +265,7 @@ class Cells:
         """Register a figure about `cards` cards (default: the figure counts cards itself);
         keep: a headline figure, hidden for another's sake only when nothing else will do.
 
-        A figure about no card is sensitive too unless it is 0 itself: counts of deleted cards
-        stay in some rollups but not in the distinct-card counts."""
+        A figure about no card is sensitive too unless it is 0 itself."""
         self.values[key] = value
         about = value if cards is None else cards
         if about < self.k and (about or value):

@@ -164,7 +164,8 @@ COUNTED = {
     "weekdays": (weekday_table, ("day", "gap"), "visits"),
     "devices": (device_table, ("day", "device_id", "gap"), "cards"),
 }
-# A deleted card's share leaves these: their gaps chain one card's visits together.
+# The distinct-card counts by slot of the week and by device: their gaps chain one card's
+# visits together, on a quiet weekday hour or device.
 CHAINED = ("hours", "weekdays", "devices")
 ROLLUP_TABLES = (
     activity_table,

@@ -1,7 +1,5 @@
 """The KPI API: the dashboard's figures as JSON for the owner's own tools (owner session)."""
 
-from datetime import date
-
 from fastapi import APIRouter
 
 from app.analytics import service
@@ -9,6 +7,7 @@ from app.analytics.schemas import KpiReport, report
 from app.db import SessionDep
 from app.dependencies import ClockDep, SettingsDep
 from app.errors import problem_responses
+from app.inputs import Day
 from app.merchants.auth import CurrentMerchant
 
 router = APIRouter(
@@ -23,8 +22,8 @@ def kpis(
     settings: SettingsDep,
     merchant: CurrentMerchant,
     period: str = service.DEFAULT_PERIOD,
-    start: date | None = None,
-    end: date | None = None,
+    start: Day | None = None,
+    end: Day | None = None,
 ) -> KpiReport:
     """KPIs of the logged-in owner's shop: `period` 30d, 90d or 12m, or `start` and `end` (local
     dates, inclusive). Figures about fewer than k cards are null with `suppressed: true`."""

@@ -19,7 +19,7 @@ class FigureOut(BaseModel):
     )
 
 
-class PairOut(BaseModel):
+class FigurePairOut(BaseModel):
     current: FigureOut
     previous: FigureOut
     change: float | None
@@ -57,7 +57,7 @@ class CohortOut(BaseModel):
     )
 
 
-class DeviceOut(BaseModel):
+class DeviceFiguresOut(BaseModel):
     device_id: int
     label: str
     cards: FigureOut = Field(
@@ -85,15 +85,15 @@ class KpiReport(BaseModel):
     period: PeriodOut
     previous: PeriodOut
     k: int
-    headline: dict[str, PairOut]
+    headline: dict[str, FigurePairOut]
     trend: TrendOut
     segments: list[SegmentOut]
-    all_cards: PairOut
+    all_cards: FigurePairOut
     cohorts: list[CohortOut]
-    rewards: dict[str, PairOut]
+    rewards: dict[str, FigurePairOut]
     outstanding: dict[str, FigureOut]
     busiest: HeatOut
-    devices: list[DeviceOut]
+    devices: list[DeviceFiguresOut]
     feedback: dict[str, Any] | None
 
 
@@ -104,8 +104,8 @@ def _figure(f: kpis.Figure) -> FigureOut:
     return FigureOut(value=f.value, suppressed=f.hidden, reason=reason)
 
 
-def _pair(p: kpis.Pair) -> PairOut:
-    return PairOut(current=_figure(p.current), previous=_figure(p.previous), change=p.change)
+def _pair(p: kpis.Pair) -> FigurePairOut:
+    return FigurePairOut(current=_figure(p.current), previous=_figure(p.previous), change=p.change)
 
 
 def _period(p: kpis.Period) -> PeriodOut:
@@ -157,7 +157,7 @@ def report(d: kpis.Dashboard, feedback: dict[str, Any] | None) -> KpiReport:
             cells=[[_figure(f) for f in row] for row in d.heat],
         ),
         devices=[
-            DeviceOut(
+            DeviceFiguresOut(
                 device_id=r.device_id,
                 label=r.label,
                 cards=_figure(r.cards),

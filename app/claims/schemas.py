@@ -2,11 +2,13 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.inputs import Id, Text
+
 
 class ClaimCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     count: int = Field(default=1, ge=1, le=100)
-    program_id: int | None = Field(default=None, ge=1)
+    program_id: Id | None = None
 
 
 class ClaimProgram(BaseModel):
@@ -32,7 +34,7 @@ class ClaimStatus(BaseModel):
 
 class ClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    token: str = Field(min_length=1, max_length=4096, description="Card token or card URL")
+    token: Text = Field(min_length=1, max_length=4096, description="Card token or card URL")
 
 
 class ClaimMerchant(BaseModel):

@@ -38,8 +38,8 @@ class AlreadyGiven(Conflict):
         )
         self.feedback_id = feedback_id
 
-    def problem(self) -> dict[str, Any]:
-        return {**super().problem(), "feedback_id": self.feedback_id}
+    def problem(self, base_url: str = "") -> dict[str, Any]:
+        return {**super().problem(base_url), "feedback_id": self.feedback_id}
 
 
 class TooMuchFeedback(AppError):

@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.inputs import Line, Text
+
 # The comment limit is checked after normalising (a line break typed as CR LF counts once);
 # this is only the hard cap on what is read at all.
 RAW_COMMENT_CHARS = 2000
@@ -16,17 +18,17 @@ class FeedbackFields(BaseModel):
     recommend: int | None = Field(
         default=None, ge=0, le=10, description="How likely would you recommend us, 0-10"
     )
-    comment: str = Field(default="", max_length=RAW_COMMENT_CHARS, description="Up to 500 chars")
-    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    comment: Text = Field(default="", max_length=RAW_COMMENT_CHARS, description="Up to 500 chars")
+    tags: list[Line] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class FeedbackIn(FeedbackFields):
-    token: str = Field(min_length=1, max_length=4096, description="The card token or card URL")
-    merchant: str = Field(min_length=1, max_length=64, description="The merchant's slug")
+    token: Text = Field(min_length=1, max_length=4096, description="The card token or card URL")
+    merchant: Line = Field(min_length=1, max_length=64, description="The merchant's slug")
 
 
 class FeedbackEdit(FeedbackFields):
-    token: str = Field(min_length=1, max_length=4096)
+    token: Text = Field(min_length=1, max_length=4096)
 
 
 class MerchantRef(BaseModel):
@@ -57,7 +59,7 @@ class FeedbackOut(BaseModel):
 
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    merchant: str | None = Field(default=None, max_length=64)
+    merchant: Line | None = Field(default=None, max_length=64)
 
 
 class ReplyOut(BaseModel):

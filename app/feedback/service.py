@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import delete, func, update
@@ -38,7 +38,9 @@ from app.feedback.models import Feedback, FeedbackSettings, ReviewClick
 from app.feedback.schemas import COMMENT_CHARS, FeedbackFields
 from app.feedback.scrub import normalise, scrub
 from app.ledger import service as ledger
+from app.merchants.exceptions import MerchantError
 from app.merchants.models import Merchant, merchant_zone
+from app.merchants.service import review_url_from
 from app.tokens.crypto import Keyring, holder_for
 
 
@@ -60,7 +62,6 @@ DEFAULT_TAGS = {
     "waiting_time": N_("Waiting time"),
     "price": N_("Price"),
 }
-GOOGLE_REVIEW = "https://search.google.com/local/writereview?placeid="
 
 
 @dataclass(frozen=True)
@@ -568,23 +569,55 @@ class InboxFilter:
 INBOX_PAGE = 25
 
 
-def inbox(*, session: Session, merchant_id: int, where: InboxFilter) -> tuple[list[Feedback], bool]:
-    """The merchant's feedback, newest first, filtered; and whether there is an older page."""
-    query = select(Feedback).where(Feedback.merchant_id == merchant_id)
+def _local_day(moment: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC instants that bound the merchant-local day of `moment` (UTC, naive or aware)."""
+    day = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(zone).date()
+    start = datetime.combine(day, time(0), zone).astimezone(UTC)
+    return start, datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+
+
+def inbox(
+    *, session: Session, merchant: Merchant, where: InboxFilter
+) -> tuple[list[Feedback], bool]:
+    """The merchant's feedback, newest day first, filtered; and whether there is an older page.
+
+    Within a day the order is the feedback's random id, not its time: the inbox shows the day
+    only, and an order by time would tell the shop which came first, and so roughly when each
+    was written (privacy model 6). The page is cut from whole days: its rows by time, widened
+    to the whole of the first and the last day they touch, then sorted by (day, id).
+    """
+    zone = merchant_zone(merchant)
+    chosen: list[Any] = [col(Feedback.merchant_id) == merchant.id]
     if where.rating is not None:
-        query = query.where(Feedback.rating == where.rating)
+        chosen.append(col(Feedback.rating) == where.rating)
     if where.tag:
-        query = query.where(
-            col(Feedback.tags).contains(json.dumps(where.tag, ensure_ascii=False), autoescape=True)
-        )
+        tag = json.dumps(where.tag, ensure_ascii=False)
+        chosen.append(col(Feedback.tags).contains(tag, autoescape=True))
     if where.unanswered:
-        query = query.where(col(Feedback.reply).is_(None))
-    rows = session.exec(
-        query.order_by(col(Feedback.created_at).desc(), col(Feedback.id))
-        .offset(where.page * INBOX_PAGE)
+        chosen.append(col(Feedback.reply).is_(None))
+    first = where.page * INBOX_PAGE
+    ends = session.exec(
+        select(col(Feedback.created_at))
+        .where(*chosen)
+        .order_by(col(Feedback.created_at).desc())
+        .offset(first)
         .limit(INBOX_PAGE + 1)
     ).all()
-    return list(rows[:INBOX_PAGE]), len(rows) > INBOX_PAGE
+    if not ends:
+        return [], False
+    newest_end = _local_day(ends[0], zone)[1]
+    oldest_start = _local_day(ends[-1], zone)[0]
+    newer = session.exec(
+        select(func.count()).where(*chosen, col(Feedback.created_at) >= newest_end)
+    ).one()
+    days = session.exec(
+        select(Feedback).where(
+            *chosen, col(Feedback.created_at) >= oldest_start, col(Feedback.created_at) < newest_end
+        )
+    ).all()
+    ordered = sorted(days, key=lambda f: (-_local_day(f.created_at, zone)[0].timestamp(), f.id))
+    rows = ordered[first - newer : first - newer + INBOX_PAGE + 1]
+    return rows[:INBOX_PAGE], len(rows) > INBOX_PAGE
 
 
 @dataclass(frozen=True)
@@ -603,7 +636,10 @@ def inbox_page(
     *, session: Session, merchant_id: int, where: InboxFilter, days: int, now: datetime, k: int
 ) -> InboxPage:
     """What the inbox shows: the page of feedback, what of it is new, and the figures."""
-    rows, more = inbox(session=session, merchant_id=merchant_id, where=where)
+    merchant = session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotFound("There is no such shop.")
+    rows, more = inbox(session=session, merchant=merchant, where=where)
     return InboxPage(
         rows=rows,
         more=more,
@@ -683,13 +719,12 @@ def hide(
 
 
 def review_target(review_url: str) -> str | None:
-    """Where the review link leads: a web address as given, or Google's page for a Place ID."""
-    value = review_url.strip()
-    if re.fullmatch(r"https?://[^\s<>\"']+", value):
-        return value
-    if re.fullmatch(r"[A-Za-z0-9_-]{16,200}", value):
-        return GOOGLE_REVIEW + quote(value)
-    return None
+    """Where the review link leads: a web address as given, or Google's page for a Place ID;
+    None for none, or for a stored value the one check (review_url_from) would refuse now."""
+    try:
+        return review_url_from(review_url) or None
+    except MerchantError:
+        return None
 
 
 def count_review_click(*, session: Session, merchant: Merchant, now: datetime) -> None:

@@ -8,6 +8,8 @@ handlers, so the answers are the same to the byte. The FastAPI route stays: it d
 endpoint in OpenAPI and serves whatever this does not take (another method, a prefix).
 """
 
+from collections.abc import Sequence
+
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,8 +20,11 @@ STAMP_PATH = router.url_path_for(stamp.__name__)
 
 
 class DirectStamp:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.app = app
+        # What the API's answers carry (app.web.security.api_headers), which the middleware
+        # that adds them to every other /api/ answer never sees here: a static list, appended.
+        self.headers = list(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != STAMP_PATH or scope["method"] != "POST":
@@ -34,4 +39,5 @@ class DirectStamp:
             if handler is None:
                 raise
             response = await handler(request, exc)
+        response.raw_headers.extend(self.headers)
         await response(scope, receive, send)

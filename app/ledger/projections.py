@@ -13,16 +13,24 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, RowMapping, bindparam, delete, func, insert, select, tuple_
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.analytics.models import (
-    CHAINED,
     COUNTED,
     ROLLUP_TABLES,
     activity_table,
     card_table,
-    holding_table,
 )
 from app.analytics.rollups import (
     ACTIVITY_FIELDS,
@@ -304,50 +312,53 @@ def _write(conn: Connection, rows: Mapping[str, list[dict[str, Any]]]) -> None:
 def forget_holder(
     conn: Connection, *, merchant_id: int, holder: str, held: Iterable[tuple[int, int]]
 ) -> None:
-    """A deleted card leaves the rollups: its own row goes, the cards it held stop counting,
-    and its share of the per-slot and per-device counts goes (read from its ledger entries:
-    call this before they are deleted).
+    """A deleted card leaves the rollups as if it had never been there: its whole share
+    (read from its ledger entries: call this before they are deleted), its own row, and the
+    stamps it held.
 
-    The day, hour, visit and cohort counts keep it only as a number among others. The slot and
-    device counts exist only to count distinct cards, which it no longer is, and their gaps,
-    on a quiet weekday hour or device, would chain its visits together.
+    Every count goes, not only the distinct-card ones: a visit count kept without the card
+    row made a deleted one-visit card a repeat visitor and hid lapsed cards from the segments,
+    and the gaps it kept would chain the deleted card's visits together in a quiet shop.
     """
     params = {"merchant_id": merchant_id, "holder": holder}
     history = [_entry(row._mapping) for row in conn.execute(_CARD_HISTORY, params)]
-    if history:
-        share, _ = replay(history, required={}, tz=zone(_timezone(conn, merchant_id)))
-        gone = Rollups()
-        for name in CHAINED:
-            getattr(gone, name).update({k: -n for k, n in getattr(share, name).items() if n})
-        _write(conn, rollup_rows({merchant_id: gone}))
-        for name in CHAINED:
-            table, columns, counted = COUNTED[name]
-            keys = sorted(getattr(gone, name))
-            if keys:
-                # A row left at zero would still mark where one of its visits was.
-                key = tuple_(*(table.c[column] for column in columns))
-                conn.execute(
-                    delete(table).where(
-                        table.c.merchant_id == merchant_id, key.in_(keys), table.c[counted] <= 0
-                    )
-                )
+    required = _stamps_required(conn, {e.program_id for e in history}) if history else {}
+    share, _ = replay(history, required=required, tz=zone(_timezone(conn, merchant_id)))
+    gone = Rollups()
+    gone.merge(share, sign=-1)
+    for program_id, stamps in held:
+        gone.hold(program_id, stamps, 0)
+    _write(conn, rollup_rows({merchant_id: gone}))
+    _drop_emptied(conn, merchant_id, gone)
     conn.execute(
         delete(card_table).where(
             card_table.c.merchant_id == merchant_id, card_table.c.holder == holder
         )
     )
-    rows = [
-        {"merchant_id": merchant_id, "program_id": program_id, "stamps": stamps, "cards": -1}
-        for program_id, stamps in held
-        if stamps > 0
-    ]
-    if rows:
-        _UPSERTS[conn.dialect.name][holding_table.name].many(conn, rows)
-        conn.execute(
-            delete(holding_table).where(
-                holding_table.c.merchant_id == merchant_id, holding_table.c.cards <= 0
+
+
+def _drop_emptied(conn: Connection, merchant_id: int, gone: Rollups) -> None:
+    """Delete the rows a deletion left at nothing: a row at zero would still mark where one of
+    the card's visits was. A reward count gone below zero (the program's goal changed since it
+    was counted, and the card's rewards were counted at the old one) is held at zero."""
+    a = activity_table.c
+    keys = sorted(gone.activity)
+    if keys:
+        mine = (a.merchant_id == merchant_id, tuple_(a.day, a.hour, a.device_id).in_(keys))
+        below = update(activity_table).where(*mine, a.rewards_earned < 0)
+        conn.execute(below.values(rewards_earned=0))
+        conn.execute(delete(activity_table).where(*mine, *(a[f] == 0 for f in ACTIVITY_FIELDS)))
+    for name, counter in gone.counters().items():
+        table, columns, counted = COUNTED[name]
+        if counter:
+            key = tuple_(*(table.c[column] for column in columns))
+            conn.execute(
+                delete(table).where(
+                    table.c.merchant_id == merchant_id,
+                    key.in_(sorted(counter)),
+                    table.c[counted] <= 0,
+                )
             )
-        )
 
 
 # --- rebuilt from the ledger --------------------------------------------------------------------
@@ -360,8 +371,7 @@ def rebuild_rollups(
 ) -> None:
     """Recompute the rollups of one merchant (or all) from the ledger, replacing what was there.
 
-    tables: only these (a migration that adds a rollup fills just its own tables, and leaves
-    the counts that deleted cards still hold a part of alone).
+    tables: only these (a migration that adds a rollup fills just its own tables).
     """
     for table in tables:
         stmt = delete(table)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.db import SessionDep
 from app.dependencies import ClockDep, clock_of, settings_of
-from app.errors import AppError, Conflict, problem_responses
+from app.errors import AppError, Conflict, UnsupportedMediaType, is_json, problem_responses
 from app.ledger import service
 from app.ledger.dependencies import (
     KEY_HELP,
@@ -23,6 +23,7 @@ from app.ledger.dependencies import (
 from app.ledger.schemas import EntryOut, RedemptionIn, StampIn, TillCardOut
 from app.ledger.service import Command, Operation
 from app.merchants.dependencies import (
+    DEVICE_SECRET,
     CurrentDevice,
     CurrentDeviceRow,
     DeviceIdentity,
@@ -99,8 +100,9 @@ def _command(
 
 
 def _documented(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a route that reads its own headers and body (see stamp())."""
+    """OpenAPI for a route that reads its own device, headers and body (see stamp())."""
     return {
+        "security": [{DEVICE_SECRET: []}],
         "parameters": [
             {"name": "Idempotency-Key", "in": "header", "required": False,
              "schema": {"type": "string", "maxLength": 255}, "description": KEY_HELP},
@@ -114,9 +116,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def _body(request: Request, model: type[M]) -> M:
-    """The JSON body, validated in one pass by pydantic-core; errors as FastAPI reports them."""
+    """The JSON body, validated in one pass by pydantic-core; errors as FastAPI reports them
+    (a body of another Content-Type is a 415, as app.errors answers FastAPI's routes)."""
+    raw = await request.body()
+    if raw and not is_json(request.headers.get("content-type")):
+        raise UnsupportedMediaType()
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None

@@ -4,18 +4,20 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.inputs import Id, Text
+
 
 class StampIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    token: str = Field(min_length=1, max_length=4096, description="Card token or card URL")
+    token: Text = Field(min_length=1, max_length=4096, description="Card token or card URL")
     count: int = Field(default=1, ge=1, le=100)
-    program_id: int | None = Field(default=None, ge=1)
+    program_id: Id | None = None
 
 
 class RedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    token: str = Field(min_length=1, max_length=4096, description="Card token or card URL")
-    program_id: int | None = Field(default=None, ge=1)
+    token: Text = Field(min_length=1, max_length=4096, description="Card token or card URL")
+    program_id: Id | None = None
 
 
 class ProgramOut(BaseModel):

@@ -8,7 +8,7 @@ the single entry a void names: the stamp path costs the same however long the le
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -891,26 +891,6 @@ def visited(*, session: Session, holders: Mapping[str, int]) -> set[int]:
     return {m for m, h in rows if holders.get(h) == m}
 
 
-def merchant_entries(
-    *, session: Session, merchant_id: int, start: datetime, end: datetime, chunk: int = 1000
-) -> Iterator[Any]:
-    """A merchant's ledger entries from start to before end, oldest first (streamed)."""
-    query = (
-        select(
-            ledger.c.id, ledger.c.created_at, ledger.c.kind, ledger.c.delta, ledger.c.program_id,
-            ledger.c.holder, ledger.c.device_id, ledger.c.voids_entry_id,
-        )
-        .where(
-            ledger.c.merchant_id == merchant_id,
-            ledger.c.created_at >= start,
-            ledger.c.created_at < end,
-        )
-        .order_by(ledger.c.created_at, ledger.c.id)
-        .execution_options(yield_per=chunk)
-    )  # fmt: skip
-    yield from session.execute(query)
-
-
 def recent_stamps(conn: Connection, *, merchant_id: int, since: datetime) -> list[Any]:
     """A merchant's stamp entries since then, the latest first: id, holder, created_at."""
     return list(
@@ -930,8 +910,9 @@ def forget_card(*, session: Session, holders: Mapping[str, int]) -> None:
     """Delete a card's balances and ledger entries at every merchant (its holders given).
 
     Its entries go too: entries left without a balance would mark, at each shop, the records
-    of a deleted card, and a single deletion would link its records across shops. The shops
-    keep what it contributed only as counts in their rollups (forget_holder).
+    of a deleted card, and a single deletion would link its records across shops. Its share
+    of every rollup goes with them (forget_holder), so each shop's figures are what they
+    would be had the card never been there.
     """
     conn = session.connection()
     for holder, merchant_id in holders.items():

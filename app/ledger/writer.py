@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
@@ -35,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
 from app.db import is_sqlite, make_engine, write_engine
-from app.errors import AppError, Conflict
+from app.errors import AppError, Conflict, Unavailable, fault_of, faults
 from app.ledger.models import IdempotencyRecord
 from app.ledger.service import (
     Batch,
@@ -80,6 +81,11 @@ HOLD_MAX_SECONDS = 0.25
 # A health check's job: answered once the writer has run a query inside its transaction.
 PING = Command(op="ping", merchant_id=0, device_id=0, now=datetime(1970, 1, 1, tzinfo=UTC))
 PONG = Outcome(status=200, body={"status": "ok"})
+# A ping is refused (and the health check answers 503) while the SQLite database's disk has
+# less than this free, or for this long after a write failed for a fault of the machine's (on
+# PostgreSQL the disk is the server's: a failed write is all the writer can see of it).
+MIN_FREE_BYTES = 32 * 2**20
+FAULT_MEMORY_SECONDS = 30.0
 
 
 @dataclass
@@ -102,6 +108,9 @@ class LedgerWriter:
         self._known = Lookups()
         self._data_version: int | None = None
         self._checkpointer = Checkpointer(engine) if is_sqlite(engine) else None
+        database = engine.url.database if is_sqlite(engine) else None
+        self._disk = os.path.dirname(os.path.abspath(database)) if database else None
+        self._write_fault: tuple[str, float] | None = None  # (kind, when) of the last failure
 
     def start(self) -> None:
         with self._lock:
@@ -131,6 +140,14 @@ class LedgerWriter:
     async def ping(self) -> Outcome:
         """Answered by the writer thread after a query on its connection: both are alive."""
         return await self.submit(PING)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def check(self, timeout: float) -> None:
+        """Raise Unavailable unless the writer can write now (see health_check)."""
+        await health_check(self, timeout)
 
     def _run(self) -> None:
         try:
@@ -190,10 +207,67 @@ class LedgerWriter:
     def results(self, commands: list[Command]) -> list[Outcome | BaseException]:
         """Run commands in one transaction (or, if that fails, one by one): their outcomes."""
         try:
-            return self._run_batch(commands)
-        except Exception:
+            outcomes = self._run_batch(commands)
+        except Exception as exc:
+            outcomes = self._replay(commands, exc)
+        return self._remember_faults(commands, outcomes)
+
+    def _replay(self, commands: list[Command], exc: Exception) -> list[Outcome | BaseException]:
+        """One by one after a failed batch, until a command meets a fault of the machine's: a
+        dropped connection is replaced by the first, but a full disk or a database that is down
+        would fail every one the same way (the rest get their 503 at once)."""
+        if fault_of(exc) is None:
             log.warning("batch of %d failed; replaying one by one", len(commands), exc_info=True)
-            return [self._run_alone(command) for command in commands]
+        outcomes: list[Outcome | BaseException] = []
+        fault: str | None = None
+        for command in commands:
+            outcome = Unavailable(fault) if fault else self._run_alone(command)
+            if isinstance(outcome, Unavailable):
+                fault = outcome.fault
+            outcomes.append(outcome)
+        return outcomes
+
+    def _remember_faults(
+        self, commands: list[Command], outcomes: list[Outcome | BaseException]
+    ) -> list[Outcome | BaseException]:
+        """Remember whether the writes failed for the machine, and answer pings accordingly."""
+        pinged = False
+        for command, outcome in zip(commands, outcomes, strict=True):
+            if command.op == "ping":
+                pinged = True
+            elif isinstance(outcome, Unavailable):
+                self._write_fault = (outcome.fault, time.monotonic())
+            elif isinstance(outcome, Outcome):
+                self._write_fault = None
+        if not pinged:
+            return outcomes
+        health = self._health()
+        return [
+            health if c.op == "ping" and o is PONG else o
+            for c, o in zip(commands, outcomes, strict=True)
+        ]
+
+    def _health(self) -> Outcome | BaseException:
+        """A ping's answer: PONG, unless the disk is (nearly) full or the last write failed."""
+        if self._write_fault is not None:
+            kind, when = self._write_fault
+            if time.monotonic() - when < FAULT_MEMORY_SECONDS:
+                return Unavailable(kind)
+        if self._disk is not None:
+            try:
+                stat = os.statvfs(self._disk)
+            except OSError as exc:  # the database's folder is gone, or its disk
+                faults.report("disk-error", exc)
+                return Unavailable("disk-error")
+            free = stat.f_bavail * stat.f_frsize
+            if free < MIN_FREE_BYTES:
+                faults.report(
+                    "disk-full",
+                    f"{free // 2**20} MiB free on the database's disk, "
+                    f"less than {MIN_FREE_BYTES // 2**20} MiB",
+                )
+                return Unavailable("disk-full")
+        return PONG
 
     def _run_batch(self, all_commands: list[Command]) -> list[Outcome | BaseException]:
         commands = [c for c in all_commands if c.op != "ping"]
@@ -227,7 +301,7 @@ class LedgerWriter:
                 with self._transaction() as conn:
                     conn.exec_driver_sql("SELECT 1")
             except Exception as exc:
-                return exc
+                return _failure(exc)
             return PONG
         # A unique key met on the first try was committed by another instance in the meantime
         # (the same Idempotency-Key, or a void of the same entry); the second try sees that
@@ -241,8 +315,7 @@ class LedgerWriter:
             except IntegrityError:
                 continue
             except Exception as exc:
-                log.exception("ledger command failed")
-                return exc
+                return _failure(exc)
         return Conflict(
             "This request conflicts with one that was already made; reload and retry.",
             code="conflict",
@@ -260,7 +333,9 @@ class LedgerWriter:
         except (AppError, IntegrityError):
             raise  # a refusal or a lost race: the connection is fine
         except BaseException:
-            self._close()
+            # Dropped, not given back: the pool's rollback of a connection that is gone would
+            # log a traceback ("Exception during reset") for a fault already reported.
+            self._close(invalidate=True)
             raise
         if self._checkpointer is not None:
             self._checkpointer.wake()
@@ -273,11 +348,13 @@ class LedgerWriter:
             conn.commit()
         return conn
 
-    def _close(self) -> None:
+    def _close(self, *, invalidate: bool = False) -> None:
         conn, self._conn = self._conn, None
         self._data_version = None  # a new connection counts versions of its own
         if conn is not None:
             with contextlib.suppress(Exception):
+                if invalidate:
+                    conn.invalidate()
                 conn.close()
 
     def _housekeeping(self, conn: Connection, commands: list[Command]) -> None:
@@ -407,8 +484,12 @@ class Checkpointer:
                 self._wake.clear()
                 try:
                     self._round(driver)
-                except Exception:
-                    log.warning("WAL checkpoint failed", exc_info=True)
+                except Exception as exc:
+                    kind = fault_of(exc)
+                    if kind is None:
+                        log.warning("WAL checkpoint failed", exc_info=True)
+                    else:
+                        faults.report(kind, exc)
         finally:
             raw.close()
 
@@ -430,6 +511,39 @@ def _checkpoint(driver: Any) -> int:
     """A PASSIVE checkpoint: the WAL's size in frames when it began."""
     _busy, frames, _copied = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return int(frames)
+
+
+def _failure(exc: Exception) -> BaseException:
+    """A command's failure as its request sees it: a fault of the machine's as Unavailable (a
+    503, logged now and then), anything else as it is (a bug: a 500, logged every time)."""
+    kind = fault_of(exc)
+    if kind is None:
+        log.error("ledger command failed", exc_info=exc)
+        return exc
+    faults.report(kind, exc)
+    return Unavailable(kind)
+
+
+async def health_check(writer: "LedgerWriter | WriterProcess", timeout: float) -> None:
+    """Raise Unavailable unless the writer runs, answers a ping within `timeout`, has room on
+    its disk and wrote its last batch. A writer that is not running is started again, but the
+    check that found it so answers 503: at that moment nothing could be written."""
+    if not writer.running:
+        faults.report("ledger-writer", "the ledger writer is not running; starting a new one")
+        writer.start()
+        raise Unavailable("ledger-writer")
+    try:
+        await asyncio.wait_for(writer.ping(), timeout)
+    except Unavailable:
+        raise
+    except TimeoutError:
+        faults.report("ledger-writer", f"the ledger writer did not answer within {timeout:.0f} s")
+        raise Unavailable("ledger-writer") from None
+    except Exception as exc:
+        # A ping fails only for the machine (or the writer is gone): never a 500 here.
+        kind = fault_of(exc) or "ledger-writer"
+        faults.report(kind, exc)
+        raise Unavailable(kind) from None
 
 
 def _deliver(jobs: list[_Job], results: list[Outcome | BaseException]) -> None:
@@ -512,7 +626,11 @@ class WriterProcess:
 
     async def submit(self, command: Command) -> Outcome:
         if self._pipe is None:
-            self.start()
+            try:
+                self.start()
+            except OSError as exc:  # no process to be had (out of memory, process limit)
+                faults.report("ledger-writer", exc)
+                raise Unavailable("ledger-writer") from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         job_id = next(self._ids)
@@ -526,6 +644,15 @@ class WriterProcess:
 
     async def ping(self) -> Outcome:
         return await self.submit(PING)
+
+    @property
+    def running(self) -> bool:
+        """The child is alive and the pipe to it open (a child that died closes it)."""
+        return self._pipe is not None and self._process is not None and self._process.is_alive()
+
+    async def check(self, timeout: float) -> None:
+        """Raise Unavailable unless the writer can write now (see health_check)."""
+        await health_check(self, timeout)
 
     def _send(self) -> None:
         self._scheduled = False
@@ -554,14 +681,16 @@ class WriterProcess:
         self._send()  # what waited for room in the child
 
     def _lost(self, reason: str) -> None:
-        """The child is gone: fail what waits for it; the next command starts a new one."""
-        log.error("%s; %d requests failed", reason, len(self._waiting))
+        """The child is gone: what waits for it gets a 503 (whether it was written before the
+        child died is unknown: a retry with its Idempotency-Key tells, and never doubles it);
+        the next command starts a new child."""
+        faults.report("ledger-writer", f"{reason}; {len(self._waiting)} requests waited for it")
         self._close_pipe()
         self._scheduled, self._outbox = False, []
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
-                future.set_exception(RuntimeError(reason))
+                future.set_exception(Unavailable("ledger-writer"))
 
     def _close_pipe(self) -> None:
         pipe, self._pipe = self._pipe, None

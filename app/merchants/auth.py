@@ -5,28 +5,40 @@ the `session` key), so neither a copy of the table nor a log line can be replaye
 and logout deletes the row, which ends the session everywhere at once. CSRF tokens are
 synchroniser tokens derived from the cookie value with the same key: nothing to store, and a
 token is only good together with the cookie it was derived from.
+
+A password check reads what it needs, gives the connection back, runs Argon2id (a fifth of a
+second, 64 MiB) holding no connection, and writes in a short transaction of its own; at most
+`TREU_PASSWORD_CHECKS` run at once. How guessing is throttled: app/merchants/throttle.py.
 """
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import case, delete
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from app.db import SessionDep
+from app.db import SessionDep, engine_of, in_read_session, in_write_session
 from app.dependencies import now_of, settings_of
 from app.errors import wants_html
+from app.merchants import service
 from app.merchants.exceptions import CsrfRefused, LoginRequired
-from app.merchants.models import LoginThrottle, Merchant, Owner, OwnerSession
+from app.merchants.models import Merchant, Owner, OwnerSession
 from app.merchants.service import hash_password, verify_password
+from app.merchants.throttle import (
+    BUSY_RETRY_SECONDS,
+    FailedLogins,
+    PasswordChecks,
+    free_failures,
+    record_failure,
+)
+from app.ratelimit import TooManyRequests, client_of, limit, rate_limits_of
 from app.tokens.crypto import keyed_hash
 from app.tokens.dependencies import keyring_of
 
@@ -36,13 +48,6 @@ LOGIN_COOKIE = "treu_login"
 SESSION_LIFETIME = timedelta(days=14)
 LOGIN_PATH = "/merchant/login"
 HOME_PATH = "/merchant/dashboard"
-
-# Five wrong passwords are free (typos happen); then each further one doubles the wait.
-FREE_FAILURES = 5
-FIRST_DELAY_SECONDS = 30
-MAX_DELAY_SECONDS = 15 * 60
-# A failure this old no longer counts: the owner who mistyped last week starts afresh.
-FAILURE_MEMORY = timedelta(hours=24)
 
 
 def _keyed(request: Request, person: bytes, value: str) -> str:
@@ -257,52 +262,17 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-# --- throttling -------------------------------------------------------------------------------
+# --- password checks --------------------------------------------------------------------------
 
 
-def delay_after(failures: int) -> int:
-    """Seconds to wait after this many failures in a row: 0, then 30 s doubling to 15 min."""
-    if failures < FREE_FAILURES:
-        return 0
-    return int(min(FIRST_DELAY_SECONDS * 2 ** (failures - FREE_FAILURES), MAX_DELAY_SECONDS))
+def failed_logins_of(request: Request) -> FailedLogins:
+    failed: FailedLogins = request.app.state.failed_logins
+    return failed
 
 
-def wait_seconds(*, session: Session, email_key: str, now: datetime) -> int:
-    """How long this e-mail address must wait before its next login attempt (0: go ahead)."""
-    row = session.get(LoginThrottle, email_key)
-    if row is None or row.locked_until is None or row.locked_until <= now:
-        return 0
-    return max(1, int((row.locked_until - now).total_seconds()))
-
-
-def record_failure(*, session: Session, email_key: str, now: datetime) -> int:
-    """Count a failed login atomically; returns the wait it imposes (seconds, 0 for none)."""
-    table = LoginThrottle.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    make_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    forgotten = now - FAILURE_MEMORY
-    # One statement, so two wrong passwords sent at once are both counted.
-    first = make_insert(table).values(
-        email_hash=email_key, failures=1, last_failure_at=now, locked_until=None
-    )
-    stmt = first.on_conflict_do_update(
-        index_elements=[table.c.email_hash],
-        set_={
-            "failures": case((table.c.last_failure_at < forgotten, 1), else_=table.c.failures + 1),
-            "last_failure_at": now,
-        },
-    ).returning(table.c.failures)
-    failures = int(session.execute(stmt).scalar_one())
-    delay = delay_after(failures)
-    locked_until = now + timedelta(seconds=delay) if delay else None
-    session.execute(
-        table.update().where(table.c.email_hash == email_key).values(locked_until=locked_until)
-    )
-    return delay
-
-
-def forget_failures(*, session: Session, email_key: str) -> None:
-    session.execute(delete(LoginThrottle).where(col(LoginThrottle.email_hash) == email_key))
+def password_checks_of(request: Request) -> PasswordChecks:
+    checks: PasswordChecks = request.app.state.password_checks
+    return checks
 
 
 @cache
@@ -327,30 +297,89 @@ class Attempt:
     """A password tried for an owner's e-mail address: the owner when it was right."""
 
     owner: Owner | None
-    wait: int = 0  # refused before the password was looked at: the next try after this many s
+    # Refused before the password was looked at, and why: "failures" (too many wrong ones for
+    # this account from this client), "client" (too many logins from this client), "busy"
+    # (every password check is taken). The next try after `wait` seconds.
+    refused: Literal["", "failures", "client", "busy"] = ""
+    wait: int = 0
     delay: int = 0  # the password was wrong: the next try waits this long (0: at once)
+    new_hash: str = ""  # attempt_password(new=…): the new password's hash, made in the same check
+    cookie: str = ""  # attempt_login: the new session's cookie value
 
 
 def attempt_password(
     *,
-    read: Session,
-    write: Session,
     request: Request,
     email: str,
     password: str,
     now: datetime,
     owner: Owner | None = None,
+    new: str | None = None,
 ) -> Attempt:
-    """Check a password against the owner of `email` (or the owner given), throttled per keyed
-    e-mail address. A right password does not clear the failures: the caller does that once
-    what the password was for has succeeded (forget_failures)."""
+    """Check a password against the owner of `email` (or the owner given), throttled per
+    account and client (app/merchants/throttle.py); with `new`, hash that new password in the
+    same check. No database connection is held while Argon2id runs."""
+    engine = engine_of(request)
     email_key = email_hash(request, email)
-    wait = wait_seconds(session=read, email_key=email_key, now=now)
+    client = rate_limits_of(request).bucket(client_of(request))
+    failed = failed_logins_of(request)
+    wait = failed.wait(account=email_key, client=client, now=now)
     if wait:
         # Refused without looking at the password: guessing during the wait learns nothing.
-        return Attempt(None, wait=wait)
-    if owner is None and len(email) <= 254:
-        owner = find_owner(session=read, email=email)
-    if not check_password(owner, password[:1000]) or owner is None:
-        return Attempt(None, delay=record_failure(session=write, email_key=email_key, now=now))
-    return Attempt(owner)
+        return Attempt(None, refused="failures", wait=wait)
+    with password_checks_of(request).slot() as free:
+        if not free:
+            return Attempt(None, refused="busy", wait=BUSY_RETRY_SECONDS)
+        if owner is None and len(email) <= 254:
+            owner = in_read_session(engine, find_owner, email=email)  # the connection goes back
+        right = check_password(owner, password[:1000])
+        new_hash = service.new_password_hash(new, email=email) if right and new else ""
+    if not right or owner is None:
+        everywhere = in_write_session(engine, record_failure, email_key=email_key, now=now)
+        delay = failed.record(
+            account=email_key, client=client, now=now, free=free_failures(everywhere)
+        )
+        return Attempt(None, delay=delay)
+    failed.forget(account=email_key, client=client)
+    return Attempt(owner, new_hash=new_hash)
+
+
+def attempt_login(*, request: Request, email: str, password: str, now: datetime) -> Attempt:
+    """A login: counted against the client's limit across accounts, then attempt_password;
+    the right password starts a session (its cookie value in Attempt.cookie)."""
+    try:
+        limit(request, "logins")
+    except TooManyRequests as refusal:
+        wait = int(refusal.headers.get("Retry-After", "60"))
+        return Attempt(None, refused="client", wait=wait)
+    attempt = attempt_password(request=request, email=email, password=password, now=now)
+    if attempt.owner is None:
+        return attempt
+    cookie = in_write_session(
+        engine_of(request), start_session, request=request, owner=attempt.owner, now=now
+    )
+    return replace(attempt, cookie=cookie)
+
+
+def replace_password(
+    *, request: Request, login: OwnerLogin, current: str, new: str, now: datetime
+) -> Attempt:
+    """Check the owner's current password and, when it is right, store `new` (the caller has
+    judged it good enough) and end the owner's other sessions."""
+    attempt = attempt_password(
+        request=request, email=login.owner.email, password=current, now=now, owner=login.owner,
+        new=new,
+    )  # fmt: skip
+    if attempt.owner is not None:
+        in_write_session(
+            engine_of(request), _store_password, owner_id=login.owner.id,
+            password_hash=attempt.new_hash, keep=login.session_hash,
+        )  # fmt: skip
+    return attempt
+
+
+def _store_password(*, session: Session, owner_id: int, password_hash: str, keep: str) -> None:
+    owner = session.get(Owner, owner_id)
+    assert owner is not None
+    service.store_password_hash(session=session, owner=owner, password_hash=password_hash)
+    end_other_sessions(session=session, owner_id=owner_id, keep=keep)

@@ -13,6 +13,9 @@ from app.merchants.exceptions import CHALLENGE, DeviceRevoked, UnknownDevice
 from app.merchants.models import Device
 from app.merchants.service import find_device, hash_device_secret, paired_device
 
+# The device secret's name among OpenAPI's security schemes (app.web.api_docs defines it).
+DEVICE_SECRET = "deviceSecret"
+
 
 @dataclass(frozen=True)
 class DeviceIdentity:

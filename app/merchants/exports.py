@@ -1,53 +1,49 @@
-"""CSV exports of a merchant's own data: the ledger (by holder pseudonym) and daily aggregates.
+"""CSV exports of a merchant's own data: daily figures, suppressed like the dashboard.
 
-The ledger holds no card id or token, only the per-merchant holder pseudonym, and the export
-keeps it that way. Rows are streamed in chunks, so a ledger of millions of entries never sits in
-memory at once.
+What leaves the dashboard keeps its promise (privacy model 5): no figure about fewer than k
+cards, and none from which such a figure could be worked out. There is no row-level export: a
+row per ledger entry is a figure about one card, and a card's rows (however relabelled, and
+with times however rounded) form a pattern that a feedback, a remembered face or a second
+export can be matched to.
 """
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from app.analytics.kpis import suppress
 
-from app.ledger import service as ledger
-from app.merchants.models import Device, Merchant, Program, merchant_zone
-
-LEDGER_COLUMNS = (
-    "entry_id", "time", "kind", "stamps", "program_id", "program", "holder", "device_id",
-    "device", "undoes_entry_id",
-)  # fmt: skip
 DAILY_COLUMNS = (
     "day", "visits", "new_cards", "scans", "stamps", "redemptions", "voids", "rewards_earned",
 )  # fmt: skip
+# A visit is a card-day: a day's visits are its distinct cards, and its scans and stamps are
+# about those cards. The other counts are about at most as many cards as they count.
+ABOUT_THE_DAYS_CARDS = ("visits", "scans", "stamps")
+HIDDEN = "hidden"
 CHUNK_ROWS = 2000
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def cell(text: str) -> str:
-    """Free text as a CSV cell that a spreadsheet shows instead of evaluating."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def period_bounds(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """The UTC instants that bound the merchant-local days start..end (both included)."""
-    lo = datetime.combine(start, time(0), zone).astimezone(UTC)
-    hi = datetime.combine(end + timedelta(days=1), time(0), zone).astimezone(UTC)
-    return lo, hi
+def cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows instead of evaluating."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def csv_lines(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Iterator[str]:
-    """Header and rows as CSV text, a chunk of rows at a time."""
+    """Header and rows as CSV text, a chunk of rows at a time.
+
+    Every cell is quoted: a spreadsheet set to split on `;` (German Excel) or tabs would
+    otherwise cut a text cell in two, and start a formula in the second part.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    writer.writerow([cell(name) for name in header])
     for count, row in enumerate(rows, start=1):
-        writer.writerow(row)
+        writer.writerow([cell(value) for value in row])
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -55,44 +51,42 @@ def csv_lines(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> Iterator[
     yield buffer.getvalue()
 
 
-def ledger_rows(
-    *, session: Session, merchant: Merchant, start: date, end: date
-) -> Iterator[tuple[Any, ...]]:
-    """The merchant's ledger entries of the local days start..end, oldest first."""
-    zone = merchant_zone(merchant)
-    lo, hi = period_bounds(start, end, zone)
-    programs = {
-        p.id: p.name
-        for p in session.exec(select(Program).where(Program.merchant_id == merchant.id)).all()
-    }
-    devices = {
-        d.id: d.label
-        for d in session.exec(select(Device).where(Device.merchant_id == merchant.id)).all()
-    }
-    assert merchant.id is not None
-    rows = ledger.merchant_entries(
-        session=session, merchant_id=merchant.id, start=lo, end=hi, chunk=CHUNK_ROWS
-    )
-    for row in rows:
-        created = row.created_at
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        yield (
-            row.id, created.astimezone(zone).isoformat(), row.kind, row.delta, row.program_id,
-            cell(programs.get(row.program_id, "")), row.holder, row.device_id or "",
-            cell(devices.get(row.device_id, "") if row.device_id else ""),
-            row.voids_entry_id or "",
-        )  # fmt: skip
+def suppressed_days(rows: Sequence[Mapping[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The daily figures as the export shows them: a figure about fewer than k cards reads
+    "<k", and one that would give such a figure away reads "hidden".
+
+    Each column adds up to the period's figure, which the dashboard may show: a column with a
+    single hidden day would give it away, so suppress() hides one more (the smallest).
+    """
+    figures = DAILY_COLUMNS[1:]
+    values: dict[Hashable, int] = {}
+    sensitive: set[Hashable] = set()
+    for n, row in enumerate(rows):
+        for name in figures:
+            value = int(row[name])
+            about = int(row["visits"]) if name in ABOUT_THE_DAYS_CARDS else value
+            values[(n, name)] = value
+            if about < k and value:
+                sensitive.add((n, name))
+    equations = []
+    for name in figures:
+        total = ("total", name)
+        values[total] = sum(values[(n, name)] for n in range(len(rows)))
+        equations.append((total, [(n, name) for n in range(len(rows))]))
+    totals = {total for total, _ in equations}
+    hidden = suppress(values, sensitive, equations, keep=totals)
+    out = []
+    for n, row in enumerate(rows):
+        shown: dict[str, Any] = {"day": row["day"]}
+        for name in figures:
+            key = (n, name)
+            shown[name] = f"<{k}" if key in sensitive else HIDDEN if key in hidden else values[key]
+        out.append(shown)
+    return out
 
 
-def ledger_csv(*, session: Session, merchant: Merchant, start: date, end: date) -> Iterator[str]:
-    """The ledger export as CSV text chunks."""
-    rows = ledger_rows(session=session, merchant=merchant, start=start, end=end)
-    return csv_lines(LEDGER_COLUMNS, rows)
-
-
-def daily_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
-    """Daily aggregates (one dict per day) as CSV text; counts only, no holder."""
-    extra = [name for name in (rows[0] if rows else {}) if name not in DAILY_COLUMNS]
-    header = [*DAILY_COLUMNS, *extra]
-    return csv_lines(header, ([row.get(name, "") for name in header] for row in rows))
+def daily_csv(rows: Sequence[Mapping[str, Any]], k: int) -> Iterator[str]:
+    """Daily figures (one mapping per day with activity, oldest first) as CSV text; counts
+    only, no card and no holder, suppressed below k cards."""
+    shown = suppressed_days(rows, k)
+    return csv_lines(DAILY_COLUMNS, ([row[name] for name in DAILY_COLUMNS] for row in shown))

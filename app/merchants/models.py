@@ -87,11 +87,13 @@ class OwnerSession(SQLModel, table=True):
 
 
 class LoginThrottle(SQLModel, table=True):
-    """Failed logins per e-mail address, to slow down password guessing.
+    """Failed logins per e-mail address from all clients together: the brake against guessing
+    from many addresses (app/merchants/throttle.py). It never locks an account by itself.
 
     Keyed by a keyed hash of the address: attempts on addresses that belong to no owner are
-    throttled alike (so the answer does not tell which addresses exist) without storing them.
-    Not merchant-owned, hence no merchant_id. No IP address is ever recorded.
+    counted alike (so the answer does not tell which addresses exist) without storing them.
+    Not merchant-owned, hence no merchant_id. No IP address is ever recorded. Rows whose last
+    failure is more than a day old are purged (purge_login_throttle).
     """
 
     __tablename__ = "login_throttle"
@@ -99,7 +101,6 @@ class LoginThrottle(SQLModel, table=True):
     email_hash: str = Field(primary_key=True, max_length=64)
     failures: int = 0
     last_failure_at: datetime
-    locked_until: datetime | None = None
 
 
 def merchant_zone(merchant: Merchant) -> ZoneInfo:

@@ -2,13 +2,14 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.inputs import Line, Text
 from app.merchants.models import Program
 
 
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=64)
-    label: str = Field(default="", max_length=80)
+    code: Text = Field(min_length=1, max_length=64)
+    label: Line = Field(default="", max_length=80)
 
 
 class MerchantOut(BaseModel):

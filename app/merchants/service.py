@@ -3,6 +3,7 @@
 import hashlib
 import re
 import secrets
+import threading
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,7 @@ from datetime import datetime
 import nacl.pwhash
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
+from zxcvbn import zxcvbn
 
 from app.errors import NotFound
 from app.ledger import service as ledger
@@ -98,8 +100,8 @@ def create_merchant(
     else:
         slug = _free_slug(session, slugify(name))
     merchant = Merchant(
-        slug=slug, name=name.strip(), city=city, category=category, review_url=review_url,
-        created_at=now,
+        slug=slug, name=name.strip(), city=city, category=category,
+        review_url=review_url_from(review_url), created_at=now,
     )  # fmt: skip
     session.add(merchant)
     session.flush()
@@ -189,15 +191,64 @@ def till_programs(*, session: Session, merchant_id: int) -> list[Program]:
 
 
 MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200
+# zxcvbn's score (0-4) of how hard a password is to guess: 3 is "safely unguessable" even for
+# someone with a copy of the Argon2id hashes, and is what treu's own generated passwords score.
+MIN_PASSWORD_SCORE = 3
+# zxcvbn looks at this much of a password (it refuses longer ones); a long password whose first
+# 72 characters are a common one is refused too.
+_SCORED_LENGTH = 72
+# zxcvbn keeps a call's hints in a module-level dictionary: one call at a time.
+_scoring = threading.Lock()
+PASSWORD_PROBLEMS = {
+    "short": f"A password needs at least {MIN_PASSWORD_LENGTH} characters.",
+    "long": f"A password may have at most {MAX_PASSWORD_LENGTH} characters.",
+    "guessable": "This password is too easy to guess (a common password, a part of the e-mail "
+    "address, a pattern or a repetition). A few words that do not belong together make a good "
+    "one.",
+}
+
+
+def password_problem(password: str, *, email: str = "") -> str | None:
+    """Why a new owner password is refused ("short", "long", "guessable"), or None: a length
+    floor, and zxcvbn's check against common passwords, words, patterns and the e-mail."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return "short"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return "long"
+    with _scoring:
+        score = int(zxcvbn(password[:_SCORED_LENGTH], user_inputs=_hints(email))["score"])
+    return "guessable" if score < MIN_PASSWORD_SCORE else None
+
+
+def _hints(email: str) -> list[str]:
+    """Words an owner's password must not lean on: the e-mail address and its parts (the shop's
+    name is often one: owner@cafe-sonne.example gives cafe-sonne, cafesonne, cafe, sonne)."""
+    labels = re.split(r"[@.]", email)
+    words = {"treu", email, *labels, *re.split(r"[@.+_-]", email)}
+    words |= {re.sub(r"[+_-]", "", label) for label in labels}
+    return sorted(word for word in words if len(word) >= 3)
+
+
+def new_password_hash(password: str, *, email: str = "") -> str:
+    """The Argon2id hash of a new owner password; MerchantError for one too easy to guess."""
+    problem = password_problem(password, email=email)
+    if problem is not None:
+        raise MerchantError(PASSWORD_PROBLEMS[problem], code=f"password-{problem}")
+    return hash_password(password)
 
 
 def set_owner_password(*, session: Session, owner: Owner, password: str) -> None:
-    """Store a new password (Argon2id) for the owner; the caller has checked the old one."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise MerchantError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
-    if len(password) > 200:
-        raise MerchantError("A password may have at most 200 characters.")
-    owner.password_hash = hash_password(password)
+    """Store a new password for the owner, refused when too easy to guess; the caller has
+    checked the old one."""
+    hashed = new_password_hash(password, email=owner.email)
+    store_password_hash(session=session, owner=owner, password_hash=hashed)
+
+
+def store_password_hash(*, session: Session, owner: Owner, password_hash: str) -> None:
+    """Store a hash made beforehand by new_password_hash: the account page hashes before its
+    write transaction (Argon2id takes a fifth of a second, too long to hold SQLite's lock)."""
+    owner.password_hash = password_hash
     session.add(owner)
     session.flush()
 
@@ -287,17 +338,23 @@ def set_program_active(
 
 GOOGLE_REVIEW_URL = "https://search.google.com/local/writereview?placeid="
 _PLACE_ID = re.compile(r"[A-Za-z0-9_-]{16,200}")
+# Printable ASCII without space, quotes or angle brackets (RFC 3986 plus what browsers send).
+_URL_CHARS = re.compile(r"[!#-&(-;=?-~]+")
 
 
 def review_url_from(text: str) -> str:
     """The public review link from what the owner typed: a Google Place ID becomes Google's
-    'write a review' link; any other https address is kept as it is; empty removes it."""
-    text = text.strip()
+    'write a review' link; any other https address is kept as it is; empty removes it.
+
+    The one check for the link wherever it is set (the profile form, `treu merchant create`)
+    and read (the /r/{slug} redirect): it ends up in a Location header and an href, so no
+    other scheme, no whitespace or control character (a CR/LF would split the header)."""
+    text = text.strip(" \t")
     if not text:
         return ""
     if _PLACE_ID.fullmatch(text):
         return GOOGLE_REVIEW_URL + text
-    if text.lower().startswith("https://") and len(text) <= 500 and " " not in text:
+    if text.lower().startswith("https://") and len(text) <= 500 and _URL_CHARS.fullmatch(text):
         host = text[8:].split("/", 1)[0]
         if "." in host and "@" not in host:
             return text

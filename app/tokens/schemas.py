@@ -2,6 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.inputs import Text
+
 
 class CardCreated(BaseModel):
     token: str
@@ -11,7 +13,7 @@ class CardCreated(BaseModel):
 
 class RestoreIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    recovery_code: str = Field(min_length=1, max_length=100)
+    recovery_code: Text = Field(min_length=1, max_length=100)
 
 
 class MerchantRef(BaseModel):

@@ -222,7 +222,7 @@ def export_card(*, session: Session, keyring: Keyring, key: CardKey, card: Card)
 def delete_card(*, session: Session, keyring: Keyring, key: CardKey, now: datetime) -> None:
     """Delete the card and everything tied to it at every shop; the token is refused after.
 
-    The shops keep what it contributed only as counts in their rollups (ledger.forget_card).
+    It leaves the shops' figures too, as if it had never been there (ledger.forget_card).
     """
     feedback.forget_card(session=session, keyring=keyring, card_id=key.card_id)
     ledger.forget_card(session=session, holders=holders_by_merchant(session, keyring, key.card_id))

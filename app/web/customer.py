@@ -16,6 +16,7 @@ from app.claims import service as claims
 from app.db import SessionDep, WriteSessionDep
 from app.dependencies import ClockDep, now_of
 from app.errors import AppError, NotFound
+from app.inputs import Line, Text
 from app.merchants.models import Merchant, Program
 from app.ratelimit import rate_limited
 from app.tokens import service as cards
@@ -145,8 +146,8 @@ def restore(
     request: Request,
     session: SessionDep,
     keyring: KeyringDep,
-    recovery_code: Annotated[str, Form(max_length=100)] = "",
-    next: Annotated[str, Form(max_length=200)] = "",
+    recovery_code: Annotated[Text, Form(max_length=100)] = "",
+    next: Annotated[Line, Form(max_length=200)] = "",
 ) -> Response:
     """A card back on a new phone from its recovery code: the same card, the same stamps."""
     try:

@@ -1,6 +1,6 @@
 """Feedback pages: the card's form and conversation, the review redirect, the merchant inbox."""
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,8 +17,10 @@ from app.errors import AppError, NotFound
 from app.feedback import service
 from app.feedback.dependencies import AttemptsDep, LimitsDep
 from app.feedback.scrub import KINDS, PLACEHOLDER
+from app.inputs import Line, Text
 from app.merchants import auth
 from app.merchants.models import Merchant, merchant_zone
+from app.ratelimit import first_click
 from app.tokens.cards import load_card, parse_card
 from app.tokens.dependencies import KeyringDep, keyring_of
 from app.web import render
@@ -27,7 +29,7 @@ from app.web.i18n import gettext as _
 
 router = APIRouter(include_in_schema=False)
 
-FormText = Annotated[str, Form()]
+FormText = Annotated[Text, Form()]
 
 N_ = service.N_
 RATING_WORDS = {
@@ -69,8 +71,14 @@ def page_helpers(merchant: Merchant) -> dict[str, Any]:
             return ""
         return format_datetime(moment, "d MMM y, HH:mm", tzinfo=zone, locale=locale)
 
+    def day_of(moment: datetime) -> date:
+        # The shop sees a feedback's day, never its time (privacy model 6).
+        return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(zone).date()
+
     return {
         "when": when,
+        "day_of": day_of,
+        "on_day": lambda moment: format_date(day_of(moment), "d MMM y", locale=locale),
         "tag_label": tag_label,
         "comment_html": comment_html,
         "rating_word": lambda n: _(RATING_WORDS[n]),
@@ -194,7 +202,7 @@ def send_feedback(
     rating: FormText = "",
     recommend: FormText = "",
     comment: FormText = "",
-    tags: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies the default)
+    tags: Annotated[list[Line], Form()] = [],  # noqa: B006 (FastAPI copies the default)
     feedback_id: FormText = "",
 ) -> Response:
     """The form without JavaScript: the same service calls as the API, then back to the page."""
@@ -224,13 +232,17 @@ def send_feedback(
 
 
 @router.get("/r/{slug}")
-def review_redirect(slug: str, session: WriteSessionDep, clock: ClockDep) -> RedirectResponse:
-    """Count one click on the merchant's review link (per day, nothing else) and go there."""
+def review_redirect(
+    slug: str, request: Request, session: WriteSessionDep, clock: ClockDep
+) -> RedirectResponse:
+    """Count one click on the merchant's review link (per day, nothing else) and go there; a
+    client's clicks on the same link count once an hour, so no one can inflate the figure."""
     merchant = service.get_merchant(session=session, slug=slug)
     target = service.review_target(merchant.review_url)
     if target is None:
         raise NotFound("This shop has no public review page yet.", code="no-review-link")
-    service.count_review_click(session=session, merchant=merchant, now=clock())
+    if first_click(request, f"review:{merchant.id}", 3600):
+        service.count_review_click(session=session, merchant=merchant, now=clock())
     return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
 
@@ -416,7 +428,7 @@ def save_tags(
     login: auth.CurrentLogin,
     _csrf: auth.CsrfChecked,
     write: WriteSessionDep,
-    defaults: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies the default)
+    defaults: Annotated[list[Line], Form()] = [],  # noqa: B006 (FastAPI copies the default)
     own: FormText = "",
 ) -> Response:
     assert login.merchant.id is not None

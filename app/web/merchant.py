@@ -21,12 +21,13 @@ from fastapi.responses import (
 from sqlmodel import Session, col, select
 
 from app.analytics.service import daily_rows
-from app.db import SessionDep, WriteSessionDep, engine_of, streamed
+from app.db import SessionDep, WriteSessionDep
 from app.dependencies import now_of, settings_of
 from app.errors import NotFound
+from app.inputs import FIRST_DAY, LAST_DAY, Id, Text
 from app.merchants import auth, exports, service
 from app.merchants.exceptions import MerchantError
-from app.merchants.models import Merchant, Owner, PairingCode, Program, merchant_zone
+from app.merchants.models import Merchant, PairingCode, Program, merchant_zone
 from app.merchants.pairing import create_pairing_code, display_code, hash_code
 from app.tokens import qr
 from app.tokens.dependencies import keyring_of
@@ -34,9 +35,16 @@ from app.web import i18n, printing, render
 from app.web.i18n import gettext as _
 from app.web.i18n import ngettext
 
-router = APIRouter(include_in_schema=False)
 
-FormText = Annotated[str, Form()]
+async def _visitors_language(request: Request) -> None:
+    """Words a route makes before render() (a refusal, a notice) in the visitor's language too.
+    A coroutine: it sets the language where the route, also one run in a thread, will see it."""
+    i18n.activate(i18n.choose_language(request))
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_visitors_language)])
+
+FormText = Annotated[Text, Form()]
 LoginCsrf = Annotated[bool, Depends(auth.login_csrf_ok)]
 
 
@@ -120,35 +128,52 @@ def login_page(request: Request, session: SessionDep, next: str = "", bye: str =
 @router.post("/merchant/login")
 def login(
     request: Request,
-    read: SessionDep,
-    write: WriteSessionDep,
     csrf_ok: LoginCsrf,
     email: FormText = "",
     password: FormText = "",
     next: FormText = "",
 ) -> Response:
+    # No request session: the check gives its connection back before Argon2id runs (auth.py).
     if not csrf_ok:
         message = _("This page had expired. Please log in again.")
         return _login_form(request, status=403, message=message, email=email, next_path=next)
-    now = now_of(request)
-    attempt = auth.attempt_password(
-        read=read, write=write, request=request, email=email, password=password, now=now
+    attempt = auth.attempt_login(
+        request=request, email=email, password=password, now=now_of(request)
     )
-    if attempt.owner is None:
+    if not attempt.cookie:
         return _login_refused(request, attempt, email, next)
-    auth.forget_failures(session=write, email_key=auth.email_hash(request, email))
-    cookie_value = auth.start_session(session=write, request=request, owner=attempt.owner, now=now)
     response = see_other(auth.safe_next(next))
-    auth.set_session_cookie(request, response, cookie_value)
+    auth.set_session_cookie(request, response, attempt.cookie)
     return response
+
+
+def _network_wait_text(seconds: int) -> str:
+    minutes = (seconds + 59) // 60
+    return ngettext(
+        "Too many logins from this network: try again in %(n)s minute.",
+        "Too many logins from this network: try again in %(n)s minutes.",
+        minutes,
+    ) % {"n": minutes}
+
+
+def _refusal(attempt: auth.Attempt) -> tuple[int, str] | None:
+    """A password that was not even looked at: the answer's status and words, or None."""
+    if attempt.refused == "busy":
+        return 503, _("Many logins are being checked at this moment. Please try again shortly.")
+    if attempt.refused == "client":
+        return 429, _network_wait_text(attempt.wait)
+    if attempt.refused == "failures":
+        return 429, _wait_text(attempt.wait)
+    return None
 
 
 def _login_refused(
     request: Request, attempt: auth.Attempt, email: str, next_path: str
 ) -> HTMLResponse:
-    if attempt.wait:
+    refusal = _refusal(attempt)
+    if refusal is not None:
         return _login_form(
-            request, status=429, message=_wait_text(attempt.wait), email=email,
+            request, status=refusal[0], message=refusal[1], email=email,
             next_path=next_path, headers={"Retry-After": str(attempt.wait)},
         )  # fmt: skip
     message = _("The e-mail address or the password is wrong.")
@@ -193,37 +218,42 @@ def change_password(
     request: Request,
     login: auth.CurrentLogin,
     _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
+    read: SessionDep,
     current: FormText = "",
     new: FormText = "",
     repeat: FormText = "",
 ) -> Response:
-    attempt = auth.attempt_password(
-        read=write, write=write, request=request, email=login.owner.email, password=current,
-        now=now_of(request), owner=login.owner,
-    )  # fmt: skip
-    refused = _password_refused(attempt, new, repeat)
-    if refused is not None:
-        return _account_page(request, login, status=refused[0], password_error=refused[1])
-    owner = write.get(Owner, login.owner.id)
-    assert owner is not None
-    service.set_owner_password(session=write, owner=owner, password=new)
-    auth.forget_failures(session=write, email_key=auth.email_hash(request, owner.email))
-    auth.end_other_sessions(session=write, owner_id=owner.id or 0, keep=login.session_hash)
+    problem = _new_password_problem(new, repeat, login.owner.email)
+    if problem is not None:
+        return _account_page(request, login, status=400, password_error=problem)
+    read.close()  # the session look-up's connection goes back before Argon2id runs
+    attempt = auth.replace_password(
+        request=request, login=login, current=current, new=new, now=now_of(request)
+    )
+    if attempt.owner is None:
+        status, error = _refusal(attempt) or (400, _("The current password is wrong."))
+        if attempt.delay:
+            error += " " + _wait_text(attempt.delay)
+        response = _account_page(request, login, status=status, password_error=error)
+        if attempt.wait:
+            response.headers["Retry-After"] = str(attempt.wait)
+        return response
     return see_other("/merchant/account?done=password")
 
 
-def _password_refused(attempt: auth.Attempt, new: str, repeat: str) -> tuple[int, str] | None:
-    """Why a password change is refused (status, words), or None when it may go ahead."""
-    if attempt.wait:
-        return 429, _wait_text(attempt.wait)
-    if attempt.owner is None:
-        error = _("The current password is wrong.")
-        return 400, error + (" " + _wait_text(attempt.delay) if attempt.delay else "")
+def _new_password_problem(new: str, repeat: str, email: str) -> str | None:
+    """What is wrong with a new password, in the owner's words; None when it is good."""
     if new != repeat:
-        return 400, _("The two new passwords differ. Type the same one twice.")
-    if len(new) < service.MIN_PASSWORD_LENGTH or len(new) > 200:
-        return 400, _("A password needs at least 10 and at most 200 characters.")
+        return _("The two new passwords differ. Type the same one twice.")
+    problem = service.password_problem(new, email=email)
+    if problem == "guessable":
+        return _(
+            "This password is too easy to guess: a common password, a part of your e-mail "
+            "address, a pattern or a repetition. A few words that do not belong together make "
+            "a good one."
+        )
+    if problem is not None:
+        return _("A password needs at least 10 and at most 200 characters.")
     return None
 
 
@@ -331,7 +361,7 @@ def _read_program_form(form: dict[str, str]) -> tuple[dict[str, int], dict[str, 
 @router.post("/merchant/program/{program_id}")
 def save_program(
     request: Request,
-    program_id: int,
+    program_id: Id,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     read: SessionDep,
@@ -366,7 +396,7 @@ def save_program(
 
 @router.post("/merchant/program/{program_id}/{action}")
 def pause_or_resume(
-    program_id: int,
+    program_id: Id,
     action: str,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
@@ -517,7 +547,7 @@ def pair_device(
 
 @router.get("/merchant/devices/pairing/{pairing_id}")
 def pairing_state(
-    request: Request, pairing_id: int, merchant: auth.CurrentMerchant, session: SessionDep
+    request: Request, pairing_id: Id, merchant: auth.CurrentMerchant, session: SessionDep
 ) -> JSONResponse:
     """Whether the pairing code on the devices page was used yet: the page asks every few
     seconds while it shows the code, and reloads its device list once it was."""
@@ -540,7 +570,7 @@ def pairing_state(
 @router.post("/merchant/devices/{device_id}/rename")
 def rename_device(
     request: Request,
-    device_id: int,
+    device_id: Id,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     read: SessionDep,
@@ -562,7 +592,7 @@ def rename_device(
 @router.post("/merchant/devices/{device_id}/revoke")
 def revoke_device(
     request: Request,
-    device_id: int,
+    device_id: Id,
     merchant: auth.CurrentMerchant,
     _csrf: auth.CsrfChecked,
     write: WriteSessionDep,
@@ -590,7 +620,7 @@ def _period(request: Request, merchant: Merchant, start: str, end: str) -> tuple
         last = date.fromisoformat(end) if end else _today(request, merchant)
     except ValueError:
         return None
-    return (first, last) if first <= last else None
+    return (first, last) if FIRST_DAY <= first <= last <= LAST_DAY else None
 
 
 def _exports_page(
@@ -600,7 +630,7 @@ def _exports_page(
     return page(
         request, "merchant/exports.html", status_code=status, merchant=merchant,
         start=(today - timedelta(days=EXPORT_DEFAULT_DAYS - 1)).isoformat(),
-        end=today.isoformat(), error=error,
+        end=today.isoformat(), error=error, k=settings_of(request).k_anonymity,
     )  # fmt: skip
 
 
@@ -618,26 +648,6 @@ def _csv_response(lines: Iterator[str], filename: str) -> StreamingResponse:
             "Cache-Control": "no-store",
         },
     )
-
-
-@router.get("/merchant/exports/ledger.csv", response_model=None)
-def export_ledger(
-    request: Request, merchant: auth.CurrentMerchant, start: str = "", end: str = ""
-) -> Response:
-    period = _period(request, merchant, start, end)
-    if period is None:
-        return _exports_page(
-            request,
-            merchant,
-            status=422,
-            error=_("Choose two dates, the first not after the second."),
-        )
-    # Its own session: the response is streamed after the request's session has closed.
-    lines = streamed(
-        engine_of(request), exports.ledger_csv, merchant=merchant, start=period[0], end=period[1]
-    )
-    name = f"treu-{merchant.slug}-ledger-{period[0]}-{period[1]}.csv"
-    return _csv_response(lines, name)
 
 
 @router.get("/merchant/exports/daily.csv", response_model=None)
@@ -658,7 +668,7 @@ def export_daily(
         )
     rows = daily_rows(session=session, merchant_id=merchant.id or 0, start=period[0], end=period[1])
     name = f"treu-{merchant.slug}-daily-{period[0]}-{period[1]}.csv"
-    return _csv_response(exports.daily_csv(rows), name)
+    return _csv_response(exports.daily_csv(rows, settings_of(request).k_anonymity), name)
 
 
 # --- printables -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from app.analytics.exceptions import PeriodError
 from app.analytics.rollups import day_date, month_date, month_of
 from app.db import SessionDep
 from app.dependencies import ClockDep, SettingsDep
+from app.inputs import parse_day
 from app.merchants.auth import CurrentMerchant
 from app.web import i18n, render
 from app.web.i18n import gettext as _
@@ -32,10 +33,7 @@ EN_DASH, MINUS = " \u2013 ", "\u2212"
 
 
 def _parse_day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
+    return parse_day(text) if text else None
 
 
 @router.get("/merchant/dashboard", response_class=HTMLResponse)

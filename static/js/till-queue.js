@@ -60,7 +60,8 @@ export async function put(item) {
 
 /**
  * Send every waiting stamp, oldest first. `post(item)` sends one and returns the Response;
- * it throws when the network is down, which ends this round (the rest wait for the next).
+ * it throws when the network is down, which ends this round (the rest wait for the next), and
+ * a 5xx (a 503: the server's database or disk is out for a moment) ends it the same way.
  * A card refused for its cooldown (the server stamps with its own clock, so two offline stamps
  * of one card arrive close together) waits for Retry-After; its later stamps wait behind it.
  * Returns {sent, refused: [{item, problem}], waiting, locked: {problem, secret} | null}.

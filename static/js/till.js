@@ -16,6 +16,8 @@ const WRITE_TIMEOUT_MS = 5000; // then the stamp is kept on the till and sent la
 const READ_TIMEOUT_MS = 3000;
 const SAME_CODE_MS = 2500; // the camera sees a card many times a second: act once
 const PLUS_BUTTONS = 6; // +2 … +6 as buttons; larger counts by digit keys up to the limit
+// The server (or its database, or a proxy in front) is out for a moment: as good as offline.
+const UNAVAILABLE = new Set([502, 503, 504]);
 
 const $ = (id) => document.getElementById(id);
 const keys = new Keys();
@@ -42,7 +44,12 @@ function withTimeout(ms) {
   return controller.signal;
 }
 
-/** fetch with the device secret; throws when the network is down (or too slow). */
+/**
+ * fetch with the device secret; throws when the network is down (or too slow), or when the
+ * server answers 502, 503 or 504: every caller then does what it does offline, so a stamp is
+ * kept on the till and sent again later with the same Idempotency-Key (never lost, never
+ * doubled).
+ */
 async function api(path, { method = "GET", body, key, timeout = READ_TIMEOUT_MS } = {}) {
   if (!state.device) throw new Error("this till is not paired");
   const headers = { Authorization: `Bearer ${state.device.secret}`, Accept: "application/json" };
@@ -55,6 +62,7 @@ async function api(path, { method = "GET", body, key, timeout = READ_TIMEOUT_MS 
     cache: "no-store",
     signal: withTimeout(timeout),
   });
+  if (UNAVAILABLE.has(response.status)) throw new Error(`unavailable (${response.status})`);
   // The service worker answers a GET from its cache when the network is gone, and says so.
   setOnline(response.headers.get("X-Treu-Offline") !== "1");
   if (response.status === 401) {

@@ -4,6 +4,7 @@ answers only the logged-in owner, about their own shop (SQLite and PostgreSQL)."
 import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -23,6 +24,8 @@ from tests.helpers.cards import book, issue_card
 from tests.helpers.clock import Clock
 from tests.helpers.pages import log_in
 from tests.helpers.shops import Shop
+
+VIENNA = ZoneInfo("Europe/Vienna")  # the test shops' zone
 
 
 def history(client: TestClient, clock: Clock, shop: Shop, rng: random.Random) -> None:
@@ -154,7 +157,8 @@ def test_the_kpi_api_needs_an_owner_and_shows_only_their_shop(
     assert body["headline"]["cards"]["current"] == shown
     assert body["headline"]["new_cards"]["current"]["value"] == 12
     assert body["headline"]["visits"]["current"]["value"] == 12
-    assert body["period"]["end"] == clock.now.date().isoformat()
+    # The shop's local date, not the UTC one (they differ for an hour or two every night).
+    assert body["period"]["end"] == clock.now.astimezone(VIENNA).date().isoformat()
     assert [d["label"] for d in body["devices"]] == ["Till 1"]
     # The other shop's owner sees the other shop's 23 cards, whatever they ask for.
     with TestClient(app) as other_browser:
@@ -217,6 +221,7 @@ def test_the_kpi_api_hides_a_busy_hour_of_few_cards(
 def test_the_owner_dashboard_covers_the_30_local_days_up_to_today(
     app: FastAPI, clock: Clock, shop: Shop
 ) -> None:
+    clock.now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # the same UTC day as `late` below
     cards = [issue_card(app), issue_card(app)]
     for card in cards:
         book(app, shop, card, count=2)

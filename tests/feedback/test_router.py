@@ -1,6 +1,7 @@
 """The feedback API: a visit opens it, one per visit, the edit window, limits, replies."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi import FastAPI
@@ -286,7 +287,7 @@ def test_the_review_link_is_offered_whatever_the_rating_and_clicks_are_counted(
         rows = session.exec(select(ReviewClick)).all()
     # Per shop and day, and nothing else: no card, no time of day, no address.
     assert [(r.merchant_id, r.day, r.clicks) for r in rows] == [
-        (shop.merchant_id, clock().date(), 2)
+        (shop.merchant_id, clock().astimezone(ZoneInfo("Europe/Vienna")).date(), 2)
     ]
     assert set(ReviewClick.model_fields) == {"merchant_id", "day", "clicks"}
     figures = service_figures(app, shop, clock)

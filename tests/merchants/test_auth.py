@@ -1,5 +1,6 @@
 """Owner login: sessions, cookie flags, CSRF, throttling, logout, password change."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -7,10 +8,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from app.merchants import auth
+from app.config import Settings
+from app.main import create_app
+from app.merchants import auth, throttle
 from app.merchants.models import LoginThrottle, OwnerSession
+from tests.helpers.clock import Clock
 from tests.helpers.pages import HTML, form_token, log_in
-from tests.helpers.shops import Shop
+from tests.helpers.shops import Shop, make_shop
 
 
 def test_login_sets_a_strict_session_cookie_and_stores_only_its_hash(
@@ -58,6 +62,14 @@ def test_wrong_password_is_refused_with_the_form_again(client: TestClient, shop:
     assert "The e-mail address or the password is wrong." in unknown.text
 
 
+def test_refusals_come_in_the_owners_language(client: TestClient, shop: Shop) -> None:
+    client.cookies.set("lang", "de")
+    for _ in range(5):
+        refused = log_in(client, shop.owner_email, "not-the-password")
+    assert "E-Mail-Adresse oder Passwort stimmen nicht." in refused.text
+    assert "Versuchen Sie es in 30 Sekunden wieder." in refused.text
+
+
 def test_login_without_or_with_a_wrong_csrf_token_is_refused(
     client: TestClient, shop: Shop
 ) -> None:
@@ -92,11 +104,13 @@ def test_lockout_after_five_failures_grows_and_ends(
     assert "try again in 60 seconds" in sixth.text
     clock.advance(61)  # type: ignore[attr-defined]
     assert log_in(client, shop.owner_email, shop.owner_password).status_code == 303
-    with Session(app.state.engine) as session:
-        assert session.exec(select(LoginThrottle)).all() == []
+    # The right password forgot this browser's failures: a typo now costs no wait.
+    with TestClient(app) as same_address:
+        again = log_in(same_address, shop.owner_email, "wrong")
+        assert again.status_code == 401 and "try again" not in again.text
 
 
-def test_lockout_is_per_address_and_stores_no_address(
+def test_lockout_is_per_account_and_stores_no_address(
     client: TestClient, shop: Shop, other_shop: Shop, app: FastAPI
 ) -> None:
     for _ in range(5):
@@ -105,13 +119,89 @@ def test_lockout_is_per_address_and_stores_no_address(
     assert log_in(client, other_shop.owner_email, other_shop.owner_password).status_code == 303
     with Session(app.state.engine) as session:
         rows = session.exec(select(LoginThrottle)).all()
+    # The stored brake counts the account's failures from everywhere, under a keyed hash.
     assert len(rows) == 1 and rows[0].failures == 5
     assert shop.owner_email not in rows[0].email_hash
+    assert "testclient" not in repr(rows[0])
 
 
 def test_delays_double_up_to_a_quarter_of_an_hour() -> None:
-    assert [auth.delay_after(n) for n in range(1, 9)] == [0, 0, 0, 0, 30, 60, 120, 240]
-    assert auth.delay_after(40) == 15 * 60
+    assert [throttle.delay_after(n) for n in range(1, 9)] == [0, 0, 0, 0, 30, 60, 120, 240]
+    assert throttle.delay_after(40) == 15 * 60
+    assert [throttle.delay_after(n, free=1) for n in range(1, 4)] == [30, 60, 120]
+
+
+def from_address(app: FastAPI, address: str) -> TestClient:
+    """A browser at another network address (the rate limiter's and the throttle's client)."""
+    return TestClient(app, raise_server_exceptions=False, client=(address, 50000))
+
+
+def test_a_stranger_cannot_lock_the_owner_out(app: FastAPI, shop: Shop) -> None:
+    with from_address(app, "203.0.113.9") as stranger:
+        answers = [log_in(stranger, shop.owner_email, f"guess {n}").status_code for n in range(8)]
+        assert answers[:5] == [401] * 5 and set(answers[5:]) == {429}
+        # The stranger's own right guess would be refused unchecked while the wait lasts.
+        assert log_in(stranger, shop.owner_email, shop.owner_password).status_code == 429
+    with from_address(app, "198.51.100.7") as owner:
+        assert log_in(owner, shop.owner_email, shop.owner_password).status_code == 303
+
+
+def test_guessing_from_many_addresses_brakes_each_one_sooner(app: FastAPI, shop: Shop) -> None:
+    # Nineteen failures, four from each address: none of them is held up yet...
+    assert throttle.BRAKE_AFTER == 20
+    for n in range(5):
+        with from_address(app, f"203.0.113.{n + 1}") as stranger:
+            for _ in range(4 if n < 4 else 3):
+                refused = log_in(stranger, shop.owner_email, "guess")
+                assert refused.status_code == 401 and "try again" not in refused.text
+    # ...but with the twentieth the account is under attack: a new address waits after its
+    # first failure.
+    with from_address(app, "203.0.113.99") as newcomer:
+        first = log_in(newcomer, shop.owner_email, "guess")
+        assert first.status_code == 401 and "try again in 30 seconds" in first.text
+        assert log_in(newcomer, shop.owner_email, "guess").status_code == 429
+    # The owner, who failed nowhere, is not held up at all.
+    with from_address(app, "198.51.100.7") as owner:
+        assert log_in(owner, shop.owner_email, shop.owner_password).status_code == 303
+
+
+@pytest.fixture
+def limited_app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
+    """The app with the per-client limits on (the suite's default settings switch them off)."""
+    application = create_app(settings.model_copy(update={"rate_limits": "on"}), clock=clock)
+    yield application
+    application.state.writer.stop()
+    application.state.engine.dispose()
+
+
+def test_one_client_cannot_try_address_after_address(limited_app: FastAPI) -> None:
+    make_shop(limited_app, "Café Sonne")
+    with from_address(limited_app, "203.0.113.9") as prober:
+        answers = [log_in(prober, f"owner{n}@example.org", "Sommer2024!") for n in range(15)]
+    assert [a.status_code for a in answers[:10]] == [401] * 10
+    refused = answers[10]
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "Too many logins from this network: try again in" in refused.text
+    assert 'name="csrf_token"' in refused.text  # the login form again, not an error page
+    assert {a.status_code for a in answers[10:]} == {429}
+    # Another network is not held up by it.
+    with from_address(limited_app, "198.51.100.7") as other:
+        assert log_in(other, "owner@cafe-sonne.example", "wrong").status_code == 401
+
+
+def test_logins_beyond_the_checks_at_once_are_told_to_come_back(
+    app: FastAPI, client: TestClient, shop: Shop
+) -> None:
+    checks = app.state.password_checks
+    # Two checks running (as two logins at this very moment would).
+    with checks.slot() as first, checks.slot() as second:
+        assert first and second
+        busy = log_in(client, shop.owner_email, shop.owner_password)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
+    assert "Please try again shortly." in busy.text and 'name="csrf_token"' in busy.text
+    assert "treu_owner" not in client.cookies
+    # A refused check counts as no failure; with a check free again the login goes through.
+    assert log_in(client, shop.owner_email, shop.owner_password).status_code == 303
 
 
 def test_old_failures_are_forgotten(

@@ -108,7 +108,8 @@ def test_healthz_fails_when_the_database_does_not_answer(settings: Settings) -> 
         response = client.get("/healthz")
     app.state.writer.stop()
     assert response.status_code == 503
-    assert response.json()["detail"] == "The database does not answer."
+    assert response.json()["code"] == "unavailable"
+    assert response.headers["retry-after"] == "5"
 
 
 def test_healthz_and_openapi(client: TestClient) -> None:

@@ -45,10 +45,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    """Browser tests start at the real time, so the page's own clock agrees with the server's."""
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """Browser tests start at the real time, so the page's own clock agrees with the server's;
+    the others where every test clock starts (tests/helpers/clock.py), whatever the hour."""
     moving = Clock()
-    moving.now = datetime.now(UTC).replace(microsecond=0)
+    if request.node.get_closest_marker("browser") is not None:
+        moving.now = datetime.now(UTC).replace(microsecond=0)
     return moving
 
 

@@ -1,6 +1,8 @@
 """Who may see and change what in the merchant area: login required everywhere, one owner
 sees only their own merchant (route by route), and every form post needs its CSRF token."""
 
+import csv
+import io
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +155,7 @@ def test_every_page_shows_only_the_owners_merchant(
         session.add(other_device)
         session.commit()
     paths = gets_without_parameters(app)
-    assert {"/merchant/program", "/merchant/devices", "/merchant/exports/ledger.csv"} <= set(paths)
+    assert {"/merchant/program", "/merchant/devices", "/merchant/exports/daily.csv"} <= set(paths)
     for path in paths:
         response = client.get(path, headers=HTML)
         assert response.status_code == 200, path
@@ -164,15 +166,17 @@ def test_every_page_shows_only_the_owners_merchant(
         assert "Café Sonne" in response.text, path
 
 
-def test_ledger_export_holds_only_the_owners_entries(
+def test_daily_export_holds_only_the_owners_figures(
     client: TestClient, shop: Shop, other_shop: Shop
 ) -> None:
-    card = new_card(client)
-    for s in (shop, other_shop, other_shop):
-        assert stamp(client, s, card, count=1).status_code in (201, 429)
+    for _ in range(11):
+        card = new_card(client)
+        for s in (shop, other_shop, other_shop):
+            assert stamp(client, s, card, count=1).status_code in (201, 429)
     log_in(client, shop.owner_email, shop.owner_password)
-    rows = client.get("/merchant/exports/ledger.csv").text.strip().splitlines()
-    assert len(rows) == 2  # header and the one stamp at this shop
+    rows = list(csv.DictReader(io.StringIO(client.get("/merchant/exports/daily.csv").text)))
+    # One day of this shop's eleven visits: the other shop's stamps are not in it.
+    assert [(r["visits"], r["scans"], r["stamps"]) for r in rows] == [("11", "11", "11")]
 
 
 @pytest.mark.parametrize("path", sorted(FORM_POSTS))

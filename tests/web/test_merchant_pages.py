@@ -5,6 +5,7 @@ import csv
 import io
 import re
 import uuid
+from datetime import date
 from typing import Any
 
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from app.analytics.service import today_of
 from app.ledger import service as ledger
 from app.ledger.models import Balance, LedgerEntry
 from app.merchants import service
@@ -274,76 +276,84 @@ def test_pair_rename_and_revoke_a_device(app: FastAPI, client: TestClient, shop:
 # --- exports ----------------------------------------------------------------------------------
 
 
-def test_ledger_csv_has_pseudonyms_and_never_a_card_id_or_token(
+def shop_today(app: FastAPI, shop: Shop, clock: Clock) -> date:
+    """The shop's local date now: what the exports' days are (not the UTC date)."""
+    with Session(app.state.engine) as session:
+        merchant = session.get(Merchant, shop.merchant_id)
+        assert merchant is not None
+        return today_of(merchant, clock())
+
+
+def daily(client: TestClient, query: str = "") -> list[dict[str, str]]:
+    response = client.get(f"/merchant/exports/daily.csv{query}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_daily_csv_holds_counts_only_never_a_card_or_a_pseudonym(
     app: FastAPI, client: TestClient, shop: Shop, clock: Clock
 ) -> None:
     token = owner_client(client, shop)
     save_program(client, shop, token, stamps_required=2)
-    with Session(app.state.engine) as session:
-        device = session.get(Device, shop.device_id)
-        assert device is not None
-        device.label = "=HYPERLINK(1)"
-        session.add(device)
-        session.commit()
     card = new_card(client)
     assert stamp(client, shop, card, count=2).status_code == 201
-    # Times are whole seconds and entry ids random: only a later second orders two entries.
     clock.advance(1)
     assert redeem(client, shop, card).status_code == 201
-    response = client.get("/merchant/exports/ledger.csv")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/csv")
-    assert "attachment" in response.headers["content-disposition"]
-    text = response.text
-    rows = list(csv.DictReader(io.StringIO(text)))
-    assert [r["kind"] for r in rows] == ["stamp", "redemption"]
-    assert [r["stamps"] for r in rows] == ["2", "-2"]
+    text = client.get("/merchant/exports/daily.csv").text
     card_id = crypto.verify_token(app.state.keyring, card)
-    holder = crypto.holder_for(app.state.keyring, card_id, shop.merchant_id)
-    assert {r["holder"] for r in rows} == {holder}
-    ref = crypto.card_ref(app.state.keyring, card_id)
+    with Session(app.state.engine) as session:
+        entries = session.exec(select(LedgerEntry.id)).all()
     for secret in (
-        card,
-        card_id.hex(),
-        crypto.b32encode(card_id),
-        ref,
-        crypto.recovery_code(card_id),
-        crypto.recovery_code(card_id).replace("-", ""),
-    ):
-        assert secret.lower() not in text.lower()  # fmt: skip
-    assert rows[0]["device"] == "'=HYPERLINK(1)"  # shown as text, never run as a formula
-    assert rows[0]["time"].endswith(("+01:00", "+02:00"))  # the shop's time zone
+        card, card_id.hex(), crypto.b32encode(card_id), crypto.card_ref(app.state.keyring, card_id),
+        crypto.recovery_code(card_id), crypto.recovery_code(card_id).replace("-", ""),
+        crypto.holder_for(app.state.keyring, card_id, shop.merchant_id), *entries,
+    ):  # fmt: skip
+        assert secret.lower() not in text.lower()
+    # There is no row-level export: every row of it would be about one card.
+    assert client.get("/merchant/exports/ledger.csv", headers=HTML).status_code == 404
+    page = client.get("/merchant/exports", headers=HTML).text
+    assert "ledger.csv" not in page and "/merchant/exports/daily.csv" in page
+    assert "reads “&lt;10”" in page  # the page says how small figures read
 
 
-def test_ledger_csv_by_period(client: TestClient, shop: Shop, clock: Any) -> None:
+def test_daily_csv_by_period(app: FastAPI, client: TestClient, shop: Shop, clock: Clock) -> None:
     owner_client(client, shop)
-    card = new_card(client)
-    stamp(client, shop, card)
-    today = clock.now.date()
-    assert len(client.get(f"/merchant/exports/ledger.csv?start={today}&end={today}").text
-               .strip().splitlines()) == 2  # fmt: skip
-    assert len(client.get("/merchant/exports/ledger.csv?start=2001-01-01&end=2001-01-02").text
-               .strip().splitlines()) == 1  # fmt: skip
-    bad = client.get("/merchant/exports/ledger.csv?start=2026-02-30", headers=HTML)
+    assert stamp(client, shop, new_card(client)).status_code == 201
+    today = shop_today(app, shop, clock)
+    assert [r["day"] for r in daily(client, f"?start={today}&end={today}")] == [str(today)]
+    assert daily(client, "?start=2001-01-01&end=2001-01-02") == []
+    assert [r["day"] for r in daily(client)] == [str(today)]  # up to the shop's today
+    bad = client.get("/merchant/exports/daily.csv?start=2026-02-30", headers=HTML)
     assert bad.status_code == 422 and "Choose two dates" in bad.text
     reversed_ = client.get(
-        "/merchant/exports/ledger.csv?start=2026-02-02&end=2026-02-01", headers=HTML
+        "/merchant/exports/daily.csv?start=2026-02-02&end=2026-02-01", headers=HTML
     )
     assert reversed_.status_code == 422
 
 
-def test_daily_csv(client: TestClient, shop: Shop, clock: Any) -> None:
+def test_daily_csv(app: FastAPI, client: TestClient, shop: Shop, clock: Clock) -> None:
     owner_client(client, shop)
-    for _ in range(3):
+    for _ in range(12):
         assert stamp(client, shop, new_card(client)).status_code == 201
-    today = clock.now.date()
-    response = client.get(f"/merchant/exports/daily.csv?start={today}&end={today}")
-    assert response.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    today = shop_today(app, shop, clock)
+    rows = daily(client, f"?start={today}&end={today}")
     assert len(rows) == 1
     assert rows[0]["day"] == str(today)
-    assert rows[0]["visits"] == "3" and rows[0]["new_cards"] == "3"
-    assert "holder" not in response.text
+    assert rows[0]["visits"] == "12" and rows[0]["new_cards"] == "12"
+    # Counted, not about k cards: like the dashboard, a count of fewer than 10 is hidden.
+    assert rows[0]["redemptions"] == "0" and rows[0]["rewards_earned"] == "0"
+
+
+def test_csv_quotes_every_cell(app: FastAPI, client: TestClient, shop: Shop, clock: Clock) -> None:
+    """A spreadsheet that splits on `;` or tabs (German Excel) keeps every cell whole."""
+    owner_client(client, shop)
+    assert stamp(client, shop, new_card(client)).status_code == 201
+    lines = client.get("/merchant/exports/daily.csv").text.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert re.fullmatch(r'"[^"]*"(,"[^"]*")*', line), line
 
 
 # --- printables -------------------------------------------------------------------------------
