@@ -35,8 +35,15 @@ def make_engine(url: str, *, single: bool = False) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
+        # connect_timeout: a database host that drops packets is a fault (503) within seconds,
+        # not after the operating system's TCP timeout.
         return create_engine(
-            url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+            url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args={"connect_timeout": 5},
         )
     # hide_parameters: an error message must never carry a row's values into a log.
     engine = create_engine(

@@ -55,8 +55,8 @@ PROBLEMS: dict[str, tuple[str, str]] = {
         "This client made too many requests of this kind. Wait for the seconds in Retry-After."),
     "unavailable": ("Temporarily unavailable",
         "treu cannot read or save data just now (the database, its disk or the ledger writer). "
-        "Nothing was saved; send the same request again after Retry-After, with the same "
-        "Idempotency-Key."),
+        "The request may or may not have been saved: send it again after Retry-After with the "
+        "same Idempotency-Key, which makes the retry safe."),
     # devices and owners
     "no-device": ("No device secret",
         "Device routes need the till's secret: Authorization: Bearer <device secret>."),
