@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -70,8 +70,7 @@ class RateLimits:
     def first(self, name: str, client: str, seconds: int) -> bool:
         """Whether this is the client's first such event within `seconds` (counted either way,
         also with the limits off: it de-duplicates, it refuses nothing)."""
-        item = parse_many(f"1/{seconds} second")[0]
-        return self._limiter.hit(item, name, self.bucket(client))
+        return self._limiter.hit(RateLimitItemPerSecond(1, seconds), name, self.bucket(client))
 
 
 def _refusal(name: str, reset: float) -> TooManyRequests:

@@ -51,7 +51,6 @@ def N_(message: str) -> str:
 
 VISIT_WINDOW = timedelta(days=30)
 EDIT_WINDOW = timedelta(hours=24)
-VISIT_KINDS = ("stamp", "redemption")
 REPLY_CHARS = 1000
 TAG_CHARS = 30
 MAX_MERCHANT_TAGS = 8

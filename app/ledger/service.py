@@ -52,6 +52,8 @@ merchant_table = Merchant.__table__  # type: ignore[attr-defined]
 
 # A ledger entry's id: 32 hex digits (new_entry_id).
 ENTRY_ID = re.compile(r"[0-9a-f]{32}")
+# What counts as a visit (feedback opens after one): a stamp or a redemption not undone.
+VISIT_KINDS = ("stamp", "redemption")
 # A cooldown reset to this instant lets an undone stamp be stamped again at once.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -876,7 +878,7 @@ def latest_visit(
     ).all()
     voided = {voids for _id, kind, voids, _at in rows if kind == "void" and voids}
     for entry_id, kind, _voids, at in rows:
-        if kind in ("stamp", "redemption") and entry_id not in voided:
+        if kind in VISIT_KINDS and entry_id not in voided:
             return entry_id, at
     return None
 
