@@ -4,6 +4,7 @@ from app.analytics.models import ActivityRollup, CardRollup, CohortRollup, Visit
 from app.claims.models import ClaimCode
 from app.feedback.models import Feedback, FeedbackSettings, ReviewClick
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry
+from app.loyalty.models import Promotion, RewardLevel, Tier
 from app.merchants.models import (
     Device,
     LoginThrottle,
@@ -33,6 +34,9 @@ __all__ = [
     "OwnerSession",
     "PairingCode",
     "Program",
+    "Promotion",
     "ReviewClick",
+    "RewardLevel",
+    "Tier",
     "VisitRollup",
 ]

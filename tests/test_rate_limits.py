@@ -206,7 +206,7 @@ def test_a_card_seen_with_no_shop_keeps_no_wallet(
     clock.advance(timedelta(days=2).total_seconds())
     key = parse_card(keyring, token)
     with app.state.engine.connect() as conn:
-        read = read_card(db=conn, keyring=keyring, key=key, today=clock().date(), base_url="x")
+        read = read_card(db=conn, keyring=keyring, key=key, now=clock(), base_url="x")
     assert read.sealed_wallet is not None  # the last-seen day moves on ...
     with Session(app.state.engine) as session:
         remember_visits(

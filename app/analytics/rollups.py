@@ -219,16 +219,17 @@ class CardTally:
     def add(self, entry: Entry) -> None:
         if entry.kind == "stamp":
             self._stamp(entry)
+        elif entry.kind == "bonus":
+            self._bonus(entry)
         elif entry.kind == "redemption":
             self.out.activity[self.slot(entry)][REDEMPTIONS] += 1
 
     def undone(self, target: Entry) -> None:
-        self.out.activity[self.slot(target)][VOIDS] += 1
+        # A bonus is undone with its stamp: one undo, counted once.
+        if target.kind != "bonus":
+            self.out.activity[self.slot(target)][VOIDS] += 1
 
-    def _stamp(self, entry: Entry) -> None:
-        key = self.slot(entry)
-        counts = self.out.activity[key]
-        counts[SCANS] += 1
+    def _earned(self, entry: Entry, counts: list[int]) -> None:
         counts[STAMPS] += entry.delta
         before = self.lifetime.get(entry.program_id, 0)
         after = before + entry.delta
@@ -236,6 +237,16 @@ class CardTally:
         goal = self.required.get(entry.program_id, 0)
         if goal > 0:
             counts[REWARDS] += after // goal - before // goal
+
+    def _bonus(self, entry: Entry) -> None:
+        """Bonus stamps count as stamps given and towards rewards; they are no scan or visit."""
+        self._earned(entry, self.out.activity[self.slot(entry)])
+
+    def _stamp(self, entry: Entry) -> None:
+        key = self.slot(entry)
+        counts = self.out.activity[key]
+        counts[SCANS] += 1
+        self._earned(entry, counts)
         (day, hour, device), state = key, self.state
         seen = state.devices.get(device)
         if seen != day:

@@ -25,9 +25,15 @@ class Balance(SQLModel, table=True):
     last_stamp_at: datetime
     stamp_day: date
     day_stamps: int = 0
+    # The visit before the latest (None: one visit so far) and the stamps that count towards
+    # regulars' status (lifetime stamps since the status last lapsed): what the loyalty
+    # mechanics decide from, still without reading the ledger.
+    previous_visit_at: datetime | None = None
+    status_stamps: int = 0
 
 
 _ONLY_VOIDS = text("voids_entry_id IS NOT NULL")
+_ONLY_PARTS = text("for_entry_id IS NOT NULL")
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -43,6 +49,13 @@ class LedgerEntry(SQLModel, table=True):
             sqlite_where=_ONLY_VOIDS,
             postgresql_where=_ONLY_VOIDS,
         ),
+        # The bonuses of a stamp (its undo undoes them); only bonus entries are indexed.
+        Index(
+            "ix_ledger_entry_for_entry_id",
+            "for_entry_id",
+            sqlite_where=_ONLY_PARTS,
+            postgresql_where=_ONLY_PARTS,
+        ),
         Index("ix_ledger_entry_merchant_holder", "merchant_id", "holder", "created_at"),
         Index("ix_ledger_entry_merchant_created", "merchant_id", "created_at"),
     )
@@ -51,12 +64,18 @@ class LedgerEntry(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     program_id: int = Field(foreign_key="program.id")
     holder: str = Field(max_length=32)
-    kind: str = Field(max_length=16)  # stamp | redemption | void | adjustment
+    # stamp | bonus | redemption | void | adjustment | expiry
+    kind: str = Field(max_length=16)
     delta: int
     device_id: int | None = Field(default=None, foreign_key="device.id")
     idempotency_key: str | None = Field(default=None, max_length=255)
     voids_entry_id: str | None = Field(default=None, max_length=32)
     created_at: datetime
+    # A bonus: the stamp it came with, and its promotion (None: a tier's perk).
+    for_entry_id: str | None = Field(default=None, max_length=32)
+    promotion_id: int | None = None
+    # A redemption of a reward level (None: the program's main reward).
+    reward_id: int | None = None
 
 
 class IdempotencyRecord(SQLModel, table=True):

@@ -228,7 +228,7 @@ def _extend(
 ) -> CardState:
     # The balance already holds this batch's stamps: step back to before the first of them.
     for e in new:
-        if e.kind == "stamp":
+        if e.kind in ("stamp", "bonus"):
             lifetime[e.program_id] = lifetime.get(e.program_id, 0) - e.delta
     slots, devices = decode_recent(found.recent)
     state = CardState(

@@ -20,7 +20,7 @@ from app.ledger.dependencies import (
     in_flight_of,
     writer_of,
 )
-from app.ledger.schemas import EntryOut, RedemptionIn, StampIn, TillCardOut
+from app.ledger.schemas import EntryOut, RedemptionIn, StampIn, TillCardOut, TillTierOut
 from app.ledger.service import Command, Operation
 from app.merchants.dependencies import (
     DEVICE_SECRET,
@@ -152,8 +152,13 @@ async def stamp(request: Request) -> Response:
 async def redeem(
     body: RedemptionIn, request: Request, device: CurrentDevice, key: IdempotencyKey = None
 ) -> Response:
-    """Redeem one reward; 409 when none is due. Concurrent redemptions never overdraw."""
-    command = _command(request, device, "redeem", key, token=body.token, program_id=body.program_id)
+    """Redeem one reward (a level with `reward_id`, else the main reward); 409 when none is
+    due. Concurrent redemptions never overdraw."""
+    # Without a reward level the fields are what they were, and so is a retry's fingerprint.
+    level = {} if body.reward_id is None else {"reward_id": body.reward_id}
+    command = _command(
+        request, device, "redeem", key, token=body.token, program_id=body.program_id, **level
+    )
     return await _submit(request, command)
 
 
@@ -180,11 +185,16 @@ def till_card(
     """A card's stamps at this device's merchant, per program, right after a scan."""
     key = scanned_card(keyring, token, status=404)
     load_card(session, key)
+    holder = holder_for(keyring, key.card_id, device.merchant_id)
     balances = service.till_card(
         session=session,
         merchant_id=device.merchant_id,
         programs=till_programs(session=session, merchant_id=device.merchant_id),
-        holder=holder_for(keyring, key.card_id, device.merchant_id),
+        holder=holder,
         now=clock(),
     )
-    return TillCardOut(token=key.token, balances=balances)
+    tier = service.tier_at(
+        session=session, merchant_id=device.merchant_id, holder=holder, now=clock()
+    )
+    shown = TillTierOut(name=tier.name, perk=tier.perk_text) if tier is not None else None
+    return TillCardOut(token=key.token, balances=balances, tier=shown)

@@ -18,6 +18,9 @@ class RedemptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     token: Text = Field(min_length=1, max_length=4096, description="Card token or card URL")
     program_id: Id | None = None
+    reward_id: Id | None = Field(
+        default=None, description="A reward level of the program; without it, its main reward"
+    )
 
 
 class ProgramOut(BaseModel):
@@ -27,14 +30,30 @@ class ProgramOut(BaseModel):
     reward: str
 
 
+class BonusOut(BaseModel):
+    promotion_id: int | None = Field(description="None: the perk of the card's tier")
+    title: str
+    stamps: int
+
+
+class RewardOut(BaseModel):
+    id: int | None = Field(description="The reward level; None: the program's main reward")
+    stamps: int
+    text: str
+
+
 class EntryOut(BaseModel):
     entry_id: str
     kind: str
     delta: int
-    stamps: int
+    stamps: int = Field(description="The card's stamps in this program now, bonuses included")
     rewards_available: int
     program: ProgramOut
     voids_entry_id: str | None = None
+    bonus: list[BonusOut] = Field(
+        default_factory=list, description="Stamps: the promotions' and tier's bonus stamps"
+    )
+    reward: RewardOut | None = Field(default=None, description="Redemptions: what was redeemed")
 
 
 class CardBalanceOut(BaseModel):
@@ -46,6 +65,12 @@ class CardBalanceOut(BaseModel):
     last_stamp_at: datetime | None
 
 
+class TillTierOut(BaseModel):
+    name: str
+    perk: str = Field(description="What the cashier gives this regular (may be empty)")
+
+
 class TillCardOut(BaseModel):
     token: str
     balances: list[CardBalanceOut]
+    tier: TillTierOut | None = None

@@ -10,9 +10,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
     Connection,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    func,
     insert,
     literal,
     or_,
@@ -37,6 +39,8 @@ from app.ledger import exceptions
 from app.ledger.models import Balance, IdempotencyRecord, LedgerEntry, new_entry_id
 from app.ledger.projections import forget_holder, record_entries
 from app.ledger.schemas import CardBalanceOut
+from app.loyalty import rules
+from app.loyalty.models import Promotion, RewardLevel, Tier
 from app.merchants.exceptions import DeviceRevoked, UnknownDevice
 from app.merchants.models import Device, Merchant, Program
 from app.tokens.exceptions import CardDeleted, UnknownCard
@@ -49,11 +53,17 @@ device_table = Device.__table__  # type: ignore[attr-defined]
 program_table = Program.__table__  # type: ignore[attr-defined]
 card_table = Card.__table__  # type: ignore[attr-defined]
 merchant_table = Merchant.__table__  # type: ignore[attr-defined]
+promotion_table = Promotion.__table__  # type: ignore[attr-defined]
+tier_table = Tier.__table__  # type: ignore[attr-defined]
+level_table = RewardLevel.__table__  # type: ignore[attr-defined]
 
 # A ledger entry's id: 32 hex digits (new_entry_id).
 ENTRY_ID = re.compile(r"[0-9a-f]{32}")
 # What counts as a visit (feedback opens after one): a stamp or a redemption not undone.
 VISIT_KINDS = ("stamp", "redemption")
+# Kinds that move a card's stamps without a cashier's scan: bonuses of promotions and tiers
+# (undone with their stamp), expiry after months away, and the owner's rescaling.
+BONUS, EXPIRY = "bonus", "expiry"
 # A cooldown reset to this instant lets an undone stamp be stamped again at once.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -78,6 +88,8 @@ class Command:
     undo_window_seconds: int = 600
     # op "claim": the keyed hash of the claim code being redeemed for stamps.
     claim_hash: str | None = None
+    # op "redeem": a reward level of the program (None: its main reward).
+    reward_id: int | None = None
 
 
 @dataclass
@@ -117,6 +129,8 @@ def _balance_upsert(dialect: str) -> Any:
         last_stamp_at=now,
         stamp_day=today,
         day_stamps=n,
+        previous_visit_at=None,
+        status_stamps=n,
     )
     b = balance.c
     stmt = stmt.on_conflict_do_update(
@@ -129,6 +143,13 @@ def _balance_upsert(dialect: str) -> Any:
             "last_stamp_at": now,
             "stamp_day": today,
             "day_stamps": case((b.stamp_day == today, b.day_stamps + n), else_=n),
+            # Every right-hand side reads the row as it was: the visit before this one.
+            "previous_visit_at": b.last_visit_at,
+            # Status starts again after the shop's lapse (a cutoff at the epoch: never).
+            "status_stamps": case(
+                (b.last_visit_at < bindparam("lapse_cutoff", type_=b.last_visit_at.type), n),
+                else_=b.status_stamps + n,
+            ),
         },
         where=and_(
             b.last_stamp_at <= bindparam("cooldown_cutoff", type_=b.last_stamp_at.type),
@@ -139,7 +160,10 @@ def _balance_upsert(dialect: str) -> Any:
             ),
         ),
     )
-    return stmt.returning(b.stamps, b.lifetime_stamps, b.redeemed)
+    return stmt.returning(
+        b.stamps, b.lifetime_stamps, b.redeemed, b.visits, b.first_visit_at,
+        b.previous_visit_at, b.status_stamps,
+    )  # fmt: skip
 
 
 _UPSERTS = {name: Prepared(_balance_upsert(name)) for name in ("sqlite", "postgresql")}
@@ -170,6 +194,10 @@ _VOID_STAMP = (
     .values(
         stamps=balance.c.stamps - bindparam("n"),
         lifetime_stamps=balance.c.lifetime_stamps - bindparam("n"),
+        status_stamps=case(
+            (balance.c.status_stamps >= bindparam("n"), balance.c.status_stamps - bindparam("n")),
+            else_=0,
+        ),
         last_stamp_at=case(
             (
                 balance.c.last_stamp_at == _stamped_at,
@@ -190,6 +218,47 @@ _VOID_REDEMPTION = (
     .where(_KEY, balance.c.redeemed >= 1)
     .values(stamps=balance.c.stamps + bindparam("n"), redeemed=balance.c.redeemed - 1)
     .returning(balance.c.stamps)
+)
+# Expiry and bonuses after a stamp, in one statement: d_stamps to the stamps, d_earned (the
+# bonuses) also to what the card has earned here.
+_ADJUST = Prepared(
+    update(balance)
+    .where(_KEY, balance.c.stamps + bindparam("d_stamps") >= 0)
+    .values(
+        stamps=balance.c.stamps + bindparam("d_stamps"),
+        lifetime_stamps=balance.c.lifetime_stamps + bindparam("d_earned"),
+        status_stamps=balance.c.status_stamps + bindparam("d_earned"),
+    )
+    .returning(balance.c.stamps)
+)
+# The holder's other programs at the shop: its state at the whole shop, for shops with several.
+_SELECT_OTHER_BALANCES = select(
+    balance.c.first_visit_at, balance.c.last_visit_at, balance.c.status_stamps
+).where(
+    balance.c.holder == bindparam("k_holder"),
+    balance.c.merchant_id == bindparam("k_merchant_id"),
+    balance.c.program_id != bindparam("k_program_id"),
+)
+_SPEND = (
+    update(promotion_table)
+    .where(
+        promotion_table.c.id == bindparam("k_id"),
+        promotion_table.c.spent + bindparam("n") <= promotion_table.c.budget,
+    )
+    .values(spent=promotion_table.c.spent + bindparam("n"))
+)
+_REFUND = (
+    update(promotion_table)
+    .where(promotion_table.c.id == bindparam("k_id"), promotion_table.c.budget > 0)
+    .values(
+        spent=case(
+            (promotion_table.c.spent >= bindparam("n"), promotion_table.c.spent - bindparam("n")),
+            else_=0,
+        )
+    )
+)
+_SELECT_BONUSES = select(ledger.c.id, ledger.c.delta, ledger.c.promotion_id).where(
+    ledger.c.for_entry_id == bindparam("entry_id"), ledger.c.kind == BONUS
 )
 _SELECT_BALANCE = select(
     balance.c.stamps, balance.c.last_stamp_at, balance.c.stamp_day, balance.c.day_stamps
@@ -230,6 +299,7 @@ def _idempotency(conn: Connection, merchant_id: int, keys: list[str]) -> list[An
 
 _PROGRAM_COLUMNS = (
     program_table.c.id,
+    program_table.c.merchant_id,
     program_table.c.name,
     program_table.c.stamps_required,
     program_table.c.reward_text,
@@ -237,18 +307,47 @@ _PROGRAM_COLUMNS = (
     program_table.c.cooldown_seconds,
     program_table.c.daily_cap,
     program_table.c.active,
+    program_table.c.expire_months,
+    program_table.c.archived_at,
+    program_table.c.closed_at,
+    merchant_table.c.timezone,
+    merchant_table.c.tier_lapse_months,
 )
+_PROGRAMS = program_table.join(merchant_table, merchant_table.c.id == program_table.c.merchant_id)
 _SELECT_PROGRAM = Prepared(
-    select(*_PROGRAM_COLUMNS).where(
+    select(*_PROGRAM_COLUMNS)
+    .select_from(_PROGRAMS)
+    .where(
         program_table.c.merchant_id == bindparam("merchant_id"),
         program_table.c.id == bindparam("program_id"),
     )
 )
 _SELECT_DEFAULT_PROGRAM = Prepared(
     select(*_PROGRAM_COLUMNS)
-    .where(program_table.c.merchant_id == bindparam("merchant_id"))
+    .select_from(_PROGRAMS)
+    .where(
+        program_table.c.merchant_id == bindparam("merchant_id"),
+        program_table.c.closed_at.is_(None),
+    )
     .order_by(program_table.c.active.desc(), program_table.c.id)
     .limit(1)
+)
+_SELECT_PROMOTIONS = (
+    select(promotion_table)
+    .where(
+        promotion_table.c.merchant_id == bindparam("merchant_id"),
+        promotion_table.c.ended_at.is_(None),
+    )
+    .order_by(promotion_table.c.id)
+)
+_SELECT_TIERS = select(tier_table).where(tier_table.c.merchant_id == bindparam("merchant_id"))
+_COUNT_PROGRAMS = select(func.count()).where(
+    program_table.c.merchant_id == bindparam("merchant_id"), program_table.c.closed_at.is_(None)
+)
+_SELECT_LEVEL = select(level_table.c.id, level_table.c.stamps, level_table.c.reward_text).where(
+    level_table.c.merchant_id == bindparam("merchant_id"),
+    level_table.c.program_id == bindparam("program_id"),
+    level_table.c.id == bindparam("reward_id"),
 )
 _SELECT_ENTRIES = select(
     ledger.c.id,
@@ -278,6 +377,24 @@ class Lookups:
 
     devices: dict[int, Any] = field(default_factory=dict)
     programs: dict[tuple[int, int | None], Any] = field(default_factory=dict)
+    levers: dict[int, "Levers"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Levers:
+    """A merchant's running promotions and its tiers, and how many open programs it has."""
+
+    promotions: list[Any]
+    tiers: list[Any]
+    programs: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.promotions or self.tiers)
+
+    @property
+    def budgeted(self) -> list[int]:
+        return sorted(p.id for p in self.promotions if p.budget > 0)
 
 
 class Batch:
@@ -295,6 +412,7 @@ class Batch:
         lookups = lookups or Lookups()
         self.devices = lookups.devices
         self.programs = lookups.programs
+        self.levers_of = lookups.levers
         self.cards: dict[str, Any] = {}
         self.void_targets: dict[str, Any] = {}
         self.replays: dict[tuple[int, str], tuple[str, int, str]] = {}
@@ -332,12 +450,42 @@ class Batch:
         writing the same balances at once wait for each other but never deadlock.
         """
         results: dict[int, Outcome | AppError] = {}
+        self._lock_budgets(commands)
         for i in sorted(range(len(commands)), key=lambda i: self._balance_key(commands[i])):
             try:
                 results[i] = self.run(commands[i])
             except AppError as refusal:
                 results[i] = refusal
         return [results[i] for i in range(len(commands))]
+
+    def _lock_budgets(self, commands: list[Command]) -> None:
+        """Lock the budgets this batch may spend or give back before any balance row: every
+        transaction then still takes its locks in one order (on SQLite a no-op)."""
+        ids: set[int] = set()
+        for merchant_id in {c.merchant_id for c in commands if c.op in ("stamp", "claim", "void")}:
+            try:
+                ids.update(self.levers(merchant_id).budgeted)
+            except AppError:
+                continue
+        if ids and self.conn.dialect.name == "postgresql":
+            self.conn.execute(
+                select(promotion_table.c.id)
+                .where(promotion_table.c.id.in_(sorted(ids)))
+                .order_by(promotion_table.c.id)
+                .with_for_update()
+            )
+
+    def levers(self, merchant_id: int) -> Levers:
+        found = self.levers_of.get(merchant_id)
+        if found is None:
+            params = {"merchant_id": merchant_id}
+            found = Levers(
+                promotions=list(self.conn.execute(_SELECT_PROMOTIONS, params)),
+                tiers=list(self.conn.execute(_SELECT_TIERS, params)),
+                programs=int(self.conn.execute(_COUNT_PROGRAMS, params).scalar() or 0),
+            )
+            self.levers_of[merchant_id] = found
+        return found
 
     def _balance_key(self, cmd: Command) -> tuple[int, int, str]:
         """The balance row a command will change, as far as it is known before it runs."""
@@ -493,6 +641,9 @@ class Batch:
             "idempotency_key": cmd.idempotency_key,
             "created_at": cmd.now,
             "voids_entry_id": None,
+            "for_entry_id": None,
+            "promotion_id": None,
+            "reward_id": None,
             **kw,
         }
         return entry_id
@@ -530,6 +681,8 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
     conn = batch.conn
     batch.check_card(cmd.card_ref)
     program = batch.program(cmd.merchant_id, cmd.program_id)
+    if program.closed_at is not None or program.archived_at is not None:
+        raise _ended(program)
     if not program.active:
         raise Conflict(
             "This stamp program is paused; the shop owner can resume it.",
@@ -557,12 +710,119 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
             "today": today,
             "cap": program.daily_cap,
             "cooldown_cutoff": cmd.now - timedelta(seconds=program.cooldown_seconds),
+            "lapse_cutoff": months_before(cmd.now, program.tier_lapse_months),
         },
     )
     if row is None:
         raise _why_refused(conn, key, program, cmd)
     entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="stamp", delta=cmd.count)
-    return _result(entry_id, "stamp", program, row.stamps, cmd.count)
+    stamps, granted = _levers(batch, cmd, program, row, entry_id)
+    outcome = _result(entry_id, "stamp", program, stamps, cmd.count)
+    outcome.body["bonus"] = granted
+    return outcome
+
+
+def months_before(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months earlier (the month's last day when it is
+    shorter); the epoch for 0 (never)."""
+    return EPOCH if months <= 0 else months_after(moment, -months)
+
+
+def _levers(
+    batch: Batch, cmd: Command, program: Any, row: Any, entry_id: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """Expiry and bonuses right after a stamp, in its transaction; the card's stamps after them
+    and the bonuses granted. Decided from the balance row the stamp just wrote (its visit
+    before this one, its first visit, its stamps towards status), plus, at a shop with several
+    programs, the card's other balance rows there; never from the ledger's history."""
+    stamps = row.stamps
+    expired = 0
+    away_since = row.previous_visit_at
+    if program.expire_months and away_since is not None:
+        expired = (
+            stamps - cmd.count if away_since < months_before(cmd.now, program.expire_months) else 0
+        )
+    levers = batch.levers(cmd.merchant_id)
+    granted: list[dict[str, Any]] = []
+    earned = 0
+    if levers is not None and levers.any:
+        visit = _visit(batch, cmd, program, row, levers)
+        holder = str(cmd.holder)
+        for promotion, bonus in rules.bonuses(
+            promotions=levers.promotions, tiers=levers.tiers, visit=visit, holder=holder,
+            program_id=program.id,
+        ):  # fmt: skip
+            if promotion is not None and promotion.budget > 0:
+                spend = {"k_id": promotion.id, "n": bonus.stamps}
+                if not batch.conn.execute(_SPEND, spend).rowcount:
+                    continue  # the budget is spent
+            batch.add_entry(
+                cmd, program.id, holder, kind=BONUS, delta=bonus.stamps, idempotency_key=None,
+                for_entry_id=entry_id, promotion_id=bonus.promotion_id,
+            )  # fmt: skip
+            earned += bonus.stamps
+            granted.append(
+                {"promotion_id": bonus.promotion_id, "title": bonus.title, "stamps": bonus.stamps}
+            )
+    if expired > 0:
+        batch.add_entry(
+            cmd, program.id, str(cmd.holder), kind=EXPIRY, delta=-expired, idempotency_key=None
+        )
+    if expired > 0 or earned > 0:
+        params = {**_key(cmd.merchant_id, program.id, cmd.holder)}
+        params.update(d_stamps=earned - expired, d_earned=earned)
+        after = _ADJUST.first(batch.conn, params)
+        assert after is not None  # the stamp's own row, locked by this transaction
+        stamps = after.stamps
+    return stamps, granted
+
+
+def _visit(batch: Batch, cmd: Command, program: Any, row: Any, levers: Levers) -> rules.Visit:
+    """The visit as the promotions and tiers see it: the card's state at the whole shop."""
+    first_here = row.previous_visit_at is None
+    first_visit_at, previous = row.first_visit_at, row.previous_visit_at
+    status = row.status_stamps - cmd.count
+    if levers.programs > 1:
+        lapse = months_before(cmd.now, program.tier_lapse_months)
+        for other in batch.conn.execute(
+            _SELECT_OTHER_BALANCES, _key(cmd.merchant_id, program.id, cmd.holder)
+        ):
+            first_here = False
+            first_visit_at = min(first_visit_at, other.first_visit_at)
+            last = other.last_visit_at
+            previous = last if previous is None else max(previous, last)
+            if other.last_visit_at >= lapse:
+                status += other.status_stamps
+    zone = _zone(program.timezone)
+    return rules.Visit(
+        at=cmd.now.astimezone(zone),
+        count=cmd.count,
+        first_here=first_here,
+        first_visit_at=first_visit_at,
+        previous_visit_at=previous,
+        status_stamps=max(status, 0),
+    )
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _ended(program: Any) -> Conflict:
+    if program.closed_at is not None:
+        return Conflict(
+            "This stamp program was closed by the shop.", title="Program closed",
+            code="program-closed",
+        )  # fmt: skip
+    return Conflict(
+        "This stamp program has ended; rewards already collected can still be redeemed.",
+        title="Program ended",
+        code="program-ended",
+    )
 
 
 def _why_refused(conn: Connection, key: dict[str, Any], program: Any, cmd: Command) -> Exception:
@@ -578,14 +838,27 @@ def _redeem(batch: Batch, cmd: Command) -> Outcome:
     conn = batch.conn
     batch.check_card(cmd.card_ref)
     program = batch.program(cmd.merchant_id, cmd.program_id)
+    if program.closed_at is not None:
+        raise _ended(program)
     key = _key(cmd.merchant_id, program.id, cmd.holder)
-    required = program.stamps_required
+    required, reward = program.stamps_required, program.reward_text
+    if cmd.reward_id is not None:
+        params = {"merchant_id": cmd.merchant_id, "program_id": program.id}
+        level = conn.execute(_SELECT_LEVEL, {**params, "reward_id": cmd.reward_id}).first()
+        if level is None:
+            raise NotFound("This program has no such reward.", code="unknown-reward")
+        required, reward = level.stamps, level.reward_text
     row = _REDEEM.first(conn, {**key, "required": required, "now": cmd.now})
     if row is None:
         current = conn.execute(_SELECT_BALANCE, key).first()
         raise exceptions.no_reward_due(current.stamps if current else 0, required)
-    entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="redemption", delta=-required)
-    return _result(entry_id, "redemption", program, row.stamps, -required)
+    entry_id = batch.add_entry(
+        cmd, program.id, str(cmd.holder), kind="redemption", delta=-required,
+        reward_id=cmd.reward_id,
+    )  # fmt: skip
+    outcome = _result(entry_id, "redemption", program, row.stamps, -required)
+    outcome.body["reward"] = {"id": cmd.reward_id, "stamps": required, "text": reward}
+    return outcome
 
 
 def _void(batch: Batch, cmd: Command) -> Outcome:
@@ -607,9 +880,13 @@ def _void(batch: Batch, cmd: Command) -> Outcome:
     program = batch.program(cmd.merchant_id, entry.program_id)
     key = _key(cmd.merchant_id, entry.program_id, entry.holder)
     n = abs(entry.delta)
+    bonuses: list[Any] = []
     if entry.kind == "stamp":
+        # Its bonuses go with it (they were given for it), and give their budget back.
+        bonuses = list(conn.execute(_SELECT_BONUSES, {"entry_id": entry.id}))
+        total = n + sum(b.delta for b in bonuses)
         stamped = {"stamped_at": entry.created_at, "stamped_day": entry.created_at.date()}
-        row = conn.execute(_VOID_STAMP, {**key, **stamped, "n": n, "epoch": EPOCH}).first()
+        row = conn.execute(_VOID_STAMP, {**key, **stamped, "n": total, "epoch": EPOCH}).first()
     else:
         row = conn.execute(_VOID_REDEMPTION, {**key, "n": n}).first()
     if row is None:
@@ -630,7 +907,15 @@ def _void(batch: Batch, cmd: Command) -> Outcome:
         delta=-entry.delta,
         voids_entry_id=cmd.entry_id,
     )
-    outcome = _result(entry_id, "void", program, row.stamps, -entry.delta)
+    for bonus in bonuses:
+        batch.add_entry(
+            cmd, entry.program_id, entry.holder, kind="void", delta=-bonus.delta,
+            voids_entry_id=bonus.id, idempotency_key=None,
+        )  # fmt: skip
+        if bonus.promotion_id is not None:
+            conn.execute(_REFUND, {"k_id": bonus.promotion_id, "n": bonus.delta})
+    undone = entry.delta + sum(b.delta for b in bonuses)
+    outcome = _result(entry_id, "void", program, row.stamps, -undone)
     outcome.body["voids_entry_id"] = cmd.entry_id
     return outcome
 
@@ -734,6 +1019,7 @@ def _claim_again(batch: Batch, cmd: Command) -> Outcome:
     outcome = _result(
         str(row.entry_id), "stamp", program, current.stamps if current else 0, cmd.count
     )
+    outcome.body["bonus"] = []
     outcome.headers["Idempotent-Replayed"] = "true"
     outcome.replayed = True
     return outcome
@@ -821,20 +1107,28 @@ _SELECT_SHOPS = (
         program_table.c.name.label("program_name"),
         program_table.c.stamps_required,
         program_table.c.reward_text,
+        program_table.c.expire_months,
+        program_table.c.archived_at,
         merchant_table.c.slug,
         merchant_table.c.name.label("merchant_name"),
+        merchant_table.c.tier_lapse_months,
     )
     .join(program_table, program_table.c.id == balance.c.program_id)
     .join(merchant_table, merchant_table.c.id == balance.c.merchant_id)
-    .where(balance.c.holder.in_(bindparam("holders", expanding=True)))
+    .where(
+        balance.c.holder.in_(bindparam("holders", expanding=True)),
+        program_table.c.closed_at.is_(None),
+    )
     .order_by(balance.c.last_visit_at.desc())
 )
 
 
 def card_balances(db: Session | Connection, holders: Mapping[str, int]) -> list[Any]:
     """A card's balances at every merchant, given its holders (holder → merchant id), the latest
-    visit first: the balance's columns, then program_name, stamps_required, reward_text, slug
-    and merchant_name. Core statements, not the ORM: the open card page asks every few seconds."""
+    visit first (closed programs left out): the balance's columns, then program_name,
+    stamps_required, reward_text, expire_months, archived_at, slug, merchant_name and
+    tier_lapse_months. Core statements, not the ORM: the open card page asks every few
+    seconds."""
     if not holders:
         return []
     rows = db.execute(_SELECT_SHOPS, {"holders": list(holders)}).all()
@@ -963,3 +1257,159 @@ def till_card(
             )
         )
     return out
+
+
+_SELECT_LEVELS = (
+    select(
+        level_table.c.id, level_table.c.program_id, level_table.c.stamps, level_table.c.reward_text
+    )
+    .where(level_table.c.program_id.in_(bindparam("ids", expanding=True)))
+    .order_by(level_table.c.stamps)
+)
+_SELECT_MERCHANT_TIERS = select(tier_table).where(
+    tier_table.c.merchant_id.in_(bindparam("ids", expanding=True))
+)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Reward levels by program and tiers by merchant, for the cards a page shows."""
+
+    levels: dict[int, list[Any]]
+    tiers: dict[int, list[Any]]
+
+
+def ladders(db: Session | Connection, balances: list[Any]) -> Ladder:
+    """The levels and tiers that card_balances' rows need (two indexed reads, none if empty)."""
+    levels: dict[int, list[Any]] = {}
+    tiers: dict[int, list[Any]] = {}
+    if balances:
+        ids = sorted({b.program_id for b in balances})
+        for row in db.execute(_SELECT_LEVELS, {"ids": ids}):
+            levels.setdefault(row.program_id, []).append(row)
+        ids = sorted({b.merchant_id for b in balances})
+        for row in db.execute(_SELECT_MERCHANT_TIERS, {"ids": ids}):
+            tiers.setdefault(row.merchant_id, []).append(row)
+    return Ladder(levels, tiers)
+
+
+def status_stamps(balances: list[Any], merchant_id: int, now: datetime) -> int:
+    """A card's stamps towards status at a shop, from its balance rows there (see rules)."""
+    return sum(
+        b.status_stamps
+        for b in balances
+        if b.merchant_id == merchant_id
+        and b.last_visit_at >= months_before(now, b.tier_lapse_months)
+    )
+
+
+def expires_on(row: Any) -> date | None:
+    """When a balance's stamps expire if the card does not come back (None: they do not)."""
+    if not row.expire_months or row.stamps <= 0:
+        return None
+    return months_after(row.last_visit_at, row.expire_months).date()
+
+
+def months_after(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` calendar months later (earlier if negative), on the
+    month's last day when it is shorter."""
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    days = (date(year + (month == 12), month % 12 + 1, 1) - date(year, month, 1)).days
+    return moment.replace(year=year, month=month, day=min(moment.day, days))
+
+
+# --- stamps booked out: expiry after months away, and a program closed by its owner -------------
+
+
+def book_out(
+    conn: Connection, *, merchant_id: int, program_id: int, now: datetime, idle_since: datetime
+) -> int:
+    """Book out the stamps of every card in a program whose last visit is before idle_since
+    (an `expiry` entry each, the rollups moved with them); the number of cards.
+
+    Each balance changes only if it is still what was read, so a stamp that lands meanwhile
+    keeps its card's stamps (the card just came back). Rows are locked in the ledger writer's
+    order, so a concurrent stamp waits instead of deadlocking.
+    """
+    b = balance.c
+    rows = conn.execute(
+        select(b.holder, b.stamps, b.last_visit_at)
+        .where(
+            b.merchant_id == merchant_id,
+            b.program_id == program_id,
+            b.stamps > 0,
+            b.last_visit_at < idle_since,
+        )
+        .order_by(b.holder)
+        .with_for_update()
+    ).all()
+    if not rows:
+        return 0
+    conn.execute(
+        update(balance)
+        .where(
+            b.merchant_id == merchant_id,
+            b.program_id == program_id,
+            b.holder == bindparam("b_holder"),
+            b.stamps == bindparam("b_old"),
+        )
+        .values(stamps=0),
+        [{"b_holder": r.holder, "b_old": r.stamps} for r in rows],
+    )
+    entries = [
+        {
+            "id": new_entry_id(now), "merchant_id": merchant_id, "program_id": program_id,
+            "holder": r.holder, "kind": EXPIRY, "delta": -r.stamps, "device_id": None,
+            "idempotency_key": None, "voids_entry_id": None, "created_at": now,
+            "for_entry_id": None, "promotion_id": None, "reward_id": None,
+        }
+        for r in rows
+    ]  # fmt: skip
+    _INSERT_ENTRY.many(conn, entries)
+    required = conn.execute(
+        select(program_table.c.id, program_table.c.stamps_required).where(
+            program_table.c.id == program_id
+        )
+    ).all()
+    record_entries(conn, entries, required)
+    return len(rows)
+
+
+def expire_stamps(conn: Connection, now: datetime) -> int:
+    """Book out the stamps that passed their program's expiry (the hourly housekeeping; a card
+    seen earlier has them booked out at its stamp). The number of cards."""
+    p = program_table.c
+    programs = conn.execute(
+        select(p.merchant_id, p.id, p.expire_months).where(
+            p.expire_months > 0, p.closed_at.is_(None)
+        )
+    ).all()
+    return sum(
+        book_out(conn, merchant_id=m, program_id=i, now=now, idle_since=months_before(now, months))
+        for m, i, months in programs
+    )
+
+
+def tier_at(*, session: Session, merchant_id: int, holder: str, now: datetime) -> Any | None:
+    """The tier a card holds at a shop now (None: none, or the shop has no tiers)."""
+    tiers = list(session.execute(_SELECT_TIERS, {"merchant_id": merchant_id}))
+    if not tiers:
+        return None
+    lapse = session.execute(
+        select(merchant_table.c.tier_lapse_months).where(merchant_table.c.id == merchant_id)
+    ).scalar_one()
+    since = months_before(now, lapse)
+    balances = balances_at(session=session, merchant_id=merchant_id, holder=holder).values()
+    status = sum(b.status_stamps for b in balances if b.last_visit_at >= since)
+    return rules.tier_of(tiers, status)
+
+
+def reward_levels(*, session: Session, program_ids: list[int]) -> dict[int, list[Any]]:
+    """The reward levels of these programs, by program, fewest stamps first."""
+    levels: dict[int, list[Any]] = {}
+    if program_ids:
+        for row in session.execute(_SELECT_LEVELS, {"ids": sorted(program_ids)}):
+            levels.setdefault(row.program_id, []).append(row)
+    return levels

@@ -14,6 +14,9 @@ class MerchantBase(SQLModel):
     review_url: str = Field(default="", max_length=500)
     locale: str = Field(default="de", max_length=8)
     timezone: str = Field(default="Europe/Vienna", max_length=64)
+    # Regulars' status lapses after this many months without a visit (it starts again from
+    # the next stamp); 0: never.
+    tier_lapse_months: int = Field(default=0, ge=0, le=60)
 
 
 class Merchant(MerchantBase, table=True):
@@ -29,6 +32,8 @@ class ProgramBase(SQLModel):
     cooldown_seconds: int = Field(default=60, ge=0, le=86_400)
     # 0 means no daily cap.
     daily_cap: int = Field(default=0, ge=0, le=1000)
+    # Stamps expire after this many months without a visit at the shop; 0: never.
+    expire_months: int = Field(default=0, ge=0, le=60)
     active: bool = True
 
 
@@ -36,6 +41,10 @@ class Program(ProgramBase, table=True):
     merchant_id: int = Field(foreign_key="merchant.id", index=True)
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime
+    # Archived: no more stamps, its rewards stay redeemable. Closed: nothing more at all (its
+    # outstanding stamps are booked out). A program with either is no longer `active`.
+    archived_at: datetime | None = None
+    closed_at: datetime | None = None
 
 
 class Owner(SQLModel, table=True):

@@ -6,10 +6,19 @@ from sqlmodel import Session
 from app.db import SessionDep, WriteSessionDep
 from app.dependencies import ClockDep, SettingsDep
 from app.errors import problem_responses
+from app.ledger.service import reward_levels
 from app.merchants.dependencies import CurrentDeviceRow
 from app.merchants.models import Device, Merchant
 from app.merchants.pairing import redeem_pairing_code
-from app.merchants.schemas import DeviceOut, MerchantOut, PairIn, PairOut, TillOut, TillProgram
+from app.merchants.schemas import (
+    DeviceOut,
+    MerchantOut,
+    PairIn,
+    PairOut,
+    TillLevel,
+    TillOut,
+    TillProgram,
+)
 from app.merchants.service import till_programs
 from app.ratelimit import rate_limited
 
@@ -40,11 +49,20 @@ def pair(body: PairIn, session: WriteSessionDep, clock: ClockDep) -> PairOut:
 def till_info(device: CurrentDeviceRow, session: SessionDep, settings: SettingsDep) -> TillOut:
     """What the till shows around a scan: its merchant, its name, the programs, the undo window."""
     merchant = _merchant(session, device)
+    programs = till_programs(session=session, merchant_id=merchant.id or 0)
+    levels = reward_levels(session=session, program_ids=[p.id or 0 for p in programs])
     return TillOut(
         merchant=MerchantOut(slug=merchant.slug, name=merchant.name),
         device=DeviceOut(id=device.id or 0, label=device.label),
         programs=[
-            TillProgram.of(p) for p in till_programs(session=session, merchant_id=merchant.id or 0)
+            TillProgram.of(
+                p,
+                [
+                    TillLevel(id=lv.id, stamps=lv.stamps, reward=lv.reward_text)
+                    for lv in levels.get(p.id or 0, [])
+                ],
+            )
+            for p in programs
         ],
         undo_window_seconds=settings.undo_window_seconds,
         claim_url_prefix=f"{settings.base_url}/k/",

@@ -1,5 +1,7 @@
 """The till's API bodies: pairing a device, and what a till shows around a scan."""
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.inputs import Line, Text
@@ -28,6 +30,12 @@ class PairOut(BaseModel):
     merchant: MerchantOut
 
 
+class TillLevel(BaseModel):
+    id: int
+    stamps: int
+    reward: str
+
+
 class TillProgram(BaseModel):
     id: int
     name: str
@@ -36,13 +44,15 @@ class TillProgram(BaseModel):
     max_stamps_per_scan: int
     cooldown_seconds: int
     active: bool
+    ended: bool = Field(default=False, description="Archived: no stamps, rewards redeemable")
+    levels: list[TillLevel] = Field(default_factory=list, description="Lower rewards")
 
     @classmethod
-    def of(cls, p: Program) -> "TillProgram":
+    def of(cls, p: Program, levels: Sequence[TillLevel] = ()) -> "TillProgram":
         return cls(
             id=p.id or 0, name=p.name, stamps_required=p.stamps_required, reward=p.reward_text,
             max_stamps_per_scan=p.max_stamps_per_scan, cooldown_seconds=p.cooldown_seconds,
-            active=p.active,
+            active=p.active, ended=p.archived_at is not None, levels=list(levels),
         )  # fmt: skip
 
 

@@ -181,10 +181,11 @@ def paired_device(*, session: Session, device_id: int, challenge: bool = True) -
 
 
 def till_programs(*, session: Session, merchant_id: int) -> list[Program]:
-    """The programs a till offers: active ones first, each in the order they were made."""
+    """The programs a till offers: active ones first, each in the order they were made (closed
+    ones left out; archived ones stay for their rewards)."""
     query = (
         select(Program)
-        .where(Program.merchant_id == merchant_id)
+        .where(Program.merchant_id == merchant_id, col(Program.closed_at).is_(None))
         .order_by(col(Program.active).desc(), col(Program.id))
     )
     return list(session.exec(query).all())

@@ -49,7 +49,7 @@ def _read(request: Request, key: CardKey, engine: Engine) -> service.CardRead:
             db=conn,
             keyring=keyring_of(request),
             key=key,
-            today=now_of(request).date(),
+            now=now_of(request),
             base_url=settings_of(request).base_url,
         )
 

@@ -28,12 +28,38 @@ class ProgramRef(BaseModel):
     reward: str
 
 
+class LevelOut(BaseModel):
+    id: int
+    stamps: int
+    reward: str
+    available: bool = Field(description="The card has the stamps to redeem this level now")
+
+
+class TierOut(BaseModel):
+    name: str
+    perk: str
+
+
+class NextTierOut(BaseModel):
+    name: str
+    lifetime_stamps_needed: int = Field(description="Stamps still to collect at this shop")
+
+
 class CardBalance(BaseModel):
     merchant: MerchantRef
     program: ProgramRef
     stamps: int
     rewards_available: int
     last_visit_at: str
+    levels: list[LevelOut] = Field(
+        default_factory=list, description="Lower rewards on the way to the main one"
+    )
+    tier: TierOut | None = None
+    next_tier: NextTierOut | None = None
+    expires_on: str | None = Field(
+        default=None, description="The stamps expire on this day unless the card comes back"
+    )
+    ended: bool = Field(default=False, description="No more stamps; rewards stay redeemable")
 
 
 class CardView(BaseModel):

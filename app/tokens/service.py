@@ -11,13 +11,22 @@ from sqlmodel import Session, col, select
 from app.errors import NotFound
 from app.feedback import service as feedback
 from app.ledger import service as ledger
+from app.loyalty import rules
 from app.merchants.models import Merchant
 from app.tokens import crypto, qr
 from app.tokens.cards import CardKey, existing
 from app.tokens.crypto import Keyring
 from app.tokens.exceptions import CardDeleted
 from app.tokens.models import Card
-from app.tokens.schemas import CardBalance, CardView, MerchantRef, ProgramRef
+from app.tokens.schemas import (
+    CardBalance,
+    CardView,
+    LevelOut,
+    MerchantRef,
+    NextTierOut,
+    ProgramRef,
+    TierOut,
+)
 
 
 @dataclass(frozen=True)
@@ -87,14 +96,34 @@ class CardRead:
 
 
 def read_card(
-    *, db: Session | Connection, keyring: Keyring, key: CardKey, today: date, base_url: str
+    *, db: Session | Connection, keyring: Keyring, key: CardKey, now: datetime, base_url: str
 ) -> CardRead:
-    """The card's stamps at every merchant where it has collected any (three indexed reads)."""
+    """The card's stamps at every merchant where it has collected any (three indexed reads,
+    two more for reward levels and tiers where it has stamps)."""
+    today = now.date()
     card = card_row(db, key)
     shops = card_shops(db, keyring, key.card_id)
     sealed = wallet_update(keyring, key, card, {s.merchant_id for s in shops}, today)
     view = CardView(
-        cards=[
+        cards=card_balances(db, shops, now),
+        recovery_code=crypto.recovery_code(key.card_id),
+        card_url=qr.card_url(base_url, key.token),
+    )
+    return CardRead(view, sealed)
+
+
+def card_balances(
+    db: Session | Connection, shops: list[Row[Any]], now: datetime
+) -> list[CardBalance]:
+    """Each balance as the card page shows it: stamps, reward levels, tier, expiry."""
+    ladder = ledger.ladders(db, shops)
+    out = []
+    for s in shops:
+        tiers = ladder.tiers.get(s.merchant_id, [])
+        status = ledger.status_stamps(shops, s.merchant_id, now) if tiers else 0
+        tier, ahead = rules.tier_of(tiers, status), rules.next_tier_of(tiers, status)
+        expires = ledger.expires_on(s)
+        out.append(
             CardBalance(
                 merchant=MerchantRef(slug=s.slug, name=s.merchant_name),
                 program=ProgramRef(
@@ -106,13 +135,28 @@ def read_card(
                 stamps=s.stamps,
                 rewards_available=s.stamps // s.stamps_required,
                 last_visit_at=s.last_visit_at.isoformat(),
+                levels=[
+                    LevelOut(
+                        id=level.id,
+                        stamps=level.stamps,
+                        reward=level.reward_text,
+                        available=s.stamps >= level.stamps,
+                    )
+                    for level in ladder.levels.get(s.program_id, [])
+                ],
+                tier=TierOut(name=tier.name, perk=tier.perk_text) if tier else None,
+                next_tier=(
+                    NextTierOut(
+                        name=ahead.name, lifetime_stamps_needed=ahead.lifetime_stamps - status
+                    )
+                    if ahead
+                    else None
+                ),
+                expires_on=expires.isoformat() if expires else None,
+                ended=s.archived_at is not None,
             )
-            for s in shops
-        ],
-        recovery_code=crypto.recovery_code(key.card_id),
-        card_url=qr.card_url(base_url, key.token),
-    )
-    return CardRead(view, sealed)
+        )
+    return out
 
 
 def wallet_update(

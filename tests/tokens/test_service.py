@@ -18,7 +18,7 @@ BASE_URL = "http://treu.test"
 def read(app: FastAPI, card: CardKey, clock: Clock) -> service.CardRead:
     with app.state.engine.connect() as conn:
         return service.read_card(
-            db=conn, keyring=app.state.keyring, key=card, today=clock().date(), base_url=BASE_URL
+            db=conn, keyring=app.state.keyring, key=card, now=clock(), base_url=BASE_URL
         )
 
 
