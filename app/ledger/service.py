@@ -1413,3 +1413,48 @@ def reward_levels(*, session: Session, program_ids: list[int]) -> dict[int, list
         for row in session.execute(_SELECT_LEVELS, {"ids": sorted(program_ids)}):
             levels.setdefault(row.program_id, []).append(row)
     return levels
+
+
+# How long after a stamp the card page still shows the bonuses that came with it.
+BONUS_SHOWN_SECONDS = 600
+_SELECT_LATEST = select(
+    ledger.c.id, ledger.c.program_id, ledger.c.kind, ledger.c.delta, ledger.c.promotion_id,
+    ledger.c.voids_entry_id,
+).where(
+    ledger.c.merchant_id == bindparam("merchant_id"),
+    ledger.c.holder == bindparam("holder"),
+    ledger.c.created_at >= bindparam("since"),
+)  # fmt: skip
+_SELECT_TITLES = select(promotion_table.c.id, promotion_table.c.title).where(
+    promotion_table.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def latest_bonuses(
+    db: Session | Connection, balances: list[Any], now: datetime
+) -> dict[tuple[int, int], list[tuple[int | None, int]]]:
+    """The bonuses that came with each balance's latest stamp, if it was minutes ago and not
+    undone: (promotion id or None for a tier's perk, stamps) by (merchant id, program id).
+    One indexed read per such balance; none for a card not stamped lately."""
+    out: dict[tuple[int, int], list[tuple[int | None, int]]] = {}
+    recent = now - timedelta(seconds=BONUS_SHOWN_SECONDS)
+    for b in balances:
+        if b.last_stamp_at < recent:
+            continue
+        params = {"merchant_id": b.merchant_id, "holder": b.holder, "since": b.last_stamp_at}
+        rows = db.execute(_SELECT_LATEST, params).all()
+        undone = {r.voids_entry_id for r in rows if r.kind == "void"}
+        found = [
+            (r.promotion_id, r.delta)
+            for r in rows
+            if r.kind == BONUS and r.program_id == b.program_id and r.id not in undone
+        ]
+        if found:
+            out[(b.merchant_id, b.program_id)] = found
+    return out
+
+
+def promotion_titles(db: Session | Connection, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return {r.id: r.title for r in db.execute(_SELECT_TITLES, {"ids": sorted(ids)})}

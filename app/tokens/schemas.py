@@ -45,6 +45,12 @@ class NextTierOut(BaseModel):
     lifetime_stamps_needed: int = Field(description="Stamps still to collect at this shop")
 
 
+class BonusShown(BaseModel):
+    promotion_id: int | None = Field(description="None: the perk of the card's tier")
+    title: str
+    stamps: int
+
+
 class CardBalance(BaseModel):
     merchant: MerchantRef
     program: ProgramRef
@@ -60,6 +66,10 @@ class CardBalance(BaseModel):
         default=None, description="The stamps expire on this day unless the card comes back"
     )
     ended: bool = Field(default=False, description="No more stamps; rewards stay redeemable")
+    bonus: list[BonusShown] = Field(
+        default_factory=list,
+        description="Bonus stamps that came with the latest stamp (shown for minutes after it)",
+    )
 
 
 class CardView(BaseModel):

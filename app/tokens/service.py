@@ -19,6 +19,7 @@ from app.tokens.crypto import Keyring
 from app.tokens.exceptions import CardDeleted
 from app.tokens.models import Card
 from app.tokens.schemas import (
+    BonusShown,
     CardBalance,
     CardView,
     LevelOut,
@@ -117,12 +118,24 @@ def card_balances(
 ) -> list[CardBalance]:
     """Each balance as the card page shows it: stamps, reward levels, tier, expiry."""
     ladder = ledger.ladders(db, shops)
+    bonuses = ledger.latest_bonuses(db, shops, now)
+    titles = ledger.promotion_titles(
+        db, {p for found in bonuses.values() for p, _ in found if p is not None}
+    )
     out = []
     for s in shops:
         tiers = ladder.tiers.get(s.merchant_id, [])
         status = ledger.status_stamps(shops, s.merchant_id, now) if tiers else 0
         tier, ahead = rules.tier_of(tiers, status), rules.next_tier_of(tiers, status)
         expires = ledger.expires_on(s)
+        shown = [
+            BonusShown(
+                promotion_id=p,
+                title=titles.get(p, "") if p is not None else (tier.name if tier else ""),
+                stamps=n,
+            )
+            for p, n in bonuses.get((s.merchant_id, s.program_id), [])
+        ]
         out.append(
             CardBalance(
                 merchant=MerchantRef(slug=s.slug, name=s.merchant_name),
@@ -154,6 +167,7 @@ def card_balances(
                 ),
                 expires_on=expires.isoformat() if expires else None,
                 ended=s.archived_at is not None,
+                bonus=shown,
             )
         )
     return out

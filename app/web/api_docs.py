@@ -87,6 +87,16 @@ PROBLEMS: dict[str, tuple[str, str]] = {
     "unknown-program": ("Unknown program", "This shop has no stamp program with this id."),
     "program-paused": ("Program paused",
         "The shop paused this program: it takes no stamps now (rewards can still be redeemed)."),
+    "program-ended": ("Program ended",
+        "The shop archived this program: it takes no stamps, and rewards already collected can "
+        "still be redeemed until the shop closes it."),
+    "program-closed": ("Program closed",
+        "The shop closed this program: nothing can be stamped or redeemed in it any more."),
+    "unknown-reward": ("Unknown reward",
+        "The program has no reward level with this reward_id. The till's programs list the "
+        "levels; leave reward_id out for the program's main reward."),
+    "unknown-tier": ("Unknown tier", "This shop has no tier with this id."),
+    "unknown-promotion": ("Unknown promotion", "This shop has no promotion with this id."),
     "too-many-stamps": ("Too many stamps",
         "More stamps in one scan than the program allows (max_stamps_per_scan)."),
     "cooldown": ("Already stamped",
