@@ -1,26 +1,33 @@
-"""The `treu` command: init, serve, db upgrade, merchants, devices, demo, printed cards."""
+"""The `treu` command: init, serve, db upgrade, merchants, programs, tiers, promotions, devices,
+demo, printed cards."""
 
 import asyncio
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from app.clock import utcnow
 from app.config import Settings
 from app.db import make_engine, write_engine
 from app.errors import AppError
+from app.loyalty import service as loyalty
+from app.loyalty.models import KINDS, Promotion, Tier
+from app.loyalty.rules import weekday_names
+from app.loyalty.schemas import ProgramPublic, PromotionPublic, RewardLevelPublic, TierPublic
 from app.merchants import service as merchants
 from app.merchants.exceptions import MerchantError
-from app.merchants.models import ProgramBase
+from app.merchants.models import Merchant, Program, ProgramBase
 from app.tokens.keys import KeyProblem
+from app.web.loyalty_text import default_title, promotion_summary
 
 
 class Context:
@@ -38,7 +45,7 @@ class Context:
         finally:
             engine.dispose()
 
-    def emit(self, data: dict[str, Any], text: str) -> None:
+    def emit(self, data: Any, text: str) -> None:
         click.echo(json.dumps(data, indent=2, default=str) if self.as_json else text)
 
 
@@ -75,12 +82,16 @@ class TreuGroup(click.Group):
             ) from None
 
 
-def _program_range(field: str) -> click.IntRange:
-    """The range a program field allows, so the CLI refuses what the model would refuse."""
+def _field_range(model: type[SQLModel], field: str) -> click.IntRange:
+    """The range a model's field allows, so the CLI refuses what the model would refuse."""
     bounds: dict[str, int] = {}
-    for rule in ProgramBase.model_fields[field].metadata:
+    for rule in model.model_fields[field].metadata:
         bounds.update({k: getattr(rule, k) for k in ("ge", "le") if hasattr(rule, k)})
     return click.IntRange(bounds.get("ge"), bounds.get("le"))
+
+
+def _program_range(field: str) -> click.IntRange:
+    return _field_range(ProgramBase, field)
 
 
 # Slow clients. uvicorn closes a connection that idles between two requests (timeout_keep_alive)
@@ -374,6 +385,398 @@ def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bo
         {"slug": slug, "owner_email": email, "owner_password": new},
         f"new password for {email}: {new}",
     )
+
+
+# --- the loyalty mechanics: programs, reward levels, tiers, promotions --------------------------
+
+
+def _program_out(session: Session, program: Program) -> dict[str, Any]:
+    """A program as the merchant's JSON API shows it (ProgramPublic)."""
+    levels = loyalty.levels_of(session=session, program=program)
+    return ProgramPublic(
+        id=program.id or 0, name=program.name, stamps_required=program.stamps_required,
+        reward=program.reward_text,
+        levels=[RewardLevelPublic(id=lv.id or 0, stamps=lv.stamps, reward=lv.reward_text)
+                for lv in levels],
+        max_stamps_per_scan=program.max_stamps_per_scan,
+        cooldown_seconds=program.cooldown_seconds, daily_cap=program.daily_cap,
+        expire_months=program.expire_months, active=program.active,
+        status=loyalty.program_status(program),
+        archived_at=program.archived_at, closed_at=program.closed_at,
+    ).model_dump(mode="json")  # fmt: skip
+
+
+def _program_line(p: dict[str, Any]) -> str:
+    ladder = ", ".join(f"{lv['stamps']} → {lv['reward']}" for lv in p["levels"])
+    expiry = f", stamps expire after {p['expire_months']} months away" if p["expire_months"] else ""
+    return (
+        f"{p['id']}\t{p['name']}: {p['stamps_required']} → {p['reward']}"
+        f"{f' (also {ladder})' if ladder else ''}{expiry}\t{p['status']}"
+    )
+
+
+program_option = click.option("--program", "program_id", required=True, type=int)
+level_option = click.option(
+    "--level", "levels", multiple=True, metavar="STAMPS=TEXT",
+    help="A lower reward on the way, e.g. '5=Small coffee' (repeatable).",
+)  # fmt: skip
+
+
+@cli.group()
+def program() -> None:
+    """A merchant's stamp programs and their reward levels."""
+
+
+@program.command("create")
+@click.option("--merchant", "slug", required=True)
+@click.option("--name", required=True)
+@click.option("--stamps-required", required=True, type=_program_range("stamps_required"))
+@click.option("--reward", required=True)
+@level_option
+@click.option(
+    "--cooldown-seconds", default=60, show_default=True, type=_program_range("cooldown_seconds")
+)
+@click.option(
+    "--max-stamps-per-scan", default=10, show_default=True,
+    type=_program_range("max_stamps_per_scan"),
+)  # fmt: skip
+@click.option(
+    "--daily-cap", default=0, show_default=True, type=_program_range("daily_cap"), help="0: no cap"
+)
+@click.option(
+    "--expire-months", default=0, show_default=True, type=_program_range("expire_months"),
+    help="Stamps expire after this many months without a visit (0: never).",
+)  # fmt: skip
+@json_option
+@pass_ctx
+def program_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) -> None:
+    """Start another program at the shop (e.g. a lunch card beside the coffee card)."""
+    _json(ctx, as_json)
+    levels = [loyalty.parse_level(text) for text in options["levels"]]
+    with ctx.session() as session:
+        new = loyalty.create_program(
+            session=session,
+            merchant=merchants.get_merchant(session=session, slug=slug),
+            now=utcnow(),
+            name=options["name"],
+            stamps_required=options["stamps_required"],
+            reward_text=options["reward"],
+            levels=levels,
+            max_stamps_per_scan=options["max_stamps_per_scan"],
+            cooldown_seconds=options["cooldown_seconds"],
+            daily_cap=options["daily_cap"],
+            expire_months=options["expire_months"],
+        )
+        shown = _program_out(session, new)
+    ctx.emit({"program_id": new.id}, f"program created:\n{_program_line(shown)}")
+
+
+@program.command("list")
+@click.option("--merchant", "slug", required=True)
+@json_option
+@pass_ctx
+def program_list(ctx: Context, slug: str, as_json: bool) -> None:
+    """The shop's programs, closed ones included, with their reward levels and status."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        data = [_program_out(session, p) for p in loyalty.programs(session=session, merchant=m)]
+    ctx.emit(data, "\n".join(_program_line(p) for p in data))
+
+
+@program.command("levels")
+@click.option("--merchant", "slug", required=True)
+@program_option
+@level_option
+@json_option
+@pass_ctx
+def program_levels(
+    ctx: Context, slug: str, program_id: int, levels: tuple[str, ...], as_json: bool
+) -> None:
+    """Replace a program's reward levels (none given: remove them)."""
+    _json(ctx, as_json)
+    wanted = [loyalty.parse_level(text) for text in levels]
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        found = merchants.get_program(session=session, merchant=m, program_id=program_id)
+        loyalty.set_levels(session=session, merchant=m, program=found, levels=wanted, now=utcnow())
+        shown = _program_out(session, found)
+    ctx.emit(shown, _program_line(shown))
+
+
+def _program_change(action: str, help_text: str) -> None:
+    """`treu program pause|resume|archive|close`: one change of a program's status."""
+
+    @program.command(action, help=help_text)
+    @click.option("--merchant", "slug", required=True)
+    @program_option
+    @json_option
+    @pass_ctx
+    def change(ctx: Context, slug: str, program_id: int, as_json: bool) -> None:
+        _json(ctx, as_json)
+        now, booked_out = utcnow(), None
+        with ctx.session() as session:
+            m = merchants.get_merchant(session=session, slug=slug)
+            if action in ("pause", "resume"):
+                found = merchants.set_program_active(
+                    session=session, merchant=m, program_id=program_id, active=action == "resume"
+                )
+            elif action == "archive":
+                found = loyalty.archive_program(
+                    session=session, merchant=m, program_id=program_id, now=now
+                )
+            else:
+                found, booked_out = loyalty.close_program(
+                    session=session, merchant=m, program_id=program_id, now=now
+                )
+            shown = _program_out(session, found)
+        text = _program_line(shown)
+        if booked_out is not None:
+            shown["cards_booked_out"] = booked_out
+            text += f"\noutstanding stamps booked out on {booked_out} cards"
+        ctx.emit(shown, text)
+
+
+_program_change("pause", "Stop stamping in a program for now; its stamps stay redeemable.")
+_program_change("resume", "Stamp in a paused program again.")
+_program_change(
+    "archive", "End a program: no more stamps; its history stays and its rewards stay redeemable."
+)
+_program_change(
+    "close", "Close an archived program out: its outstanding stamps are booked out (expiry)."
+)
+
+
+def _tier_out(tier: Tier) -> dict[str, Any]:
+    """A tier as the merchant's JSON API shows it (TierPublic)."""
+    return TierPublic(
+        id=tier.id or 0, name=tier.name, lifetime_stamps=tier.lifetime_stamps,
+        bonus_per_visit=tier.bonus_per_visit, perk=tier.perk_text,
+    ).model_dump(mode="json")  # fmt: skip
+
+
+@cli.group()
+def tier() -> None:
+    """Regulars' status by stamps collected at the shop."""
+
+
+@tier.command("create")
+@click.option("--merchant", "slug", required=True)
+@click.option("--name", required=True)
+@click.option("--lifetime-stamps", required=True, type=_field_range(Tier, "lifetime_stamps"))
+@click.option(
+    "--bonus-per-visit", default=0, show_default=True, type=_field_range(Tier, "bonus_per_visit"),
+    help="Extra stamps on every visit of a card with this status.",
+)  # fmt: skip
+@click.option("--perk", default="", help="What the cashier gives, e.g. '10 % on cakes'.")
+@json_option
+@pass_ctx
+def tier_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) -> None:
+    """A status from a number of stamps collected at the shop, with its perk."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        new = loyalty.create_tier(
+            session=session,
+            merchant=merchants.get_merchant(session=session, slug=slug),
+            now=utcnow(),
+            name=options["name"],
+            lifetime_stamps=options["lifetime_stamps"],
+            bonus_per_visit=options["bonus_per_visit"],
+            perk_text=options["perk"],
+        )
+    ctx.emit({"tier_id": new.id}, f"tier {new.id} created: {_tier_line(_tier_out(new))}")
+
+
+def _tier_line(t: dict[str, Any]) -> str:
+    perks = [f"+{t['bonus_per_visit']} per visit"] if t["bonus_per_visit"] else []
+    perks += [t["perk"]] if t["perk"] else []
+    return f"{t['name']} from {t['lifetime_stamps']} stamps" + (
+        f" ({'; '.join(perks)})" if perks else ""
+    )
+
+
+@tier.command("list")
+@click.option("--merchant", "slug", required=True)
+@json_option
+@pass_ctx
+def tier_list(ctx: Context, slug: str, as_json: bool) -> None:
+    """The shop's tiers, lowest first, and when status lapses."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        data = [_tier_out(t) for t in loyalty.tiers(session=session, merchant=m)]
+        months = m.tier_lapse_months
+    lines = [f"{t['id']}\t{_tier_line(t)}" for t in data] or ["no tiers"]
+    lines.append(_lapse_text(months))
+    ctx.emit({"tiers": data, "lapse_months": months}, "\n".join(lines))
+
+
+def _lapse_text(months: int) -> str:
+    if not months:
+        return "status never lapses"
+    return f"status lapses after {months} months without a visit"
+
+
+@tier.command("lapse")
+@click.option("--merchant", "slug", required=True)
+@click.option(
+    "--months", required=True, type=_field_range(Merchant, "tier_lapse_months"),
+    help="Status lapses after this many months without a visit (0: never).",
+)  # fmt: skip
+@json_option
+@pass_ctx
+def tier_lapse(ctx: Context, slug: str, months: int, as_json: bool) -> None:
+    """Whether and when a card's status lapses after months away."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        loyalty.set_tier_lapse(session=session, merchant=m, months=months)
+    ctx.emit({"lapse_months": months}, _lapse_text(months))
+
+
+@tier.command("delete")
+@click.option("--merchant", "slug", required=True)
+@click.option("--tier", "tier_id", required=True, type=int)
+@json_option
+@pass_ctx
+def tier_delete(ctx: Context, slug: str, tier_id: int, as_json: bool) -> None:
+    """Remove a tier; cards keep their stamps, only the status and its perk go."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        loyalty.delete_tier(session=session, merchant=m, tier_id=tier_id)
+    ctx.emit({"tier_id": tier_id, "deleted": True}, f"tier {tier_id} deleted")
+
+
+def _promotion_out(
+    session: Session, merchant: Merchant, promotion: Promotion, today: date
+) -> dict[str, Any]:
+    """A promotion as the merchant's JSON API shows it (PromotionPublic): the settings its kind
+    does not take are null; `summary` says it in plain words."""
+    takes = loyalty.KIND_SETTINGS.get(promotion.kind, ())
+    settings = {
+        "factor": promotion.factor, "stamps": promotion.stamps,
+        "days": weekday_names(promotion.weekdays),
+        "from": loyalty.time_text(promotion.from_minute),
+        "to": loyalty.time_text(promotion.to_minute), "away_days": promotion.away_days,
+    }  # fmt: skip
+    program = None
+    if promotion.program_id is not None:
+        found = merchants.get_program(
+            session=session, merchant=merchant, program_id=promotion.program_id
+        )
+        program = found.name
+    return PromotionPublic.model_validate(
+        {
+            **{name: value if name in takes else None for name, value in settings.items()},
+            "id": promotion.id, "kind": promotion.kind, "title": promotion.title,
+            "program_id": promotion.program_id, "starts": promotion.starts_on,
+            "ends": promotion.ends_on, "budget": promotion.budget, "spent": promotion.spent,
+            "holdout_percent": promotion.holdout_percent,
+            "status": loyalty.promotion_status(promotion, today),
+            "ended_at": promotion.ended_at,
+            "summary": promotion_summary(promotion, today=today, program=program),
+        }
+    ).model_dump(mode="json", by_alias=True)  # fmt: skip
+
+
+def _promotion_line(p: dict[str, Any]) -> str:
+    return f"{p['id']}\t{p['title']}: {p['summary']}\t{p['status']}"
+
+
+@cli.group()
+def promotion() -> None:
+    """Bonus stamps the server adds at stamp time: happy hours, welcome, win-back, …"""
+
+
+def _promotion_range(field: str) -> click.IntRange:
+    return _field_range(Promotion, field)
+
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@promotion.command("create")
+@click.option("--merchant", "slug", required=True)
+@click.option("--kind", required=True, type=click.Choice(KINDS))
+@click.option("--title", default="", help="What the till and the card page say (default: by kind).")
+@click.option("--program", "program_id", type=int, help="Only this program (default: every one).")
+@click.option(
+    "--factor", type=_promotion_range("factor"), help="multiplier: F times the stamps [2]."
+)
+@click.option("--stamps", type=_promotion_range("stamps"), help="The others: bonus stamps [1].")
+@click.option("--days", metavar="mon,tue,…", help="multiplier: on these weekdays [every day].")
+@click.option("--from", "from_time", metavar="HH:MM", help="multiplier: from this time…")
+@click.option("--to", "to_time", metavar="HH:MM", help="…until this one (shop time).")
+@click.option("--away-days", type=_promotion_range("away_days"), help="winback: days away.")
+@click.option("--starts", type=DAY, metavar="YYYY-MM-DD", help="First day (shop time).")
+@click.option("--ends", type=DAY, metavar="YYYY-MM-DD", help="Last day.")
+@click.option(
+    "--budget", default=0, show_default=True, type=_promotion_range("budget"),
+    help="Bonus stamps in total (0: no limit).",
+)  # fmt: skip
+@click.option(
+    "--holdout-percent", default=0, show_default=True, type=_promotion_range("holdout_percent"),
+    help="A fixed share of cards that gets no bonus, to see what the promotion changes.",
+)  # fmt: skip
+@json_option
+@pass_ctx
+def promotion_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) -> None:
+    """Start a promotion; its bonuses are booked as their own ledger entries."""
+    _json(ctx, as_json)
+    now = utcnow()
+    days = options["days"]
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        # Without a title it is called by its kind, in the shop's language: customers read it.
+        spec = loyalty.promotion_spec(
+            kind=options["kind"],
+            title=options["title"].strip() or default_title(options["kind"], m.locale),
+            program_id=options["program_id"], factor=options["factor"],
+            stamps=options["stamps"],
+            days=None if days is None else [d for d in days.split(",") if d.strip()],
+            from_time=options["from_time"], to_time=options["to_time"],
+            away_days=options["away_days"],
+            starts_on=options["starts"].date() if options["starts"] else None,
+            ends_on=options["ends"].date() if options["ends"] else None,
+            budget=options["budget"], holdout_percent=options["holdout_percent"],
+        )  # fmt: skip
+        new = loyalty.create_promotion(session=session, merchant=m, now=now, spec=spec)
+        shown = _promotion_out(session, m, new, loyalty.local_today(m, now))
+    ctx.emit({"promotion_id": new.id}, f"promotion created:\n{_promotion_line(shown)}")
+
+
+@promotion.command("list")
+@click.option("--merchant", "slug", required=True)
+@json_option
+@pass_ctx
+def promotion_list(ctx: Context, slug: str, as_json: bool) -> None:
+    """The shop's promotions, running ones first."""
+    _json(ctx, as_json)
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        today = loyalty.local_today(m, utcnow())
+        found = loyalty.promotions_by_state(session=session, merchant=m, today=today)
+        data = [_promotion_out(session, m, p, today) for p, _ in found]
+    ctx.emit(data, "\n".join(_promotion_line(p) for p in data) or "no promotions")
+
+
+@promotion.command("end")
+@click.option("--merchant", "slug", required=True)
+@click.option("--promotion", "promotion_id", required=True, type=int)
+@json_option
+@pass_ctx
+def promotion_end(ctx: Context, slug: str, promotion_id: int, as_json: bool) -> None:
+    """Stop a promotion now; the bonuses it gave stay."""
+    _json(ctx, as_json)
+    now = utcnow()
+    with ctx.session() as session:
+        m = merchants.get_merchant(session=session, slug=slug)
+        ended = loyalty.end_promotion(
+            session=session, merchant=m, promotion_id=promotion_id, now=now
+        )
+        shown = _promotion_out(session, m, ended, loyalty.local_today(m, now))
+    ctx.emit(shown, _promotion_line(shown))
 
 
 @cli.command("maintenance")

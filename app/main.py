@@ -21,6 +21,7 @@ from app.ledger.direct import DirectStamp
 from app.ledger.router import router as ledger_router
 from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
+from app.loyalty.router import router as loyalty_router
 from app.merchants.dependencies import DeviceCache
 from app.merchants.router import router as till_router
 from app.merchants.throttle import FailedLogins, PasswordChecks
@@ -28,7 +29,15 @@ from app.ratelimit import RateLimits
 from app.tokens.keys import load_keyring
 from app.tokens.router import keys_router
 from app.tokens.router import router as cards_router
-from app.web import api_docs, customer, feedback, merchant, merchant_dashboard, till
+from app.web import (
+    api_docs,
+    customer,
+    feedback,
+    merchant,
+    merchant_dashboard,
+    merchant_loyalty,
+    till,
+)
 from app.web.assets import STATIC_DIR, vendor_apps
 from app.web.errors import error_page
 from app.web.security import InputPolicy, SecurityHeaders, api_headers
@@ -101,7 +110,7 @@ def create_app(
     # JSON routes (each domain's router.py), then the pages (app/web), in one place.
     for json_router in (
         ledger_router, cards_router, keys_router, claims_router, till_router, claim_qr_router,
-        feedback_router, analytics_router,
+        feedback_router, analytics_router, loyalty_router,
     ):  # fmt: skip
         app.include_router(json_router)
     app.include_router(feedback.router)
@@ -124,7 +133,9 @@ def create_app(
             headers={"Cache-Control": "public, max-age=604800"},
         )
 
-    for web_router in (customer.router, till.router, merchant.router, api_docs.router):
+    for web_router in (
+        customer.router, till.router, merchant.router, merchant_loyalty.router, api_docs.router,
+    ):  # fmt: skip
         app.include_router(web_router)
     mount_static(app)
     api_docs.document_api(app)

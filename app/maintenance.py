@@ -1,5 +1,6 @@
 """Housekeeping on a timer: what the app keeps no longer than it needs (idle one-tap cards,
-failed-login counts a day after their last failure).
+failed-login counts a day after their last failure), and stamps past their program's expiry
+booked out (a card seen earlier has them booked out at its stamp).
 
 `treu serve` runs it every `maintenance_interval_seconds` (the first round one interval after
 start); `treu maintenance` runs one round, for a cron job or by hand.
@@ -16,6 +17,7 @@ from sqlmodel import Session
 from app.clock import Clock
 from app.config import Settings
 from app.db import in_write_session
+from app.ledger.service import expire_stamps
 from app.merchants.throttle import purge_login_throttle
 from app.tokens.service import purge_idle_cards
 
@@ -28,6 +30,7 @@ def _round(*, session: Session, settings: Settings, now: datetime) -> dict[str, 
             session=session, today=now.date(), idle_days=settings.card_idle_days
         ),
         "login_counts": purge_login_throttle(session=session, now=now),
+        "expired_cards": expire_stamps(session.connection(), now),
     }
 
 

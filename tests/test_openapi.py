@@ -69,7 +69,7 @@ def test_a_body_that_is_not_json_is_a_415(client: TestClient, shop: Shop, card: 
     assert ("post", "/api/v1/stamps") in json_routes and len(json_routes) >= 8
     for method, path in json_routes:
         assert "415" in spec["paths"][path][method]["responses"], path
-        url = path.format(token=card, code="ABCDEFGHJKLMNPQRSTUV", feedback_id="x")
+        url = path.format(token=card, code="ABCDEFGHJKLMNPQRSTUV", feedback_id="x", program_id=1)
         for headers, options in (
             ({}, {"data": {"token": card}}),  # a form
             ({"Content-Type": "text/plain"}, {"content": f'{{"token": "{card}"}}'}),

@@ -5,8 +5,13 @@ which records at two shops belong to one card: no card id or token anywhere, per
 that nothing stored can recompute, idempotency fingerprints keyed per shop, no time finer than
 a second, no sequence numbers, a card row with days only and a wallet sealed under the card id.
 And nothing about the customer's device or network is kept at all.
+
+The shops in the story pull every loyalty lever (promotions with a hold-out and a budget, a tier,
+reward levels, a program closed out), so the same holds for what those store: the shops' own
+settings, and bonus and expiry entries in each shop's own ledger, nothing per card besides.
 """
 
+import hashlib
 import itertools
 import re
 import uuid
@@ -31,9 +36,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import Engine, Integer, inspect, text
 
 from app.config import Settings
+from app.loyalty import service as loyalty
+from app.loyalty.models import Promotion
 from app.main import create_app
 from app.tokens import crypto
 from tests.helpers.clock import Clock
+from tests.helpers.loyalty import add_program, add_promotion, add_tier, as_owner, set_levels
 from tests.helpers.shops import Shop, make_shop
 
 IP = "203.0.113.77"
@@ -82,7 +90,8 @@ class Story:
     a: Shop
     b: Shop
     cards: list[Card]  # cards[0] and cards[1] visit both shops
-    entry_ids: list[str]  # in the order the ledger wrote them
+    entry_ids: list[str]  # the entries the tills made, in the order the ledger wrote them
+    promotions: list[Promotion]  # both shops', each with its own hold-out key
 
     @property
     def engine(self) -> Engine:
@@ -100,6 +109,19 @@ def write(client: TestClient, shop: Shop, path: str, key: str | None = None, **b
     return response.json()
 
 
+def pull_levers(app: FastAPI, shop: Shop) -> list[Promotion]:
+    """What an owner sets up: promotions (one holding out half the cards, one on a budget), a
+    tier every card reaches at once, a reward level."""
+    promotions = [
+        add_promotion(app, shop, "welcome", stamps=2, holdout_percent=50),
+        add_promotion(app, shop, "campaign", stamps=1, budget=100),
+        add_promotion(app, shop, "multiplier", factor=2),
+    ]
+    add_tier(app, shop, "Stammgast", 1, bonus_per_visit=1, perk_text="Gratis Keks")
+    set_levels(app, shop, [(2, "Espresso")])
+    return promotions
+
+
 def customer_card(app: FastAPI, client: TestClient) -> Card:
     """A card made the way a phone makes one, with everything a browser sends."""
     created = client.post("/api/v1/cards", headers=NETWORK_HEADERS)
@@ -115,6 +137,9 @@ def story(settings: Settings) -> Iterator[Story]:
     with TestClient(app, raise_server_exceptions=False) as client:
         a = make_shop(app, "Café Sonne", stamps_required=3, cooldown_seconds=0)
         b = make_shop(app, "Bäckerei Gruber", stamps_required=5, cooldown_seconds=0)
+        promotions = pull_levers(app, a) + pull_levers(app, b)
+        lunch = add_program(app, a, "Mittagsmenü", 6, "1 Dessert")
+        assert lunch.id is not None
         cards = [customer_card(app, client) for _ in range(5)]
         entries: list[str] = []
         both, only_a, only_b = cards[:2], cards[2:4], cards[4:]
@@ -132,6 +157,21 @@ def story(settings: Settings) -> Iterator[Story]:
         undone = write(client, b, "/api/v1/stamps", token=f"http://treu.test/c/{x.token}")
         entries.append(undone["entry_id"])
         entries.append(write(client, b, f"/api/v1/entries/{undone['entry_id']}/void")["entry_id"])
+        level = write(client, a, "/api/v1/redemptions", token=x.token, reward_id=_level_id(app, a))
+        entries.append(level["entry_id"])
+        # Lunch at the café, then the owner closes that program out: its stamps are booked out.
+        for card in (x, cards[2]):
+            body = write(client, a, "/api/v1/stamps", token=card.token, program_id=lunch.id)
+            entries.append(body["entry_id"])
+        now, lunch_id = app.state.clock(), lunch.id
+
+        def close(session: Any, merchant: Any) -> None:
+            loyalty.archive_program(
+                session=session, merchant=merchant, program_id=lunch_id, now=now
+            )
+            loyalty.close_program(session=session, merchant=merchant, program_id=lunch_id, now=now)
+
+        as_owner(app, a, close)
         # The customer side: the card page (it seals the wallet), export, QR, feedback.
         for card in cards:
             assert client.get(f"/api/v1/cards/{card.token}", headers=NETWORK_HEADERS).is_success
@@ -141,7 +181,13 @@ def story(settings: Settings) -> Iterator[Story]:
             body = {"token": x.token, "merchant": shop.slug, "rating": 5, "comment": comment}
             given = client.post("/api/v1/feedback", json=body, headers=NETWORK_HEADERS)
             assert given.status_code == 201, given.text
-        yield Story(app, a, b, cards, entries)
+        yield Story(app, a, b, cards, entries, promotions)
+
+
+def _level_id(app: FastAPI, shop: Shop) -> int:
+    with app.state.engine.connect() as conn:
+        query = text("SELECT id FROM reward_level WHERE merchant_id = :m")
+        return int(conn.execute(query, {"m": shop.merchant_id}).scalar_one())
 
 
 def dump(engine: Engine) -> dict[str, list[dict[str, Any]]]:
@@ -274,6 +320,71 @@ def test_idempotency_fingerprints_are_keyed_per_shop(story: Story) -> None:
     assert len(set(kept.values())) == len(kept)
 
 
+def test_levers_store_nothing_per_card_and_nothing_that_joins_shops(story: Story) -> None:
+    """Promotions, tiers and reward levels are the shop's own settings; a card's bonuses and
+    booked-out stamps are entries in that shop's ledger under its holder there, tied to that
+    shop's stamp and promotion only; a hold-out is decided by a keyed hash made and dropped."""
+    tables = dump(story.engine)
+    a, b = story.a.merchant_id, story.b.merchant_id
+    holders = {(r["merchant_id"], r["holder"]) for r in tables["balance"]}
+    # 1. The levers' tables hold no card: no holder column, no stored holder in any cell, and
+    #    as many rows as the owners made, however many cards were stamped.
+    for table, made in (("promotion", 6), ("tier", 2), ("reward_level", 2)):
+        assert len(tables[table]) == made, table
+        for row in tables[table]:
+            assert not {"holder", "ref", "card"} & row.keys(), table
+            found = {w for v in row.values() for w in words(v)}
+            assert not found & {h for _, h in holders}, table
+    # 2. Bonus and expiry entries belong to one shop: its holder, its program, its promotion,
+    #    its own stamp; no value in them is shared with another shop or names a card.
+    entries = {e["id"]: e for e in tables["ledger_entry"]}
+    promotions = {p["id"]: p["merchant_id"] for p in tables["promotion"]}
+    programs = {p["id"]: p["merchant_id"] for p in tables["program"]}
+    bonuses = [e for e in entries.values() if e["kind"] == "bonus"]
+    expired = [e for e in entries.values() if e["kind"] == "expiry"]
+    assert bonuses and expired
+    for entry in bonuses + expired:
+        shop = entry["merchant_id"]
+        assert (shop, entry["holder"]) in holders
+        assert programs[entry["program_id"]] == shop
+        assert entry["idempotency_key"] is None
+    for entry in bonuses:
+        stamp = entries[entry["for_entry_id"]]
+        assert stamp["kind"] == "stamp"
+        assert (stamp["merchant_id"], stamp["holder"]) == (entry["merchant_id"], entry["holder"])
+        promotion = entry["promotion_id"]
+        assert promotion is None or promotions[promotion] == entry["merchant_id"]
+    # 3. Hold-out keys are one per promotion, never shared; and the keyed hashes they make of
+    #    a holder are stored nowhere (nothing per card), nor does any of them, or any server
+    #    key, turn one shop's holder into a value stored at the other shop.
+    keys = [p.holdout_key for p in story.promotions]
+    assert len(set(keys)) == len(keys) == 6
+    stored = {w for _, _, v in cells(tables) for w in words(v)}
+    at = {
+        m: {w for row in _rows_of(tables, m) for v in row.values() for w in words(v)}
+        for m in (a, b)
+    }
+    for shop, holder in holders:
+        other = at[b if shop == a else a]
+        for key in keys:
+            for size in (8, 16, 32):
+                digest = hashlib.blake2b(
+                    holder.encode(), key=bytes.fromhex(key), digest_size=size
+                ).hexdigest()
+                assert digest not in stored
+                assert (
+                    hashlib.blake2b(
+                        bytes.fromhex(holder), key=bytes.fromhex(key), digest_size=size
+                    ).hexdigest()
+                    not in other
+                )
+
+
+def _rows_of(tables: dict[str, list[dict[str, Any]]], merchant_id: int) -> Iterator[dict[str, Any]]:
+    for rows in tables.values():
+        yield from (row for row in rows if row.get("merchant_id") == merchant_id)
+
+
 def test_no_time_finer_than_a_second_and_no_sequence_numbers(story: Story) -> None:
     tables = dump(story.engine)
     times = 0
@@ -289,13 +400,16 @@ def test_no_time_finer_than_a_second_and_no_sequence_numbers(story: Story) -> No
     # counter, and no order among the entries of one second.
     ids = story.entry_ids
     rows = {e["id"]: e for e in tables["ledger_entry"]}
-    assert sorted(rows) == sorted(ids)
+    # The tills' entries, and the bonuses, their undos and the booked-out stamps that came
+    # with them: every one made the same way.
+    assert set(ids) < set(rows)
+    assert {r["kind"] for r in rows.values()} >= {"bonus", "expiry", "void", "redemption"}
     for entry_id, row in rows.items():
         created = row["created_at"]
         seconds = created if isinstance(created, datetime) else datetime.fromisoformat(created)
         assert int(entry_id[:8], 16) == int(seconds.replace(tzinfo=UTC).timestamp())
     randoms = [entry_id[8:] for entry_id in ids]
-    numbers = sorted(int(r, 16) for r in randoms)
+    numbers = sorted(int(entry_id[8:], 16) for entry_id in rows)
     assert min(b - a for a, b in itertools.pairwise(numbers)) > 2**48
     assert randoms != sorted(randoms)
     # No table that names a card or holder has a counter for a key: that would order the rows

@@ -416,6 +416,18 @@ def _cohorts(session: Session, merchant_id: int, first_month: int) -> list[tuple
     return [(int(f), int(m), int(n)) for f, m, n in rows]
 
 
+def program_holding(*, session: Session, merchant_id: int, program_id: int) -> tuple[int, int]:
+    """How many cards hold stamps in one program now, and how many stamps they hold together
+    (what closing the program out books out)."""
+    h = holding_table.c
+    cards, stamps = session.execute(
+        select(
+            func.coalesce(func.sum(h.cards), 0), func.coalesce(func.sum(h.cards * h.stamps), 0)
+        ).where(h.merchant_id == merchant_id, h.program_id == program_id, h.stamps > 0)
+    ).one()
+    return int(cards), int(stamps)
+
+
 def _outstanding(session: Session, merchant_id: int) -> Outstanding:
     """Stamps held and rewards due now, with each program's current goal."""
     h, p = holding_table.c, _program.c

@@ -24,6 +24,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     update,
@@ -143,8 +144,10 @@ def _balance_upsert(dialect: str) -> Any:
             "last_stamp_at": now,
             "stamp_day": today,
             "day_stamps": case((b.stamp_day == today, b.day_stamps + n), else_=n),
-            # Every right-hand side reads the row as it was: the visit before this one.
-            "previous_visit_at": b.last_visit_at,
+            # Every right-hand side reads the row as it was: the visit before this one. A row
+            # whose stamps were all undone (visits 0) has seen no visit: this one is the first.
+            "first_visit_at": case((b.visits == 0, now), else_=b.first_visit_at),
+            "previous_visit_at": case((b.visits == 0, null()), else_=b.last_visit_at),
             # Status starts again after the shop's lapse (a cutoff at the epoch: never).
             "status_stamps": case(
                 (b.last_visit_at < bindparam("lapse_cutoff", type_=b.last_visit_at.type), n),
@@ -188,6 +191,10 @@ _REDEEM = Prepared(
 # undoing an older one must not do either, or an undo would let a card be stamped twice in a row.
 _stamped_at: Any = bindparam("stamped_at", type_=balance.c.last_stamp_at.type)
 _stamped_day: Any = bindparam("stamped_day", type_=balance.c.stamp_day.type)
+# n: the stamp and its bonuses; scanned: the stamp alone (all that today's cap counted). An undone
+# stamp is no visit: undoing the latest one makes the visit before it the latest again, so
+# win-back, anniversary, expiry and lapse see the card as it was (and a first visit undone
+# leaves visits at 0: the next stamp is a first visit again, welcome included).
 _VOID_STAMP = (
     update(balance)
     .where(_KEY, balance.c.stamps >= bindparam("n"))
@@ -198,6 +205,14 @@ _VOID_STAMP = (
             (balance.c.status_stamps >= bindparam("n"), balance.c.status_stamps - bindparam("n")),
             else_=0,
         ),
+        visits=case((balance.c.visits > 0, balance.c.visits - 1), else_=0),
+        last_visit_at=case(
+            (
+                balance.c.last_visit_at == _stamped_at,
+                func.coalesce(balance.c.previous_visit_at, balance.c.last_visit_at),
+            ),
+            else_=balance.c.last_visit_at,
+        ),
         last_stamp_at=case(
             (
                 balance.c.last_stamp_at == _stamped_at,
@@ -207,7 +222,10 @@ _VOID_STAMP = (
         ),
         day_stamps=case(
             (balance.c.stamp_day != _stamped_day, balance.c.day_stamps),
-            (balance.c.day_stamps >= bindparam("n"), balance.c.day_stamps - bindparam("n")),
+            (
+                balance.c.day_stamps >= bindparam("scanned"),
+                balance.c.day_stamps - bindparam("scanned"),
+            ),
             else_=0,
         ),
     )
@@ -238,6 +256,7 @@ _SELECT_OTHER_BALANCES = select(
     balance.c.holder == bindparam("k_holder"),
     balance.c.merchant_id == bindparam("k_merchant_id"),
     balance.c.program_id != bindparam("k_program_id"),
+    balance.c.visits > 0,
 )
 _SPEND = (
     update(promotion_table)
@@ -341,6 +360,19 @@ _SELECT_PROMOTIONS = (
     .order_by(promotion_table.c.id)
 )
 _SELECT_TIERS = select(tier_table).where(tier_table.c.merchant_id == bindparam("merchant_id"))
+# The budgets of these merchants' promotions, row-locked in id order (PostgreSQL): the running
+# ones, or (True) ended ones too.
+_LOCK_BUDGETS = {
+    ended: select(promotion_table.c.id)
+    .where(
+        promotion_table.c.merchant_id.in_(bindparam("ids", expanding=True)),
+        promotion_table.c.budget > 0,
+        *([] if ended else [promotion_table.c.ended_at.is_(None)]),
+    )
+    .order_by(promotion_table.c.id)
+    .with_for_update()
+    for ended in (False, True)
+}
 _COUNT_PROGRAMS = select(func.count()).where(
     program_table.c.merchant_id == bindparam("merchant_id"), program_table.c.closed_at.is_(None)
 )
@@ -391,10 +423,6 @@ class Levers:
     @property
     def any(self) -> bool:
         return bool(self.promotions or self.tiers)
-
-    @property
-    def budgeted(self) -> list[int]:
-        return sorted(p.id for p in self.promotions if p.budget > 0)
 
 
 class Batch:
@@ -460,20 +488,12 @@ class Batch:
 
     def _lock_budgets(self, commands: list[Command]) -> None:
         """Lock the budgets this batch may spend or give back before any balance row: every
-        transaction then still takes its locks in one order (on SQLite a no-op)."""
-        ids: set[int] = set()
-        for merchant_id in {c.merchant_id for c in commands if c.op in ("stamp", "claim", "void")}:
-            try:
-                ids.update(self.levers(merchant_id).budgeted)
-            except AppError:
-                continue
-        if ids and self.conn.dialect.name == "postgresql":
-            self.conn.execute(
-                select(promotion_table.c.id)
-                .where(promotion_table.c.id.in_(sorted(ids)))
-                .order_by(promotion_table.c.id)
-                .with_for_update()
-            )
+        transaction then still takes its locks in one order (on SQLite a no-op). An undo gives
+        back to an ended promotion's budget too, so a batch with undos locks those as well."""
+        merchants = {c.merchant_id for c in commands if c.op in ("stamp", "claim", "void")}
+        if merchants and self.conn.dialect.name == "postgresql":
+            undoing = any(c.op == "void" for c in commands)
+            self.conn.execute(_LOCK_BUDGETS[undoing], {"ids": sorted(merchants)})
 
     def levers(self, merchant_id: int) -> Levers:
         found = self.levers_of.get(merchant_id)
@@ -652,6 +672,7 @@ class Batch:
 def run_command(conn: Connection, cmd: Command) -> Outcome:
     """Apply one command inside the caller's transaction."""
     batch = Batch(conn, [cmd])
+    batch._lock_budgets([cmd])  # the writer's lock order, also for a command run alone
     outcome = batch.run(cmd)
     batch.flush()
     return outcome
@@ -737,7 +758,7 @@ def _levers(
     programs, the card's other balance rows there; never from the ledger's history."""
     stamps = row.stamps
     expired = 0
-    away_since = row.previous_visit_at
+    away_since = _moment(row.previous_visit_at)
     if program.expire_months and away_since is not None:
         expired = (
             stamps - cmd.count if away_since < months_before(cmd.now, program.expire_months) else 0
@@ -777,10 +798,19 @@ def _levers(
     return stamps, granted
 
 
+def _moment(value: Any) -> Any:
+    """A moment as a Prepared statement returned it (SQLite: text in UTC), as a datetime."""
+    if value is None or isinstance(value, datetime):
+        return value
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _visit(batch: Batch, cmd: Command, program: Any, row: Any, levers: Levers) -> rules.Visit:
     """The visit as the promotions and tiers see it: the card's state at the whole shop."""
     first_here = row.previous_visit_at is None
-    first_visit_at, previous = row.first_visit_at, row.previous_visit_at
+    first_visit_at = _moment(row.first_visit_at)
+    previous = _moment(row.previous_visit_at)
     status = row.status_stamps - cmd.count
     if levers.programs > 1:
         lapse = months_before(cmd.now, program.tier_lapse_months)
@@ -886,7 +916,8 @@ def _void(batch: Batch, cmd: Command) -> Outcome:
         bonuses = list(conn.execute(_SELECT_BONUSES, {"entry_id": entry.id}))
         total = n + sum(b.delta for b in bonuses)
         stamped = {"stamped_at": entry.created_at, "stamped_day": entry.created_at.date()}
-        row = conn.execute(_VOID_STAMP, {**key, **stamped, "n": total, "epoch": EPOCH}).first()
+        params = {**key, **stamped, "n": total, "scanned": n, "epoch": EPOCH}
+        row = conn.execute(_VOID_STAMP, params).first()
     else:
         row = conn.execute(_VOID_REDEMPTION, {**key, "n": n}).first()
     if row is None:

@@ -75,6 +75,10 @@ def runs_on(promotion: Any, day: date) -> bool:
 
 
 def full_years(since: datetime, until: datetime) -> int:
+    # Both on one calendar (until's, the shop's): the stored moment is UTC, and comparing its
+    # date and hour with local ones counts a year that many hours early.
+    if since.tzinfo is not None and until.tzinfo is not None:
+        since = since.astimezone(until.tzinfo)
     years = until.year - since.year
     if (until.month, until.day, until.time()) < (since.month, since.day, since.time()):
         years -= 1

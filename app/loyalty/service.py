@@ -7,7 +7,7 @@ rules are checked here, once, for the merchant area, the merchant's JSON API and
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
@@ -15,9 +15,10 @@ from sqlmodel import Session, col, select
 from app.errors import NotFound
 from app.ledger import service as ledger
 from app.loyalty.models import KINDS, Promotion, RewardLevel, Tier
+from app.loyalty.rules import EVERY_DAY, weekday_mask
 from app.merchants.exceptions import MerchantError
-from app.merchants.models import Merchant, Program, ProgramBase
-from app.merchants.service import get_program
+from app.merchants.models import Merchant, Program, ProgramBase, merchant_zone
+from app.merchants.service import ProgramChange, get_program, update_program
 
 # At most this many of each per shop: a till's screen and a card page stay readable.
 MAX_PROGRAMS = 8
@@ -88,6 +89,53 @@ def programs(*, session: Session, merchant: Merchant) -> list[Program]:
     return list(session.exec(query).all())
 
 
+def program_status(program: Program) -> str:
+    """running, paused, archived (no stamps, rewards redeemable) or closed (nothing at all)."""
+    if program.closed_at is not None:
+        return "closed"
+    if program.archived_at is not None:
+        return "archived"
+    return "running" if program.active else "paused"
+
+
+def change_program(
+    *,
+    session: Session,
+    merchant: Merchant,
+    program_id: int,
+    now: datetime,
+    name: str,
+    stamps_required: int,
+    reward_text: str,
+    max_stamps_per_scan: int,
+    cooldown_seconds: int,
+    daily_cap: int,
+    expire_months: int,
+    levels: Sequence[tuple[int, str]] | None = None,
+) -> ProgramChange:
+    """Change a program's rules, its expiry and (when given) its reward levels in one go; the
+    levels it keeps must stay below a lowered goal. A closed program cannot be changed."""
+    program = get_program(session=session, merchant=merchant, program_id=program_id)
+    if program.closed_at is not None:
+        raise MerchantError("This program is closed; it cannot be changed.", status=409)
+    if levels is None:
+        levels = [(lv.stamps, lv.reward_text) for lv in levels_of(session=session, program=program)]
+    if any(stamps >= stamps_required for stamps, _text in levels):
+        raise MerchantError(
+            "A reward level needs fewer stamps than the main reward: lower or remove it first.",
+            status=422,
+        )
+    change = update_program(
+        session=session, merchant=merchant, program_id=program_id, now=now, name=name,
+        stamps_required=stamps_required, reward_text=reward_text,
+        max_stamps_per_scan=max_stamps_per_scan, cooldown_seconds=cooldown_seconds,
+        daily_cap=daily_cap,
+    )  # fmt: skip
+    set_expiry(session=session, merchant=merchant, program_id=program_id, months=expire_months)
+    set_levels(session=session, merchant=merchant, program=program, levels=levels, now=now)
+    return change
+
+
 def set_expiry(*, session: Session, merchant: Merchant, program_id: int, months: int) -> Program:
     if not 0 <= months <= 60:
         raise MerchantError("Stamps expire after 1 to 60 months (0: never).", status=422)
@@ -123,9 +171,10 @@ def close_program(
     if program.closed_at is not None:
         return program, 0
     assert program.id is not None and merchant.id is not None
+    # Every card, also one that redeemed within this very second (times are whole seconds).
     cards = ledger.book_out(
         session.connection(), merchant_id=merchant.id, program_id=program.id, now=now,
-        idle_since=now,
+        idle_since=now + timedelta(seconds=1),
     )  # fmt: skip
     program.closed_at = now
     session.add(program)
@@ -157,6 +206,8 @@ def set_levels(
     """Replace a program's reward levels: each below the main reward, at most one per number of
     stamps. A level that keeps its stamps keeps its id (a till may be about to redeem it)."""
     assert merchant.id is not None and program.id is not None
+    if program.closed_at is not None:
+        raise MerchantError("This program is closed; it cannot be changed.", status=409)
     if len(levels) > MAX_LEVELS:
         raise MerchantError(f"A program has at most {MAX_LEVELS} reward levels.", status=422)
     wanted: dict[int, str] = {}
@@ -302,6 +353,68 @@ def parse_time(text: str) -> int:
     return value
 
 
+def time_text(minute: int | None) -> str | None:
+    """Minutes after midnight as HH:MM (parse_time's inverse); None stays None."""
+    return None if minute is None else f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+# The settings each kind of promotion takes besides the shared ones (title, program, dates,
+# budget, hold-out). The merchant area shows only these; the API refuses the others rather
+# than silently ignoring what the owner meant.
+KIND_SETTINGS: dict[str, tuple[str, ...]] = {
+    "multiplier": ("factor", "days", "from", "to"),
+    "welcome": ("stamps",),
+    "winback": ("stamps", "away_days"),
+    "anniversary": ("stamps",),
+    "campaign": ("stamps",),
+}
+
+
+def promotion_spec(
+    *,
+    kind: str,
+    title: str = "",
+    program_id: int | None = None,
+    factor: int | None = None,
+    stamps: int | None = None,
+    days: Sequence[str] | None = None,
+    from_time: str | None = None,
+    to_time: str | None = None,
+    away_days: int | None = None,
+    starts_on: date | None = None,
+    ends_on: date | None = None,
+    budget: int = 0,
+    holdout_percent: int = 0,
+) -> PromotionSpec:
+    """A promotion as the owner gave it (the API's body, the page's form): a setting its kind
+    does not take, an unknown weekday or a malformed time is refused (422)."""
+    if kind not in KINDS:
+        raise MerchantError(f"A promotion's kind is one of {', '.join(KINDS)}.", status=422)
+    given = {"factor": factor, "stamps": stamps, "days": days, "from": from_time,
+             "to": to_time, "away_days": away_days}  # fmt: skip
+    for name, value in given.items():
+        if value is not None and name not in KIND_SETTINGS[kind]:
+            takes = " or ".join(k for k, names in KIND_SETTINGS.items() if name in names)
+            raise MerchantError(f"{name} is for a {takes} promotion, not a {kind}.", status=422)
+    weekdays = EVERY_DAY
+    if days is not None:
+        try:
+            weekdays = weekday_mask(days)
+        except ValueError as exc:
+            raise MerchantError(str(exc), status=422) from None
+        if not weekdays:
+            raise MerchantError("Choose at least one weekday, e.g. tue, wed, thu.", status=422)
+    return PromotionSpec(
+        kind=kind, title=title, program_id=program_id,
+        factor=2 if factor is None else factor, stamps=1 if stamps is None else stamps,
+        weekdays=weekdays,
+        from_minute=None if from_time is None else parse_time(from_time),
+        to_minute=None if to_time is None else parse_time(to_time),
+        away_days=0 if away_days is None else away_days, starts_on=starts_on, ends_on=ends_on,
+        budget=budget, holdout_percent=holdout_percent,
+    )  # fmt: skip
+
+
 def create_promotion(
     *, session: Session, merchant: Merchant, now: datetime, spec: PromotionSpec
 ) -> Promotion:
@@ -352,6 +465,39 @@ def promotions(*, session: Session, merchant: Merchant) -> list[Promotion]:
     query = select(Promotion).where(Promotion.merchant_id == merchant.id)
     found = list(session.exec(query).all())
     return sorted(found, key=lambda p: (p.ended_at is not None, -(p.id or 0)))
+
+
+# A promotion's state on a shop-local day, in the order the owner's list shows them.
+PROMOTION_STATES = ("running", "scheduled", "spent", "over", "ended")
+
+
+def promotion_status(promotion: Promotion, today: date) -> str:
+    """running; scheduled (starts later); spent (its budget is given out); over (past its last
+    day); ended (by the owner)."""
+    if promotion.ended_at is not None:
+        return "ended"
+    if promotion.ends_on is not None and promotion.ends_on < today:
+        return "over"
+    if promotion.budget and promotion.spent >= promotion.budget:
+        return "spent"
+    if promotion.starts_on is not None and promotion.starts_on > today:
+        return "scheduled"
+    return "running"
+
+
+def promotions_by_state(
+    *, session: Session, merchant: Merchant, today: date
+) -> list[tuple[Promotion, str]]:
+    """The shop's promotions with their states: running ones first, newest first in each."""
+    found = [
+        (p, promotion_status(p, today)) for p in promotions(session=session, merchant=merchant)
+    ]
+    return sorted(found, key=lambda pair: (PROMOTION_STATES.index(pair[1]), -(pair[0].id or 0)))
+
+
+def local_today(merchant: Merchant, now: datetime) -> date:
+    """The shop's local date now (promotion dates are the shop's days)."""
+    return now.astimezone(merchant_zone(merchant)).date()
 
 
 def get_promotion(*, session: Session, merchant: Merchant, promotion_id: int) -> Promotion:

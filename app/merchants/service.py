@@ -301,6 +301,8 @@ def update_program(
             max_stamps_per_scan=max_stamps_per_scan,
             cooldown_seconds=cooldown_seconds,
             daily_cap=daily_cap,
+            # Not on this form: kept as they are.
+            expire_months=program.expire_months,
             active=program.active,
         )
     except ValidationError as exc:
@@ -331,6 +333,8 @@ def set_program_active(
 ) -> Program:
     """Pause or resume stamping; collected stamps and due rewards stay redeemable."""
     program = get_program(session=session, merchant=merchant, program_id=program_id)
+    if active and (program.archived_at is not None or program.closed_at is not None):
+        raise MerchantError("This program has ended; it cannot be resumed.", status=409)
     program.active = active
     session.add(program)
     session.flush()

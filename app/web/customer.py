@@ -8,6 +8,8 @@ offline use and remembering the card.
 
 from typing import Annotated, Any
 
+from babel import Locale
+from babel.dates import tokenize_pattern
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session, col, select
@@ -23,7 +25,7 @@ from app.tokens import service as cards
 from app.tokens.cards import load_card, parse_card, scanned_card
 from app.tokens.dependencies import KeyringDep, ValidCardInfo, card_view, keyring_of
 from app.tokens.exceptions import CardDeleted, NotACard
-from app.web import render
+from app.web import i18n, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,6 +40,19 @@ def _programs(session: Session, merchant_ids: list[int]) -> dict[int, list[Progr
     for program in session.exec(query):
         found.setdefault(program.merchant_id, []).append(program)
     return found
+
+
+def date_format(language: str) -> dict[str, Any]:
+    """How the page's script writes a day ("6. Jan. 2027", "Jan 6, 2027"): Babel's pattern for
+    the language as a template ("{d}. {MMM} {y}") and its abbreviated month names."""
+    locale = Locale.parse(language)
+    parts = tokenize_pattern(locale.datetime_skeletons["yMMMd"].pattern)
+    # A field ("d", "MMM", "y") becomes a placeholder; the characters between stay as they are.
+    template = "".join(
+        "{" + value[0] * value[1] + "}" if isinstance(value, tuple) else value for _, value in parts
+    )
+    months = locale.months["format"]["abbreviated"]
+    return {"pattern": template, "months": [months[m] for m in range(1, 13)]}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -117,6 +132,7 @@ def card_page(token: str, request: Request, session: SessionDep) -> Response:
         view=view.model_dump(),
         recovery_code=view.recovery_code,
         as_of=now_of(request).isoformat(),
+        date_format=date_format(i18n.choose_language(request)),
     )
 
 

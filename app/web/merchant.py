@@ -1,7 +1,8 @@
-"""The merchant area: login, program, devices, KPIs, exports, printables.
+"""The merchant area: login, account, devices, exports, printables (programs, regulars and
+promotions: app.web.merchant_loyalty; the dashboard: app.web.merchant_dashboard).
 
 Every page takes the merchant from the owner's session (`CurrentMerchant`), never from the URL,
-so an owner can only ever reach their own merchant; ids in URLs (devices, programs) are looked
+so an owner can only ever reach their own merchant; ids in URLs (devices, feedback) are looked
 up within that merchant and answer 404 otherwise.
 """
 
@@ -26,8 +27,7 @@ from app.dependencies import now_of, settings_of
 from app.errors import NotFound
 from app.inputs import FIRST_DAY, LAST_DAY, Id, Text
 from app.merchants import auth, exports, service
-from app.merchants.exceptions import MerchantError
-from app.merchants.models import Merchant, PairingCode, Program, merchant_zone
+from app.merchants.models import Merchant, PairingCode, merchant_zone
 from app.merchants.pairing import create_pairing_code, display_code, hash_code
 from app.tokens import qr
 from app.tokens.dependencies import keyring_of
@@ -36,13 +36,13 @@ from app.web.i18n import gettext as _
 from app.web.i18n import ngettext
 
 
-async def _visitors_language(request: Request) -> None:
+async def visitors_language(request: Request) -> None:
     """Words a route makes before render() (a refusal, a notice) in the visitor's language too.
     A coroutine: it sets the language where the route, also one run in a thread, will see it."""
     i18n.activate(i18n.choose_language(request))
 
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_visitors_language)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(visitors_language)])
 
 FormText = Annotated[Text, Form()]
 LoginCsrf = Annotated[bool, Depends(auth.login_csrf_ok)]
@@ -60,7 +60,7 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _in(write: Session, merchant: Merchant) -> Merchant:
+def in_write(write: Session, merchant: Merchant) -> Merchant:
     """The owner's merchant, loaded in the write session (the one the change commits in)."""
     mine = write.get(Merchant, merchant.id)
     assert mine is not None
@@ -266,197 +266,6 @@ def logout_others(
     return see_other("/merchant/account?done=others")
 
 
-# --- program and shop profile -----------------------------------------------------------------
-
-PROGRAM_NUMBERS = {
-    # field: (lowest, highest)
-    "stamps_required": (1, 100),
-    "max_stamps_per_scan": (1, 100),
-    "cooldown_seconds": (0, 86_400),
-    "daily_cap": (0, 1000),
-}
-
-
-def _program_values(program: Program) -> dict[str, object]:
-    return {
-        "name": program.name, "reward_text": program.reward_text,
-        **{name: getattr(program, name) for name in PROGRAM_NUMBERS},
-    }  # fmt: skip
-
-
-def _profile_values(merchant: Merchant) -> dict[str, str]:
-    return {
-        "shop_name": merchant.name, "city": merchant.city, "category": merchant.category,
-        "review_link": merchant.review_url, "locale": merchant.locale,
-    }  # fmt: skip
-
-
-def _program_page(
-    request: Request,
-    session: Session,
-    merchant: Merchant,
-    *,
-    status: int = 200,
-    notice: str | None = None,
-    failed_program: tuple[int, dict[str, str], dict[str, str]] | None = None,
-    profile: dict[str, dict[str, str]] | None = None,
-) -> HTMLResponse:
-    forms = []
-    for program in service.list_programs(session=session, merchant=merchant):
-        values: dict[str, object] = _program_values(program)
-        errors: dict[str, str] = {}
-        if failed_program is not None and failed_program[0] == program.id:
-            values, errors = dict(failed_program[1]), failed_program[2]
-        forms.append({"program": program, "fields": values, "errors": errors})
-    profile = profile or {"fields": _profile_values(merchant), "errors": {}}
-    return page(
-        request, "merchant/program.html", status_code=status, merchant=merchant,
-        program_forms=forms, profile=profile, notice=notice,
-        notice_kind="bad" if status >= 400 else "ok",
-    )  # fmt: skip
-
-
-@router.get("/merchant/program")
-def program_page(
-    request: Request, merchant: auth.CurrentMerchant, session: SessionDep, done: str = ""
-) -> HTMLResponse:
-    notices = {
-        "saved": _("The program was saved."),
-        "paused": _("The program is paused: the till adds no stamps until you resume it."),
-        "resumed": _("The program is running again."),
-        "profile": _("Your shop's details were saved."),
-    }
-    notice = notices.get(done)
-    rescaled = request.query_params.get("rescaled", "")
-    if done == "saved" and rescaled.isdigit() and int(rescaled):
-        notice = ngettext(
-            "The program was saved. %(n)s card had its stamps scaled up to the new goal.",
-            "The program was saved. %(n)s cards had their stamps scaled up to the new goal.",
-            int(rescaled),
-        ) % {"n": int(rescaled)}
-    return _program_page(request, session, merchant, notice=notice)
-
-
-def _read_program_form(form: dict[str, str]) -> tuple[dict[str, int], dict[str, str]]:
-    numbers: dict[str, int] = {}
-    errors: dict[str, str] = {}
-    for name, (low, high) in PROGRAM_NUMBERS.items():
-        text = form.get(name, "").strip()
-        if not text.isdigit() or not low <= int(text) <= high:
-            errors[name] = _("Enter a whole number from %(low)s to %(high)s.") % {
-                "low": low, "high": high,
-            }  # fmt: skip
-        else:
-            numbers[name] = int(text)
-    if not form.get("name", "").strip():
-        errors["name"] = _("The program needs a name.")
-    if not form.get("reward_text", "").strip():
-        errors["reward_text"] = _("Say what the reward is.")
-    for name, limit in (("name", 120), ("reward_text", 200)):
-        if len(form.get(name, "")) > limit:
-            errors[name] = _("At most %(n)s characters.") % {"n": limit}
-    return numbers, errors
-
-
-@router.post("/merchant/program/{program_id}")
-def save_program(
-    request: Request,
-    program_id: Id,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
-    name: FormText = "",
-    reward_text: FormText = "",
-    stamps_required: FormText = "",
-    max_stamps_per_scan: FormText = "",
-    cooldown_seconds: FormText = "",
-    daily_cap: FormText = "",
-) -> Response:
-    form = {
-        "name": name, "reward_text": reward_text, "stamps_required": stamps_required,
-        "max_stamps_per_scan": max_stamps_per_scan, "cooldown_seconds": cooldown_seconds,
-        "daily_cap": daily_cap,
-    }  # fmt: skip
-    mine = _in(write, merchant)
-    # Another merchant's program is not found, before the form is even looked at.
-    service.get_program(session=write, merchant=mine, program_id=program_id)
-    numbers, errors = _read_program_form(form)
-    if errors:
-        return _program_page(
-            request, read, merchant, status=422, notice=_("Please correct the marked fields."),
-            failed_program=(program_id, form, errors),
-        )  # fmt: skip
-    change = service.update_program(
-        session=write, merchant=mine, program_id=program_id, now=now_of(request),
-        name=name, reward_text=reward_text, **numbers,
-    )  # fmt: skip
-    return see_other(f"/merchant/program?done=saved&rescaled={change.rescaled_cards}")
-
-
-@router.post("/merchant/program/{program_id}/{action}")
-def pause_or_resume(
-    program_id: Id,
-    action: str,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
-) -> RedirectResponse:
-    if action not in ("pause", "resume"):
-        raise NotFound("There is nothing at this address.")
-    service.set_program_active(
-        session=write, merchant=_in(write, merchant), program_id=program_id,
-        active=action == "resume",
-    )  # fmt: skip
-    return see_other(f"/merchant/program?done={action}d")
-
-
-def _profile_errors(values: dict[str, str]) -> dict[str, str]:
-    """What is wrong with the profile form, by field, in the owner's words."""
-    errors = {}
-    if not values["shop_name"].strip():
-        errors["shop_name"] = _("Your shop needs a name.")
-    try:
-        service.review_url_from(values["review_link"])
-    except MerchantError:
-        errors["review_link"] = _(
-            "Enter a Google Place ID (like ChIJN1t_tDeuEmsRUsoyG83frY4) "
-            "or an address that starts with https://."
-        )
-    for name, limit in (("shop_name", 120), ("city", 80), ("category", 80)):
-        if len(values[name]) > limit:
-            errors[name] = _("At most %(n)s characters.") % {"n": limit}
-    return errors
-
-
-@router.post("/merchant/profile")
-def save_profile(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
-    shop_name: FormText = "",
-    city: FormText = "",
-    category: FormText = "",
-    review_link: FormText = "",
-    locale: FormText = "",
-) -> Response:
-    values = {"shop_name": shop_name, "city": city, "category": category,
-              "review_link": review_link, "locale": locale}  # fmt: skip
-    errors = _profile_errors(values)
-    if errors or locale not in ("de", "en"):
-        return _program_page(
-            request, read, merchant, status=422, notice=_("Please correct the marked fields."),
-            profile={"fields": values, "errors": errors},
-        )  # fmt: skip
-    service.update_profile(
-        session=write, merchant=_in(write, merchant), name=shop_name, city=city,
-        category=category, review_link=review_link, locale=locale,
-    )  # fmt: skip
-    return see_other("/merchant/program?done=profile#profile")
-
-
 # --- devices ----------------------------------------------------------------------------------
 
 
@@ -535,7 +344,7 @@ def pair_device(
 ) -> HTMLResponse:
     settings = settings_of(request)
     code, url, expires_at = create_pairing_code(
-        session=write, merchant=_in(write, merchant), now=now_of(request),
+        session=write, merchant=in_write(write, merchant), now=now_of(request),
         base_url=settings.base_url, label=label.strip()[:80],
     )  # fmt: skip
     pairing = _pairing_view(request, write, merchant, code, url, expires_at)
@@ -577,7 +386,7 @@ def rename_device(
     write: WriteSessionDep,
     label: FormText = "",
 ) -> Response:
-    mine = _in(write, merchant)
+    mine = in_write(write, merchant)
     # Another merchant's device is not found, whatever the form says.
     service.get_device(session=write, merchant=mine, device_id=device_id)
     if not label.strip():
@@ -598,7 +407,7 @@ def revoke_device(
     write: WriteSessionDep,
 ) -> RedirectResponse:
     service.revoke_device(
-        session=write, merchant=_in(write, merchant), device_id=device_id,
+        session=write, merchant=in_write(write, merchant), device_id=device_id,
         now=now_of(request),
     )  # fmt: skip
     return see_other("/merchant/devices?done=revoked")

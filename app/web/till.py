@@ -61,23 +61,41 @@ def _messages(request: Request) -> dict[str, str]:
             "This pairing code has expired (they are valid for 10 minutes). Make a new one."
         ),
         "claim-expired": _("The code expired before it was scanned. Make a new one."),
+        "program-ended": _(
+            "This program has ended: no more stamps. Rewards already collected can still be "
+            "redeemed."
+        ),
+        "program-closed": _("This program was closed by the shop."),
+        "unknown-reward": _("This reward is not offered any more. Scan the card again."),
         "server": _("The server did not answer properly. Try again."),
         # the till's own words
         "stamps_of": _("{0} of {1} stamps"),
         "stamped": _("+{0} stamp, now {1} of {2}"),
         "stamped_many": _("+{0} stamps, now {1} of {2}"),
+        # {0}: the stamp and its bonuses, e.g. "+1, +1 Happy Hour"
+        "stamped_bonus": _("{0}, now {1} of {2}"),
+        # punctuation only, the same in both languages
+        "bonus_item": "+{0} {1}",
+        "in_program": "{0}: {1}",
         "redeemed": _("Redeemed: {0}. {1} stamps left."),
         "undone": _("Undone. The card has {0} of {1} stamps."),
+        "undone_what": _("Undone: {0}. The card has {1} of {2} stamps."),
+        "undone_redemption": _("Undone: the redemption of {0}. The card has {1} of {2} stamps."),
         "undone_queued": _("Undone. The offline stamp will not be sent."),
         "queued": _("Saved on this till: +{0}. It is sent when the network is back."),
         "reward_due": _("Reward due: {0}"),
         "rewards_due": _("{0} rewards due: {1}"),
         "to_go": _("{0} more for {1}"),
         "redeem": _("Redeem: {0}"),
+        "redeem_level": _("Redeem: {0} ({1} stamps)"),
+        "redeem_ended": _("Redeem: {0} ({1}, ended)"),
+        "redeem_other": _("Redeem: {0} ({1})"),
+        "choose_reward": _("Rewards due: which one does the customer want?"),
+        "tier_perk": "{0} — {1}",  # the tier's name and its perk
         "confirm_redeem": _("Give {0}?"),
         "confirm_redeem_detail": _("This uses {0} stamps of the card."),
         "undo": _("Undo"),
-        "undo_what_stamp": _("Undo +{0}"),
+        "undo_what": _("Undo {0}"),
         "undo_what_redeem": _("Undo redemption"),
         "previous_card": _("previous card"),
         "ago": _("{0} ago"),

@@ -11,6 +11,7 @@ const FAST = 1500; // ms between polls while someone may be standing at the till
 const CALM = 5000; // after five minutes without a change
 const OFFLINE = 8000;
 const MAX_DRAWN = 30; // larger programs get a bar instead of single stamps
+const EXPIRY_NOTICE_DAYS = 30; // stamps about to expire are announced this long before
 
 cards.keep(token);
 
@@ -35,10 +36,75 @@ function programLine(program) {
   return say("program_other", { n: program.stamps_required, reward });
 }
 
-function stampCard(c, before) {
+// --- dates, as Babel formats them for the page's language (card-data.date_format) -----------
+const DATE_FORMAT = data.date_format;
+
+/** "2027-01-06" → "6. Jan. 2027" / "Jan 6, 2027": the server's pattern and month names. */
+function day(iso) {
+  if (!DATE_FORMAT) return iso;
+  const [y, m, d] = iso.split("-").map(Number);
+  const parts = { y, yyyy: y, M: m, MM: String(m).padStart(2, "0"), MMM: DATE_FORMAT.months[m - 1],
+    d, dd: String(d).padStart(2, "0") };
+  return DATE_FORMAT.pattern.replace(/\{(\w+)\}/g, (whole, key) => (key in parts ? String(parts[key]) : whole));
+}
+
+/** Whole days from today (this phone's date) to a "YYYY-MM-DD" day. */
+function daysUntil(iso) {
+  const [y, m, d] = iso.split("-").map(Number);
+  const now = new Date();
+  return Math.round((Date.UTC(y, m - 1, d) - Date.UTC(now.getFullYear(), now.getMonth(), now.getDate())) / 86400000);
+}
+
+// --- one program's card: stamps, its reward ladder, bonus, expiry, ended -------------------
+
+/** The rewards of a program, lowest first, where the card stands among them. */
+function ladder(c) {
+  const rungs = [
+    ...c.levels.map((l) => ({ stamps: l.stamps, reward: l.reward, available: l.available })),
+    { stamps: c.program.stamps_required, reward: c.program.reward, available: c.rewards_available > 0 },
+  ].sort((a, b) => a.stamps - b.stamps);
+  const list = el("ol", "ladder");
+  let placed = false;
+  const here = () => {
+    const li = el("li", "rung here", say(c.stamps === 1 ? "ladder_here_one" : "ladder_here", { stamps: c.stamps }));
+    placed = true;
+    return li;
+  };
+  for (const rung of rungs) {
+    if (!placed && c.stamps < rung.stamps) list.append(here());
+    const li = el("li", rung.available ? "rung available" : "rung");
+    li.append(el("span", "rung-what", programLine({ stamps_required: rung.stamps, reward: rung.reward })));
+    const left = rung.stamps - c.stamps;
+    li.append(" ", el("span", "rung-state", rung.available
+      ? say("ladder_ready") : say(left === 1 ? "ladder_more_one" : "ladder_more", { n: left })));
+    list.append(li);
+  }
+  if (!placed) list.append(here());
+  return list;
+}
+
+/** "+1 Happy Hour, +2 Stammgast": the bonuses the latest stamp brought. */
+function bonusWords(bonus) {
+  return bonus.map((b) => say("bonus_item", { n: b.stamps, title: b.title })).join(", ");
+}
+
+function expiryNote(c) {
+  if (!c.expires_on || c.stamps <= 0) return null;
+  const days = daysUntil(c.expires_on);
+  if (days < 0 || days > EXPIRY_NOTICE_DAYS) return null;
+  const text = say(c.stamps === 1 ? "expiry_one" : "expiry", { n: c.stamps, date: day(c.expires_on) });
+  return el("p", "expiry", text);
+}
+
+function stampCard(c, before, named) {
   const required = c.program.stamps_required;
-  const box = el("div", "program");
+  const box = el("div", c.ended ? "program ended" : "program");
   box.dataset.key = keyOf(c);
+  if (named) box.append(el("h4", "program-name", c.program.name));
+  if (c.ended) {
+    const anyDue = c.rewards_available > 0 || c.levels.some((l) => l.available);
+    box.append(el("p", "ended-note", say(anyDue ? "ended" : "ended_nothing")));
+  }
   box.append(el("p", "program-line", programLine(c.program)));
   const filled = filledOf(c.stamps, required);
   const firstNew = before === null ? filled : filledOf(before, required);
@@ -72,7 +138,26 @@ function stampCard(c, before) {
   } else {
     box.append(el("p", "count", say("count", { stamps: c.stamps, required })));
   }
+  if (c.levels.length) box.append(ladder(c));
+  if (c.bonus.length) box.append(el("p", "bonus", say("bonus_line", { bonus: bonusWords(c.bonus) })));
+  const expiry = expiryNote(c);
+  if (expiry) box.append(expiry);
   return box;
+}
+
+/** The card's regulars' status at a shop, and how far it is to the next one. */
+function tierLines(c) {
+  const lines = [];
+  if (c.tier) {
+    const text = c.tier.perk
+      ? say("tier_perk", { name: c.tier.name, perk: c.tier.perk }) : say("tier", { name: c.tier.name });
+    lines.push(el("p", "tier", text));
+  }
+  if (c.next_tier) {
+    const n = c.next_tier.lifetime_stamps_needed;
+    lines.push(el("p", "next-tier", say(n === 1 ? "next_tier_one" : "next_tier", { n, name: c.next_tier.name })));
+  }
+  return lines;
 }
 
 function byShop(balances) {
@@ -81,6 +166,8 @@ function byShop(balances) {
     if (!shops.has(c.merchant.slug)) shops.set(c.merchant.slug, { merchant: c.merchant, cards: [] });
     shops.get(c.merchant.slug).cards.push(c);
   }
+  // A shop's programs as its till lists them: running ones first, each in the order made.
+  for (const shop of shops.values()) shop.cards.sort((a, b) => a.ended - b.ended || a.program.id - b.program.id);
   return [...shops.values()];
 }
 
@@ -91,9 +178,18 @@ let known = new Map(); // program key → stamps last drawn
 // What a drawing shows, independent of the order of keys in the JSON it came from.
 const signature = (balances) => JSON.stringify(balances.map((c) => [
   c.merchant.slug, c.merchant.name, c.program.id, c.program.name, c.program.stamps_required,
-  c.program.reward, c.stamps, c.rewards_available]));
+  c.program.reward, c.stamps, c.rewards_available, c.ended, c.expires_on,
+  c.levels.map((l) => [l.id, l.stamps, l.reward, l.available]),
+  c.tier && [c.tier.name, c.tier.perk], c.next_tier && [c.next_tier.name, c.next_tier.lifetime_stamps_needed],
+  c.bonus.map((b) => [b.promotion_id, b.title, b.stamps])]));
 
-function render(balances, animate) {
+/** A view from an older server (or an older cached copy) lacks the loyalty fields. */
+function complete(c) {
+  return { levels: [], tier: null, next_tier: null, expires_on: null, ended: false, bonus: [], ...c };
+}
+
+function render(received, animate) {
+  const balances = received.map(complete);
   const text = signature(balances);
   if (text === shown) return [];
   shown = text;
@@ -103,10 +199,12 @@ function render(balances, animate) {
     const article = el("article", "panel shop-card");
     article.id = `m-${shop.merchant.slug}`;
     article.append(el("h3", "", shop.merchant.name));
+    // The status is the shop's, the same on each of its programs' cards.
+    article.append(...tierLines(shop.cards[0]));
     for (const c of shop.cards) {
       const before = known.has(keyOf(c)) ? known.get(keyOf(c)) : animate ? 0 : null;
       const grew = before !== null && c.stamps > before;
-      article.append(stampCard(c, grew ? before : null));
+      article.append(stampCard(c, grew ? before : null, shop.cards.length > 1));
       if (grew) gained.push({ c, n: c.stamps - before });
     }
     const slot = el("div", "feedback");
@@ -131,11 +229,24 @@ toast.removeAttribute("aria-live");
 toast.setAttribute("aria-hidden", "true"); // the live region above speaks; the toast is for eyes
 let toastTimer = 0;
 
+/** What a new stamp brought, in words: "+1 at Café Sonne, +1 Happy Hour: now 3 of 10". */
+function stampedLine({ c, n }) {
+  const shop = c.merchant.name;
+  const extra = c.bonus.reduce((sum, b) => sum + b.stamps, 0);
+  // The bonuses came with the stamp that was just seen (n counts them too).
+  if (extra > 0 && n > extra) {
+    const values = { n: n - extra, shop, bonus: bonusWords(c.bonus), stamps: c.stamps,
+      required: c.program.stamps_required };
+    return say(c.rewards_available > 0 ? "stamped_ready_bonus" : "stamped_bonus", values);
+  }
+  return c.rewards_available > 0
+    ? say("stamped_ready", { n, shop })
+    : say("stamped", { n, shop, stamps: c.stamps, required: c.program.stamps_required });
+}
+
 function announce(gained) {
   if (!gained.length) return;
-  const lines = gained.map(({ c, n }) => (c.rewards_available > 0
-    ? say("stamped_ready", { n, shop: c.merchant.name })
-    : say("stamped", { n, shop: c.merchant.name, stamps: c.stamps, required: c.program.stamps_required })));
+  const lines = gained.map(stampedLine);
   live.textContent = lines.join(" ");
   toast.textContent = lines.join("\n");
   toast.hidden = false;
@@ -363,7 +474,9 @@ function start() {
     // Just claimed a till's code: draw the stamps it brought as new ones.
     for (const c of data.view.cards) {
       if (c.merchant.slug === claimed.slug && c.program.id === claimed.program) {
-        known.set(keyOf(c), Math.max(c.stamps - claimed.count, 0));
+        // The code's stamps and the bonuses they brought are the new ones.
+        const extra = (c.bonus || []).reduce((sum, b) => sum + b.stamps, 0);
+        known.set(keyOf(c), Math.max(c.stamps - claimed.count - extra, 0));
       } else {
         known.set(keyOf(c), c.stamps);
       }

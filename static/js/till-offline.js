@@ -2,8 +2,8 @@
 
 // Every module the till imports, by the URLs the imports use (relative, unversioned).
 const MODULES = [
-  "till-card.js", "till-claim.js", "till-offline.js", "till-queue.js", "till-scan.js",
-  "till-sound.js", "till-text.js",
+  "till-card.js", "till-claim.js", "till-offline.js", "till-queue.js", "till-rewards.js",
+  "till-scan.js", "till-sound.js", "till-text.js",
 ];
 
 /**

@@ -4,6 +4,7 @@ import { Keys, findCard } from "./till-card.js";
 import { setupClaims } from "./till-claim.js";
 import { keepForOffline } from "./till-offline.js";
 import * as queue from "./till-queue.js";
+import { dueRewards, nextGoal, redeemLabel, stampWords } from "./till-rewards.js";
 import { Camera, KeyboardWedge } from "./till-scan.js";
 import { beep, soundOn, toggleSound } from "./till-sound.js";
 import {
@@ -25,10 +26,13 @@ const state = {
   device: loadDevice(),
   info: null,
   online: navigator.onLine,
-  card: null, // {token, verified, balances: {program_id: balance} | null, stale, cooldownUntil}
-  programId: null,
+  // balances: {program_id: balance and `until`, when its cooldown ends}; tier: {name, perk}
+  card: null, // {token, verified, balances | null, tier, stale}
+  programId: null, // the program chosen for stamps, when the shop runs several
+  asked: null, // the reward the confirm dialog asks about
   busy: false,
-  last: null, // the last action, for undo: {kind, delta, token, at, entryId?, seq?, programId?}
+  // The last action, for undo: {kind, delta, token, at, programId, entryId?, seq?, bonus?, reward?}
+  last: null,
   lastCamera: { text: "", at: 0 },
   cardSeq: 0,
   // When each card was last stamped here (by this till, or as the server said at a scan), so
@@ -78,14 +82,51 @@ function programs() {
   return (state.info && state.info.programs) || [];
 }
 
+/** Paused and ended programs take no stamps (their rewards can still be redeemed). */
+function takesStamps(p) {
+  return p.active && !p.ended;
+}
+
+function stampable() {
+  return programs().filter(takesStamps);
+}
+
+/** The program stamps go to: the one chosen, else the first that takes stamps. */
 function program() {
-  return programs().find((p) => p.id === state.programId) || programs()[0] || null;
+  const open = stampable();
+  return (
+    open.find((p) => p.id === state.programId) || open[0] ||
+    programs().find((p) => !p.ended) || programs()[0] || null
+  );
+}
+
+function balanceOf(p) {
+  if (!state.card || !state.card.balances || !p) return null;
+  return state.card.balances[p.id] || { stamps: 0, rewards_available: 0, cooldown_remaining: 0, until: 0 };
 }
 
 function balance() {
-  const p = program();
-  if (!state.card || !state.card.balances || !p) return null;
-  return state.card.balances[p.id] || { stamps: 0, rewards_available: 0, cooldown_remaining: 0 };
+  return balanceOf(program());
+}
+
+/**
+ * The rewards to offer: the chosen program's, then those of paused and ended programs (which
+ * have no button of their own), marked `aside`.
+ */
+function rewardsDue() {
+  const chosen = program();
+  const due = dueRewards(chosen, balanceOf(chosen));
+  for (const p of programs()) {
+    if (!takesStamps(p) && p !== chosen && state.card.balances && state.card.balances[p.id]) {
+      due.push(...dueRewards(p, balanceOf(p)).map((reward) => ({ ...reward, aside: true })));
+    }
+  }
+  return due;
+}
+
+/** With several programs a message names the program it is about. */
+function named(p, text) {
+  return p && (stampable().length > 1 || !takesStamps(p)) ? fmt(T.in_program, p.name, text) : text;
 }
 
 function setOnline(online) {
@@ -128,20 +169,31 @@ function clearResult() {
   $("till-result").hidden = true;
 }
 
+function span(className, text) {
+  const node = document.createElement("span");
+  node.className = className;
+  node.textContent = text; // merchant texts as entered, never as HTML
+  return node;
+}
+
+/** One large button per program that takes stamps, when there are several: the chosen one marked. */
 function renderPrograms() {
   const row = $("till-programs");
-  const list = programs().filter((p) => p.active);
+  const list = stampable();
   row.hidden = list.length < 2;
   if (row.hidden) return;
+  const chosen = program();
   row.replaceChildren(
     ...list.map((p) => {
       const tab = document.createElement("button");
       tab.type = "button";
-      tab.className = "secondary";
+      tab.className = "till-program";
       tab.setAttribute("role", "tab");
-      tab.setAttribute("aria-selected", String(p.id === program().id));
-      const due = state.card && state.card.balances && state.card.balances[p.id];
-      tab.textContent = due && due.rewards_available > 0 ? `${p.name} ★` : p.name;
+      tab.setAttribute("aria-selected", String(p.id === chosen.id));
+      tab.append(span("till-program-name", p.name));
+      const b = state.card && state.card.balances && state.card.balances[p.id];
+      if (b) tab.append(span("till-program-count", `${b.stamps}/${p.stamps_required}`));
+      if (dueRewards(p, b).length) tab.append(span("till-program-due", "★"));
       tab.addEventListener("click", () => {
         state.programId = p.id;
         renderCard();
@@ -154,7 +206,7 @@ function renderPrograms() {
 function renderPlusButtons() {
   const p = program();
   const row = $("till-plusn");
-  const max = p ? Math.min(p.max_stamps_per_scan, PLUS_BUTTONS) : 0;
+  const max = p && !p.ended ? Math.min(p.max_stamps_per_scan, PLUS_BUTTONS) : 0;
   row.replaceChildren();
   for (let n = 2; n <= max; n += 1) {
     const button = document.createElement("button");
@@ -175,6 +227,7 @@ function renderCard() {
   const p = program();
   if (!p) return;
   renderPrograms();
+  renderTier();
   const b = balance();
   const required = p.stamps_required;
   const count = $("till-count-text");
@@ -182,10 +235,12 @@ function renderCard() {
   if (b) {
     count.textContent = fmt(T.stamps_of, b.stamps, required);
     const filled = b.stamps % required || (b.stamps > 0 && b.rewards_available > 0 ? required : 0);
+    const levels = new Set((p.levels || []).map((level) => level.stamps));
     dots.replaceChildren(
       ...Array.from({ length: Math.min(required, 30) }, (_, i) => {
         const dot = document.createElement("li");
-        if (i < filled) dot.className = "on";
+        if (i < filled) dot.classList.add("on");
+        if (levels.has(i + 1)) dot.classList.add("level"); // a lower reward sits here
         return dot;
       }),
     );
@@ -194,18 +249,44 @@ function renderCard() {
     count.textContent = state.card.verified === false ? "" : T.card_ok;
     dots.hidden = true;
   }
-  const due = b ? b.rewards_available : 0;
-  $("till-due").hidden = !due;
-  $("till-due").textContent = due > 1 ? fmt(T.rewards_due, due, p.reward) : fmt(T.reward_due, p.reward);
-  $("till-current").classList.toggle("is-due", due > 0);
+  const due = b ? rewardsDue() : [];
+  const banner = $("till-due");
+  banner.hidden = !due.length;
+  if (due.length > 1) banner.textContent = T.choose_reward;
+  else if (due.length) {
+    banner.textContent = due[0].count > 1
+      ? fmt(T.rewards_due, due[0].count, due[0].text) : fmt(T.reward_due, due[0].text);
+  }
+  $("till-current").classList.toggle("is-due", due.length > 0);
 
   renderHint();
-
-  const redeem = $("till-redeem");
-  redeem.hidden = !due;
-  redeem.textContent = fmt(T.redeem, p.reward);
+  renderRewards(due);
+  // An ended program takes no more stamps: only its rewards are offered.
+  $("till-plus1").hidden = Boolean(p.ended);
   renderPlusButtons();
   for (const button of document.querySelectorAll(".till-actions button")) button.disabled = state.busy;
+}
+
+/** One button per due reward, the largest first; none of them is what Enter does. */
+function renderRewards(due) {
+  $("till-rewards").replaceChildren(
+    ...due.map((reward) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "till-redeem";
+      button.textContent = redeemLabel(reward);
+      button.addEventListener("click", () => askRedeem(reward));
+      return button;
+    }),
+  );
+}
+
+/** The card's regulars' status here and what the cashier gives for it. */
+function renderTier() {
+  const tier = state.card && state.card.tier;
+  const line = $("till-tier");
+  line.hidden = !tier;
+  if (tier) line.textContent = tier.perk ? fmt(T.tier_perk, tier.name, tier.perk) : tier.name;
 }
 
 /** The line under the count: offline state, cooldown countdown, or how many to go. */
@@ -215,16 +296,17 @@ function renderHint() {
   if (!card || !p) return;
   const b = balance();
   const required = p.stamps_required;
-  const due = b ? b.rewards_available : 0;
+  const due = b ? rewardsDue().length : 0;
   const hint = $("till-hint");
   let hintText = "";
   if (card.stale || !state.online) {
     hintText = b ? fmt(T.offline_balance, b.stamps, required) : T.offline_card;
-  } else if (b && b.cooldown_remaining > 0 && card.cooldownUntil > Date.now()) {
-    const wait = Math.ceil((card.cooldownUntil - Date.now()) / 1000);
+  } else if (b && b.cooldown_remaining > 0 && b.until > Date.now()) {
+    const wait = Math.ceil((b.until - Date.now()) / 1000);
     hintText = fmt(T.cooldown, Math.max(p.cooldown_seconds - wait, 0), wait);
-  } else if (b && !due) {
-    hintText = fmt(T.to_go, required - (b.stamps % required), p.reward);
+  } else if (b && !due && !p.ended) {
+    const goal = nextGoal(p, b);
+    hintText = fmt(T.to_go, goal.left, goal.text);
   }
   hint.hidden = !hintText;
   hint.textContent = hintText;
@@ -240,7 +322,7 @@ function renderLast() {
   }
   bar.hidden = false;
   $("till-undo").textContent =
-    last.kind === "redemption" ? T.undo_what_redeem : fmt(T.undo_what_stamp, last.delta);
+    last.kind === "redemption" ? T.undo_what_redeem : fmt(T.undo_what, stampWords(last.delta, last.bonus));
   const seconds = Math.round((Date.now() - last.at) / 1000);
   const ago = fmt(T.ago, seconds < 60 ? `${seconds} s` : `${Math.floor(seconds / 60)} min`);
   // Undo acts on the last action, which may belong to the customer before this one.
@@ -282,7 +364,7 @@ async function onScan(text, source) {
 
 async function openCard(found, { keepResult = false } = {}) {
   const seq = ++state.cardSeq;
-  state.card = { token: found.token, verified: found.verified, balances: null, stale: false, cooldownUntil: 0 };
+  state.card = { token: found.token, verified: found.verified, balances: null, tier: null, stale: false };
   if (!keepResult) clearResult();
   renderCard();
   renderLast();
@@ -298,10 +380,12 @@ async function openCard(found, { keepResult = false } = {}) {
       return;
     }
     const data = await response.json();
-    state.card.balances = Object.fromEntries(data.balances.map((b) => [b.program_id, b]));
+    const now = Date.now();
+    state.card.balances = Object.fromEntries(
+      data.balances.map((b) => [b.program_id, { ...b, until: now + b.cooldown_remaining * 1000 }]),
+    );
+    state.card.tier = data.tier || null;
     state.card.stale = response.headers.get("X-Treu-Offline") === "1";
-    const b = balance();
-    state.card.cooldownUntil = b ? Date.now() + b.cooldown_remaining * 1000 : 0;
     for (const entry of data.balances) {
       const p = programs().find((q) => q.id === entry.program_id);
       if (p && entry.cooldown_remaining > 0) {
@@ -326,14 +410,23 @@ function flashCamera() {
 
 // ------------------------------------------------------------------ stamp, redeem, undo
 
+/** Which program a request is for: said only when the shop has more than one. */
+function programIdFor(p) {
+  return programs().length > 1 && p ? p.id : null;
+}
+
 function programIdForRequest() {
-  return programs().length > 1 && program() ? program().id : null;
+  return programIdFor(program());
 }
 
 async function stamp(count) {
   const card = state.card;
   const p = program();
   if (!card || !p || state.busy || anyDialogOpen()) return;
+  if (p.ended) {
+    result("bad", T["program-ended"]);
+    return;
+  }
   if (count > p.max_stamps_per_scan) {
     result("bad", fmt(T["too-many-stamps"], p.max_stamps_per_scan));
     return;
@@ -358,8 +451,15 @@ async function stamp(count) {
     }
     setBalance(card, data);
     state.stampedAt.set(`${card.token}/${data.program.id}`, Date.now());
-    state.last = { kind: "stamp", delta: count, token: card.token, at: Date.now(), entryId: data.entry_id };
-    result("ok", fmt(count === 1 ? T.stamped : T.stamped_many, count, data.stamps, p.stamps_required));
+    const bonus = data.bonus || [];
+    state.last = {
+      kind: "stamp", delta: count, bonus, token: card.token, at: Date.now(),
+      programId: data.program.id, entryId: data.entry_id,
+    };
+    const said = bonus.length
+      ? fmt(T.stamped_bonus, stampWords(count, bonus), data.stamps, p.stamps_required)
+      : fmt(count === 1 ? T.stamped : T.stamped_many, count, data.stamps, p.stamps_required);
+    result("ok", named(p, said));
   } finally {
     state.busy = false;
     renderCard();
@@ -387,8 +487,9 @@ async function keepForLater(card, p, body, key) {
   }
   const seq = await queue.add({ ...body, key, secret: state.device.secret, queued_at: now });
   state.stampedAt.set(`${card.token}/${p.id}`, now);
-  state.last = { kind: "stamp", delta: body.count, token: card.token, programId: p.id, at: now, seq };
-  result("queued", fmt(T.queued, body.count));
+  // No bonus is promised: the server decides it when the stamp arrives (sync() learns it then).
+  state.last = { kind: "stamp", delta: body.count, bonus: [], token: card.token, programId: p.id, at: now, seq };
+  result("queued", named(p, fmt(T.queued, body.count)));
   await updateWaiting();
 }
 
@@ -399,38 +500,38 @@ function setBalance(card, data) {
     stamps: data.stamps,
     rewards_available: data.rewards_available,
     cooldown_remaining: 0,
+    until: 0,
   };
   card.stale = false;
-  card.cooldownUntil = 0;
 }
 
-function askRedeem() {
-  const p = program();
-  if (!state.card || !p || state.busy) return;
+/** Ask before giving a reward: {program, level (null: the main reward), stamps, text}. */
+function askRedeem(reward) {
+  if (!state.card || !reward || state.busy) return;
   if (!state.online || state.card.stale) {
     result("bad", T.offline_redeem);
     return;
   }
-  $("till-confirm-title").textContent = fmt(T.confirm_redeem, p.reward);
-  $("till-confirm-detail").textContent = fmt(T.confirm_redeem_detail, p.stamps_required);
+  state.asked = reward;
+  $("till-confirm-title").textContent = fmt(T.confirm_redeem, reward.text);
+  $("till-confirm-detail").textContent = fmt(T.confirm_redeem_detail, reward.stamps);
   $("till-confirm").showModal();
   $("till-confirm-yes").focus();
 }
 
-async function redeem() {
+async function redeem(reward) {
   const card = state.card;
-  const p = program();
-  if (!card || !p || state.busy) return;
+  if (!card || !reward || state.busy) return;
+  const p = reward.program;
+  const body = { token: card.token, program_id: programIdFor(p) };
+  if (reward.level) body.reward_id = reward.level.id;
   state.busy = true;
   renderCard();
   try {
     let response;
     try {
       response = await api("/api/v1/redemptions", {
-        method: "POST",
-        body: { token: card.token, program_id: programIdForRequest() },
-        key: newKey(),
-        timeout: WRITE_TIMEOUT_MS,
+        method: "POST", body, key: newKey(), timeout: WRITE_TIMEOUT_MS,
       });
     } catch {
       setOnline(false);
@@ -443,8 +544,11 @@ async function redeem() {
       return;
     }
     setBalance(card, data);
-    state.last = { kind: "redemption", delta: 1, token: card.token, at: Date.now(), entryId: data.entry_id };
-    result("ok", fmt(T.redeemed, p.reward, data.stamps));
+    state.last = {
+      kind: "redemption", delta: 1, token: card.token, at: Date.now(), programId: p.id,
+      entryId: data.entry_id, reward,
+    };
+    result("ok", named(p, fmt(T.redeemed, reward.text, data.stamps)));
   } finally {
     state.busy = false;
     renderCard();
@@ -490,12 +594,25 @@ async function undo() {
     state.last = null;
     if (last.kind === "stamp") state.stampedAt.delete(`${last.token}/${data.program.id}`);
     if (state.card && state.card.token === last.token) setBalance(state.card, data);
-    result("ok", fmt(T.undone, data.stamps, data.program.stamps_required));
+    result("ok", named(programs().find((p) => p.id === data.program.id), undoneText(last, data)));
   } finally {
     state.busy = false;
     renderCard();
     renderLast();
   }
+}
+
+/** What an undo did, in words: the stamp and its bonuses, or which reward came back. */
+function undoneText(last, data) {
+  const required = data.program.stamps_required;
+  if (last.kind === "stamp") {
+    return fmt(T.undone_what, stampWords(last.delta, last.bonus), data.stamps, required);
+  }
+  const reward = last.reward;
+  if (reward && (reward.level || (reward.program.levels || []).length || reward.aside)) {
+    return fmt(T.undone_redemption, reward.text, data.stamps, required);
+  }
+  return fmt(T.undone, data.stamps, required);
 }
 
 // ------------------------------------------------------------------ offline queue
@@ -520,7 +637,11 @@ async function sync() {
         signal: withTimeout(WRITE_TIMEOUT_MS),
       });
       if (response.ok && state.last && state.last.seq === item.seq) {
-        state.last.entryId = (await response.clone().json()).entry_id; // now undoable online
+        // Now undoable online; what its undo takes back includes the bonuses it got on arrival.
+        const sent = await response.clone().json().catch(() => ({}));
+        state.last.entryId = sent.entry_id;
+        state.last.bonus = sent.bonus || [];
+        renderLast();
       }
       return response;
     });
@@ -663,10 +784,11 @@ new KeyboardWedge({
 });
 
 $("till-plus1").addEventListener("click", () => stamp(1));
-$("till-redeem").addEventListener("click", askRedeem);
 $("till-undo").addEventListener("click", undo);
 $("till-confirm").addEventListener("close", () => {
-  if ($("till-confirm").returnValue === "ok") redeem();
+  const reward = state.asked;
+  state.asked = null;
+  if ($("till-confirm").returnValue === "ok") redeem(reward);
 });
 const openClaim = setupClaims({
   api, program, programId: programIdForRequest, writeTimeout: WRITE_TIMEOUT_MS,
@@ -760,7 +882,7 @@ async function start() {
   await sync();
   setInterval(() => {
     renderLast();
-    if (state.card && state.card.cooldownUntil) renderHint();
+    if (state.card && state.card.balances) renderHint();
   }, 1000);
   setInterval(() => (state.online ? sync() : probe()), 10000);
   document.body.dataset.ready = "1";

@@ -13,8 +13,10 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from app.loyalty.models import Promotion, Tier
 from app.merchants.models import Device, Merchant, Program
 from tests.helpers.api import new_card, stamp
+from tests.helpers.loyalty import add_promotion, add_tier
 from tests.helpers.pages import HTML, form_token, log_in
 from tests.helpers.shops import Shop, new_pairing
 
@@ -24,12 +26,26 @@ ID_ROUTES = {
         "name": "Stolen", "reward_text": "all the coffee", "stamps_required": "1",
         "max_stamps_per_scan": "10", "cooldown_seconds": "0", "daily_cap": "0",
     },
-    ("POST", "/merchant/program/{program_id}/{action}"): {},
+    ("POST", "/merchant/program/{program_id}/{action}"): {"confirm": "yes"},
+    ("GET", "/merchant/program/{program_id}/close"): {},
+    ("POST", "/merchant/regulars/{tier_id}/delete"): {},
+    ("POST", "/merchant/promotions/{promotion_id}/end"): {},
     ("POST", "/merchant/devices/{device_id}/rename"): {"label": "Mine now"},
     ("POST", "/merchant/devices/{device_id}/revoke"): {},
     ("GET", "/merchant/devices/pairing/{pairing_id}"): {},
     ("POST", "/merchant/feedback/{feedback_id}/reply"): {"text": "Thanks from a stranger"},
     ("POST", "/merchant/feedback/{feedback_id}/hide"): {"hidden": "1"},
+    # The JSON API (sent as JSON, see below).
+    ("PATCH", "/api/v1/merchant/programs/{program_id}"): {"name": "Stolen"},
+    ("PUT", "/api/v1/merchant/programs/{program_id}/levels"): {
+        "levels": [{"stamps": 1, "reward": "Stolen"}],
+    },
+    ("POST", "/api/v1/merchant/programs/{program_id}/pause"): {},
+    ("POST", "/api/v1/merchant/programs/{program_id}/resume"): {},
+    ("POST", "/api/v1/merchant/programs/{program_id}/archive"): {},
+    ("POST", "/api/v1/merchant/programs/{program_id}/close"): {},
+    ("DELETE", "/api/v1/merchant/tiers/{tier_id}"): {},
+    ("POST", "/api/v1/merchant/promotions/{promotion_id}/end"): {},
 }  # fmt: skip
 # Form posts without ids: they act on the logged-in owner's merchant only.
 FORM_POSTS = {
@@ -40,7 +56,12 @@ FORM_POSTS = {
     "/merchant/devices/pair": {"label": "Sneaky"},
     "/merchant/print/cards": {"count": "10"},
     "/merchant/feedback/tags": {"own": "Cake"},
-}
+    "/merchant/program": {"name": "Sneaky", "reward_text": "x", "stamps_required": "5",
+                          "max_stamps_per_scan": "1", "cooldown_seconds": "0", "daily_cap": "0"},
+    "/merchant/regulars": {"name": "Sneaky", "lifetime_stamps": "5"},
+    "/merchant/regulars/lapse": {"months": "1"},
+    "/merchant/promotions": {"kind": "campaign", "stamps": "5"},
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,9 +89,14 @@ def gets_without_parameters(app: FastAPI) -> list[str]:
     )
 
 
-def fill(path: str, shop: Shop, feedback_id: str = "0" * 32, pairing_id: int = 1) -> str:
+def fill(
+    path: str, shop: Shop, feedback_id: str = "0" * 32, pairing_id: int = 1, tier_id: int = 1,
+    promotion_id: int = 1,
+) -> str:  # fmt: skip
     return (
         path.replace("{program_id}", str(shop.program_id))
+        .replace("{tier_id}", str(tier_id))
+        .replace("{promotion_id}", str(promotion_id))
         .replace("{device_id}", str(shop.device_id))
         .replace("{feedback_id}", feedback_id)
         .replace("{pairing_id}", str(pairing_id))
@@ -114,16 +140,23 @@ def test_every_route_with_an_id_refuses_another_merchants_things(
     assert with_ids == set(ID_ROUTES), "a new route with an id: add it to ID_ROUTES"
     their_feedback = feedback_for(client, other_shop)
     their_pairing = new_pairing(app, other_shop).id
+    their_tier = add_tier(app, other_shop, "Gold", 20).id
+    their_promotion = add_promotion(app, other_shop, "campaign", stamps=2).id
+    assert their_tier and their_promotion
     log_in(client, shop.owner_email, shop.owner_password)
     token = form_token(client.get("/merchant/account", headers=HTML).text)
     for (method, path), data in ID_ROUTES.items():
-        target = fill(path, other_shop, their_feedback, their_pairing)
-        for action in ("pause", "resume") if "{action}" in path else ("",):
+        target = fill(path, other_shop, their_feedback, their_pairing, their_tier, their_promotion)
+        actions = ("pause", "resume", "archive", "close") if "{action}" in path else ("",)
+        for action in actions:
             url = target.replace("/pause", f"/{action}") if action else target
-            response = client.request(
-                method, url, data={"csrf_token": token, **data}, headers=HTML,
-                follow_redirects=False,
-            )  # fmt: skip
+            # The JSON API takes JSON only; the pages take forms with their token.
+            body: dict[str, Any] = (
+                {"json": data}
+                if url.startswith("/api/")
+                else {"data": {"csrf_token": token, **data}}
+            )
+            response = client.request(method, url, headers=HTML, follow_redirects=False, **body)
             assert response.status_code in (403, 404), (method, url, response.status_code)
     with Session(app.state.engine) as session:
         program = session.get(Program, other_shop.program_id)
@@ -131,6 +164,10 @@ def test_every_route_with_an_id_refuses_another_merchants_things(
         assert program is not None and device is not None
         assert program.name != "Stolen" and program.active and program.stamps_required == 5
         assert device.label != "Mine now" and device.revoked_at is None
+        assert program.archived_at is None and program.closed_at is None
+        promotion = session.get(Promotion, their_promotion)
+        assert session.get(Tier, their_tier) is not None
+        assert promotion is not None and promotion.ended_at is None
     # B's owner still sees the feedback, unanswered and not hidden.
     with TestClient(app) as owner_b:
         log_in(owner_b, other_shop.owner_email, other_shop.owner_password)
@@ -205,7 +242,9 @@ def test_a_form_post_without_or_with_a_wrong_token_is_refused(
 
 def test_every_form_post_is_covered(app: FastAPI) -> None:
     posts = {r.path for r in merchant_routes(app) if "POST" in r.methods and "{" not in r.path}
-    # The login form has its own CSRF cookie (tests/merchants/test_auth.py).
+    # The login form has its own CSRF cookie (tests/merchants/test_auth.py); the JSON API takes
+    # no form at all (tests/loyalty/test_owner_api.py).
+    posts = {path for path in posts if not path.startswith("/api/")}
     posts.discard("/merchant/login")
     assert posts <= set(FORM_POSTS), f"add the new form to FORM_POSTS: {posts - set(FORM_POSTS)}"
 
