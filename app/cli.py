@@ -21,8 +21,6 @@ from app.db import make_engine, write_engine
 from app.errors import AppError
 from app.loyalty import service as loyalty
 from app.loyalty.models import KINDS, Promotion, Tier
-from app.loyalty.rules import weekday_names
-from app.loyalty.schemas import ProgramPublic, PromotionPublic, RewardLevelPublic, TierPublic
 from app.merchants import service as merchants
 from app.merchants.exceptions import MerchantError
 from app.merchants.models import Merchant, Program, ProgramBase
@@ -45,16 +43,32 @@ class Context:
         finally:
             engine.dispose()
 
+    @contextmanager
+    def shop(self, slug: str) -> Iterator[tuple[Session, Merchant]]:
+        """A session, as session() opens it, and the merchant with this slug in it."""
+        with self.session() as session:
+            yield session, merchants.get_merchant(session=session, slug=slug)
+
     def emit(self, data: Any, text: str) -> None:
         click.echo(json.dumps(data, indent=2, default=str) if self.as_json else text)
 
 
 pass_ctx = click.make_pass_decorator(Context)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+JSON_HELP = "Machine-readable output."
 
 
-def _json(ctx: Context, as_json: bool) -> None:
-    ctx.as_json = ctx.as_json or as_json
+def _wants_json(click_ctx: click.Context, _param: click.Parameter, wanted: bool) -> None:
+    # A command's own --json: the same as the group's (`treu --json device list`); the group
+    # has made the Context by the time a command's options are read.
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None
+    ctx.as_json = ctx.as_json or wanted
+
+
+json_option = click.option(
+    "--json", is_flag=True, expose_value=False, callback=_wants_json, help=JSON_HELP
+)
+merchant_option = click.option("--merchant", "slug", required=True)
 
 
 class Refused(click.ClickException):
@@ -206,7 +220,7 @@ def _bounded_protocol() -> type[asyncio.Protocol]:
 @click.option("--data-dir", envvar="TREU_DATA_DIR", type=click.Path(path_type=Path))
 @click.option("--database-url", envvar="TREU_DATABASE_URL")
 @click.option("--public-url", envvar="TREU_PUBLIC_URL")
-@json_option
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def cli(
     click_ctx: click.Context,
@@ -229,12 +243,11 @@ def cli(
 @cli.command()
 @json_option
 @pass_ctx
-def init(ctx: Context, as_json: bool) -> None:
+def init(ctx: Context) -> None:
     """Create the keys (never overwriting any) and bring the database schema up to date."""
     from app.migrations import upgrade
     from app.tokens.keys import init_keys
 
-    _json(ctx, as_json)
     # The data dir holds the keys and the SQLite file: only treu's user may read it.
     ctx.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     created = init_keys(ctx.settings)
@@ -312,9 +325,8 @@ def merchant() -> None:
 @click.option("--owner-email")
 @json_option
 @pass_ctx
-def merchant_create(ctx: Context, /, as_json: bool, **options: Any) -> None:
+def merchant_create(ctx: Context, /, **options: Any) -> None:
     """Create a merchant, its first program and the owner's login."""
-    _json(ctx, as_json)
     with ctx.session() as session:
         new = merchants.create_merchant(
             session=session,
@@ -346,13 +358,12 @@ def merchant_create(ctx: Context, /, as_json: bool, **options: Any) -> None:
 @merchant.command("list")
 @json_option
 @pass_ctx
-def merchant_list(ctx: Context, as_json: bool) -> None:
+def merchant_list(ctx: Context) -> None:
     """List the merchants."""
     from sqlmodel import col, select
 
     from app.merchants.models import Merchant
 
-    _json(ctx, as_json)
     with ctx.session() as session:
         rows = session.exec(select(Merchant).order_by(col(Merchant.id))).all()
         data = [{"id": m.id, "slug": m.slug, "name": m.name, "city": m.city} for m in rows]
@@ -360,20 +371,18 @@ def merchant_list(ctx: Context, as_json: bool) -> None:
 
 
 @merchant.command("password")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--password", help="The new password (default: a new random one, shown once).")
 @json_option
 @pass_ctx
-def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bool) -> None:
+def merchant_password(ctx: Context, slug: str, password: str | None) -> None:
     """Give the owner a new password (a forgotten one); logs the owner out everywhere."""
     from sqlmodel import select
 
     from app.merchants.auth import end_other_sessions
     from app.merchants.models import Owner
 
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         owner = session.exec(select(Owner).where(Owner.merchant_id == m.id)).first()
         if owner is None or owner.id is None:
             raise MerchantError(f"{slug} has no owner login.")
@@ -392,18 +401,7 @@ def merchant_password(ctx: Context, slug: str, password: str | None, as_json: bo
 
 def _program_out(session: Session, program: Program) -> dict[str, Any]:
     """A program as the merchant's JSON API shows it (ProgramPublic)."""
-    levels = loyalty.levels_of(session=session, program=program)
-    return ProgramPublic(
-        id=program.id or 0, name=program.name, stamps_required=program.stamps_required,
-        reward=program.reward_text,
-        levels=[RewardLevelPublic(id=lv.id or 0, stamps=lv.stamps, reward=lv.reward_text)
-                for lv in levels],
-        max_stamps_per_scan=program.max_stamps_per_scan,
-        cooldown_seconds=program.cooldown_seconds, daily_cap=program.daily_cap,
-        expire_months=program.expire_months, active=program.active,
-        status=loyalty.program_status(program),
-        archived_at=program.archived_at, closed_at=program.closed_at,
-    ).model_dump(mode="json")  # fmt: skip
+    return loyalty.program_public(session=session, program=program).model_dump(mode="json")
 
 
 def _program_line(p: dict[str, Any]) -> str:
@@ -428,7 +426,7 @@ def program() -> None:
 
 
 @program.command("create")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--name", required=True)
 @click.option("--stamps-required", required=True, type=_program_range("stamps_required"))
 @click.option("--reward", required=True)
@@ -449,14 +447,13 @@ def program() -> None:
 )  # fmt: skip
 @json_option
 @pass_ctx
-def program_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) -> None:
+def program_create(ctx: Context, /, slug: str, **options: Any) -> None:
     """Start another program at the shop (e.g. a lunch card beside the coffee card)."""
-    _json(ctx, as_json)
     levels = [loyalty.parse_level(text) for text in options["levels"]]
-    with ctx.session() as session:
+    with ctx.shop(slug) as (session, m):
         new = loyalty.create_program(
             session=session,
-            merchant=merchants.get_merchant(session=session, slug=slug),
+            merchant=m,
             now=utcnow(),
             name=options["name"],
             stamps_required=options["stamps_required"],
@@ -472,32 +469,26 @@ def program_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) ->
 
 
 @program.command("list")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @json_option
 @pass_ctx
-def program_list(ctx: Context, slug: str, as_json: bool) -> None:
+def program_list(ctx: Context, slug: str) -> None:
     """The shop's programs, closed ones included, with their reward levels and status."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         data = [_program_out(session, p) for p in loyalty.programs(session=session, merchant=m)]
     ctx.emit(data, "\n".join(_program_line(p) for p in data))
 
 
 @program.command("levels")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @program_option
 @level_option
 @json_option
 @pass_ctx
-def program_levels(
-    ctx: Context, slug: str, program_id: int, levels: tuple[str, ...], as_json: bool
-) -> None:
+def program_levels(ctx: Context, slug: str, program_id: int, levels: tuple[str, ...]) -> None:
     """Replace a program's reward levels (none given: remove them)."""
-    _json(ctx, as_json)
     wanted = [loyalty.parse_level(text) for text in levels]
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         found = merchants.get_program(session=session, merchant=m, program_id=program_id)
         loyalty.set_levels(session=session, merchant=m, program=found, levels=wanted, now=utcnow())
         shown = _program_out(session, found)
@@ -508,27 +499,15 @@ def _program_change(action: str, help_text: str) -> None:
     """`treu program pause|resume|archive|close`: one change of a program's status."""
 
     @program.command(action, help=help_text)
-    @click.option("--merchant", "slug", required=True)
+    @merchant_option
     @program_option
     @json_option
     @pass_ctx
-    def change(ctx: Context, slug: str, program_id: int, as_json: bool) -> None:
-        _json(ctx, as_json)
-        now, booked_out = utcnow(), None
-        with ctx.session() as session:
-            m = merchants.get_merchant(session=session, slug=slug)
-            if action in ("pause", "resume"):
-                found = merchants.set_program_active(
-                    session=session, merchant=m, program_id=program_id, active=action == "resume"
-                )
-            elif action == "archive":
-                found = loyalty.archive_program(
-                    session=session, merchant=m, program_id=program_id, now=now
-                )
-            else:
-                found, booked_out = loyalty.close_program(
-                    session=session, merchant=m, program_id=program_id, now=now
-                )
+    def change(ctx: Context, slug: str, program_id: int) -> None:
+        with ctx.shop(slug) as (session, m):
+            found, booked_out = loyalty.change_program_state(
+                session=session, merchant=m, program_id=program_id, action=action, now=utcnow()
+            )
             shown = _program_out(session, found)
         text = _program_line(shown)
         if booked_out is not None:
@@ -549,10 +528,7 @@ _program_change(
 
 def _tier_out(tier: Tier) -> dict[str, Any]:
     """A tier as the merchant's JSON API shows it (TierPublic)."""
-    return TierPublic(
-        id=tier.id or 0, name=tier.name, lifetime_stamps=tier.lifetime_stamps,
-        bonus_per_visit=tier.bonus_per_visit, perk=tier.perk_text,
-    ).model_dump(mode="json")  # fmt: skip
+    return loyalty.tier_public(tier).model_dump(mode="json")
 
 
 @cli.group()
@@ -561,7 +537,7 @@ def tier() -> None:
 
 
 @tier.command("create")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--name", required=True)
 @click.option("--lifetime-stamps", required=True, type=_field_range(Tier, "lifetime_stamps"))
 @click.option(
@@ -571,13 +547,12 @@ def tier() -> None:
 @click.option("--perk", default="", help="What the cashier gives, e.g. '10 % on cakes'.")
 @json_option
 @pass_ctx
-def tier_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) -> None:
+def tier_create(ctx: Context, /, slug: str, **options: Any) -> None:
     """A status from a number of stamps collected at the shop, with its perk."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
+    with ctx.shop(slug) as (session, m):
         new = loyalty.create_tier(
             session=session,
-            merchant=merchants.get_merchant(session=session, slug=slug),
+            merchant=m,
             now=utcnow(),
             name=options["name"],
             lifetime_stamps=options["lifetime_stamps"],
@@ -596,14 +571,12 @@ def _tier_line(t: dict[str, Any]) -> str:
 
 
 @tier.command("list")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @json_option
 @pass_ctx
-def tier_list(ctx: Context, slug: str, as_json: bool) -> None:
+def tier_list(ctx: Context, slug: str) -> None:
     """The shop's tiers, lowest first, and when status lapses."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         data = [_tier_out(t) for t in loyalty.tiers(session=session, merchant=m)]
         months = m.tier_lapse_months
     lines = [f"{t['id']}\t{_tier_line(t)}" for t in data] or ["no tiers"]
@@ -618,32 +591,28 @@ def _lapse_text(months: int) -> str:
 
 
 @tier.command("lapse")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option(
     "--months", required=True, type=_field_range(Merchant, "tier_lapse_months"),
     help="Status lapses after this many months without a visit (0: never).",
 )  # fmt: skip
 @json_option
 @pass_ctx
-def tier_lapse(ctx: Context, slug: str, months: int, as_json: bool) -> None:
+def tier_lapse(ctx: Context, slug: str, months: int) -> None:
     """Whether and when a card's status lapses after months away."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         loyalty.set_tier_lapse(session=session, merchant=m, months=months)
     ctx.emit({"lapse_months": months}, _lapse_text(months))
 
 
 @tier.command("delete")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--tier", "tier_id", required=True, type=int)
 @json_option
 @pass_ctx
-def tier_delete(ctx: Context, slug: str, tier_id: int, as_json: bool) -> None:
+def tier_delete(ctx: Context, slug: str, tier_id: int) -> None:
     """Remove a tier; cards keep their stamps, only the status and its perk go."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         loyalty.delete_tier(session=session, merchant=m, tier_id=tier_id)
     ctx.emit({"tier_id": tier_id, "deleted": True}, f"tier {tier_id} deleted")
 
@@ -651,33 +620,17 @@ def tier_delete(ctx: Context, slug: str, tier_id: int, as_json: bool) -> None:
 def _promotion_out(
     session: Session, merchant: Merchant, promotion: Promotion, today: date
 ) -> dict[str, Any]:
-    """A promotion as the merchant's JSON API shows it (PromotionPublic): the settings its kind
-    does not take are null; `summary` says it in plain words."""
-    takes = loyalty.KIND_SETTINGS.get(promotion.kind, ())
-    settings = {
-        "factor": promotion.factor, "stamps": promotion.stamps,
-        "days": weekday_names(promotion.weekdays),
-        "from": loyalty.time_text(promotion.from_minute),
-        "to": loyalty.time_text(promotion.to_minute), "away_days": promotion.away_days,
-    }  # fmt: skip
+    """A promotion as the merchant's JSON API shows it (PromotionPublic), with its summary in
+    plain words."""
     program = None
     if promotion.program_id is not None:
         found = merchants.get_program(
             session=session, merchant=merchant, program_id=promotion.program_id
         )
         program = found.name
-    return PromotionPublic.model_validate(
-        {
-            **{name: value if name in takes else None for name, value in settings.items()},
-            "id": promotion.id, "kind": promotion.kind, "title": promotion.title,
-            "program_id": promotion.program_id, "starts": promotion.starts_on,
-            "ends": promotion.ends_on, "budget": promotion.budget, "spent": promotion.spent,
-            "holdout_percent": promotion.holdout_percent,
-            "status": loyalty.promotion_status(promotion, today),
-            "ended_at": promotion.ended_at,
-            "summary": promotion_summary(promotion, today=today, program=program),
-        }
-    ).model_dump(mode="json", by_alias=True)  # fmt: skip
+    summary = promotion_summary(promotion, today=today, program=program)
+    shown = loyalty.promotion_public(promotion, today=today, summary=summary)
+    return shown.model_dump(mode="json", by_alias=True)
 
 
 def _promotion_line(p: dict[str, Any]) -> str:
@@ -697,7 +650,7 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @promotion.command("create")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option("--title", default="", help="What the till and the card page say (default: by kind).")
 @click.option("--program", "program_id", type=int, help="Only this program (default: every one).")
@@ -721,13 +674,11 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 )  # fmt: skip
 @json_option
 @pass_ctx
-def promotion_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) -> None:
+def promotion_create(ctx: Context, /, slug: str, **options: Any) -> None:
     """Start a promotion; its bonuses are booked as their own ledger entries."""
-    _json(ctx, as_json)
     now = utcnow()
     days = options["days"]
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         # Without a title it is called by its kind, in the shop's language: customers read it.
         spec = loyalty.promotion_spec(
             kind=options["kind"],
@@ -747,14 +698,12 @@ def promotion_create(ctx: Context, /, slug: str, as_json: bool, **options: Any) 
 
 
 @promotion.command("list")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @json_option
 @pass_ctx
-def promotion_list(ctx: Context, slug: str, as_json: bool) -> None:
+def promotion_list(ctx: Context, slug: str) -> None:
     """The shop's promotions, running ones first."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         today = loyalty.local_today(m, utcnow())
         found = loyalty.promotions_by_state(session=session, merchant=m, today=today)
         data = [_promotion_out(session, m, p, today) for p, _ in found]
@@ -762,16 +711,14 @@ def promotion_list(ctx: Context, slug: str, as_json: bool) -> None:
 
 
 @promotion.command("end")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--promotion", "promotion_id", required=True, type=int)
 @json_option
 @pass_ctx
-def promotion_end(ctx: Context, slug: str, promotion_id: int, as_json: bool) -> None:
+def promotion_end(ctx: Context, slug: str, promotion_id: int) -> None:
     """Stop a promotion now; the bonuses it gave stay."""
-    _json(ctx, as_json)
     now = utcnow()
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         ended = loyalty.end_promotion(
             session=session, merchant=m, promotion_id=promotion_id, now=now
         )
@@ -779,21 +726,32 @@ def promotion_end(ctx: Context, slug: str, promotion_id: int, as_json: bool) -> 
     ctx.emit(shown, _promotion_line(shown))
 
 
+# What each of maintenance.run_once's counts is, in words: an expired card is not removed,
+# the stamps on it are booked out.
+_MAINTENANCE_WORDS = {
+    "idle_cards": "idle cards removed",
+    "login_counts": "login counts removed",
+    "expired_cards": "cards whose stamps expired",
+}
+
+
 @cli.command("maintenance")
 @json_option
 @pass_ctx
-def maintenance_round(ctx: Context, as_json: bool) -> None:
-    """One round of housekeeping (`treu serve` runs it hourly): idle cards, old login counts."""
+def maintenance_round(ctx: Context) -> None:
+    """One round of housekeeping (`treu serve` runs it hourly): idle cards, old login counts,
+    expired stamps."""
     from app import maintenance
 
-    _json(ctx, as_json)
     engine = make_engine(ctx.settings.resolved_database_url)
     try:
-        removed = maintenance.run_once(engine, ctx.settings, utcnow())
+        done = maintenance.run_once(engine, ctx.settings, utcnow())
     finally:
         engine.dispose()
-    words = ", ".join(f"{name.replace('_', ' ')} removed: {n}" for name, n in removed.items())
-    ctx.emit(removed, words)
+    words = ", ".join(
+        f"{_MAINTENANCE_WORDS.get(name, name.replace('_', ' '))}: {n}" for name, n in done.items()
+    )
+    ctx.emit(done, words)
 
 
 @cli.group()
@@ -820,15 +778,13 @@ def device() -> None:
 
 
 @device.command("create")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--label", default="")
 @json_option
 @pass_ctx
-def device_create(ctx: Context, slug: str, label: str, as_json: bool) -> None:
+def device_create(ctx: Context, slug: str, label: str) -> None:
     """Create a cashier device; its secret is shown once."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         dev, secret = merchants.create_device(
             session=session, merchant=m, now=utcnow(), label=label
         )
@@ -839,14 +795,12 @@ def device_create(ctx: Context, slug: str, label: str, as_json: bool) -> None:
 
 
 @device.command("list")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @json_option
 @pass_ctx
-def device_list(ctx: Context, slug: str, as_json: bool) -> None:
+def device_list(ctx: Context, slug: str) -> None:
     """List a merchant's devices."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         rows = merchants.list_devices(session=session, merchant=m)
         data = [
             {
@@ -867,15 +821,13 @@ def device_list(ctx: Context, slug: str, as_json: bool) -> None:
 
 
 @device.command("revoke")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--device", "device_id", required=True, type=int)
 @json_option
 @pass_ctx
-def device_revoke(ctx: Context, slug: str, device_id: int, as_json: bool) -> None:
+def device_revoke(ctx: Context, slug: str, device_id: int) -> None:
     """Revoke a device: it is refused from its next request on."""
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         dev = merchants.revoke_device(
             session=session, merchant=m, device_id=device_id, now=utcnow()
         )
@@ -883,11 +835,11 @@ def device_revoke(ctx: Context, slug: str, device_id: int, as_json: bool) -> Non
 
 
 @device.command("pair")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--label", default="", help="Name of the new till, e.g. 'Counter'.")
 @json_option
 @pass_ctx
-def device_pair(ctx: Context, slug: str, label: str, as_json: bool) -> None:
+def device_pair(ctx: Context, slug: str, label: str) -> None:
     """Make a one-time pairing code: open its URL (or scan its QR) on the till's browser."""
     import io
 
@@ -895,9 +847,7 @@ def device_pair(ctx: Context, slug: str, label: str, as_json: bool) -> None:
 
     from app.merchants.pairing import create_pairing_code, display_code
 
-    _json(ctx, as_json)
-    with ctx.session() as session:
-        m = merchants.get_merchant(session=session, slug=slug)
+    with ctx.shop(slug) as (session, m):
         code, url, expires_at = create_pairing_code(
             session=session, merchant=m, now=utcnow(), base_url=ctx.settings.base_url,
             label=label,
@@ -922,11 +872,10 @@ def keys() -> None:
 @keys.command("rotate")
 @json_option
 @pass_ctx
-def keys_rotate(ctx: Context, as_json: bool) -> None:
+def keys_rotate(ctx: Context) -> None:
     """Make a new signing key; the old one keeps verifying the cards it signed."""
     from app.tokens.keys import rotate_signing_key
 
-    _json(ctx, as_json)
     kid = rotate_signing_key(ctx.settings)
     ctx.emit({"kid": kid}, f"new signing key {kid}; restart treu to use it")
 
@@ -942,13 +891,10 @@ def keys_rotate(ctx: Context, as_json: bool) -> None:
 )  # fmt: skip
 @json_option
 @pass_ctx
-def demo(
-    ctx: Context, cards: int, months: int, visits: int, seed: int, if_empty: bool, as_json: bool
-) -> None:
+def demo(ctx: Context, cards: int, months: int, visits: int, seed: int, if_empty: bool) -> None:
     """Seed demo merchants, devices and months of history; print logins and a demo card."""
     from app import demo as demo_data
 
-    _json(ctx, as_json)
     result = demo_data.seed(
         ctx.settings, cards=cards, months=months, visits=visits, seed=seed, if_empty=if_empty
     )
@@ -961,7 +907,7 @@ def cards() -> None:
 
 
 @cards.command("print")
-@click.option("--merchant", "slug", required=True)
+@merchant_option
 @click.option("--count", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--out", type=click.Path(path_type=Path), help="HTML file (default: stdout)")
 @pass_ctx

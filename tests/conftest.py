@@ -1,5 +1,6 @@
 """Fixtures: a fresh database per test (a copied SQLite file, or truncated PostgreSQL tables),
-keys made once per run, a movable clock, an app and its client, two shops and a card.
+keys made once per run, a movable clock, an app and its client (and a second instance, for
+writes at once through two), two shops and a card.
 What tests share besides fixtures lives in tests/helpers."""
 
 import base64
@@ -22,6 +23,7 @@ from app.main import create_app
 from app.migrations import upgrade
 from tests.helpers.api import new_card
 from tests.helpers.clock import Clock
+from tests.helpers.concurrency import warm_up
 from tests.helpers.database import PG_URL
 from tests.helpers.shops import Shop, make_shop
 
@@ -93,12 +95,32 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
+def serve(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
+    """An instance of the service, its ledger writer stopped and its connections closed after."""
     application = create_app(settings, clock=clock)
     yield application
     application.state.writer.stop()
     application.state.engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
+    yield from serve(settings, clock)
+
+
+@pytest.fixture
+def second_app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
+    """Another instance of the service on the same database, with its own ledger writer."""
+    yield from serve(settings, clock)
+
+
+@pytest.fixture(params=[1, 2], ids=["one-app", "two-apps"])
+def apps(request: pytest.FixtureRequest, app: FastAPI) -> list[FastAPI]:
+    """One app, or two instances of it on the same database, their write routes built."""
+    chosen = [app] if request.param == 1 else [app, request.getfixturevalue("second_app")]
+    for application in chosen:
+        warm_up(application)
+    return chosen
 
 
 @pytest.fixture

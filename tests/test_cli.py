@@ -30,7 +30,7 @@ from app.migrations import alembic_config
 from app.tokens import crypto, qr
 from app.tokens.keys import load_keyring
 from app.tokens.models import Card
-from tests.helpers.cli import Treu, hermetic_env
+from tests.helpers.cli import Treu, hermetic_env, initialised
 from tests.helpers.database import PG_URL, database_text
 
 KEY_FILES = ("signing", "holder", "card-ref", "wallet", "session")
@@ -38,9 +38,7 @@ KEY_FILES = ("signing", "holder", "card-ref", "wallet", "session")
 
 @pytest.fixture
 def treu(database_url: str, tmp_path: Path) -> Treu:
-    command = Treu(tmp_path / "data", database_url, hermetic_env())
-    command("init")
-    return command
+    return initialised(database_url, tmp_path)
 
 
 @pytest.fixture

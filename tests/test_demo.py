@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from app.clock import utcnow
 from app.db import make_engine
 from app.ledger.models import LedgerEntry
-from tests.helpers.cli import Treu, hermetic_env
+from tests.helpers.cli import Treu, initialised
 from tests.helpers.database import database_text
 
 VIENNA = ZoneInfo("Europe/Vienna")
@@ -23,9 +23,7 @@ SIZES = ("--cards", "60", "--months", "3", "--visits", "1500")
 
 @pytest.fixture
 def treu(database_url: str, tmp_path: Path) -> Treu:
-    command = Treu(tmp_path / "data", database_url, hermetic_env())
-    command("init")
-    return command
+    return initialised(database_url, tmp_path)
 
 
 @pytest.fixture

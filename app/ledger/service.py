@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -249,14 +250,23 @@ _ADJUST = Prepared(
     )
     .returning(balance.c.stamps)
 )
-# The holder's other programs at the shop: its state at the whole shop, for shops with several.
-_SELECT_OTHER_BALANCES = select(
-    balance.c.first_visit_at, balance.c.last_visit_at, balance.c.status_stamps
-).where(
-    balance.c.holder == bindparam("k_holder"),
-    balance.c.merchant_id == bindparam("k_merchant_id"),
-    balance.c.program_id != bindparam("k_program_id"),
-    balance.c.visits > 0,
+# The holder's other programs at the shop: its state at the whole shop, for shops with several
+# programs (closed ones too: their visits were visits here, but their stamps count no more).
+_SELECT_OTHER_BALANCES = (
+    select(
+        balance.c.first_visit_at,
+        balance.c.last_visit_at,
+        case((program_table.c.closed_at.is_(None), balance.c.status_stamps), else_=0).label(
+            "status_stamps"
+        ),
+    )
+    .join(program_table, program_table.c.id == balance.c.program_id)
+    .where(
+        balance.c.holder == bindparam("k_holder"),
+        balance.c.merchant_id == bindparam("k_merchant_id"),
+        balance.c.program_id != bindparam("k_program_id"),
+        balance.c.visits > 0,
+    )
 )
 _SPEND = (
     update(promotion_table)
@@ -373,8 +383,9 @@ _LOCK_BUDGETS = {
     .with_for_update()
     for ended in (False, True)
 }
+# Closed programs too: a card whose visits here were all in a closed one is no new customer.
 _COUNT_PROGRAMS = select(func.count()).where(
-    program_table.c.merchant_id == bindparam("merchant_id"), program_table.c.closed_at.is_(None)
+    program_table.c.merchant_id == bindparam("merchant_id")
 )
 _SELECT_LEVEL = select(level_table.c.id, level_table.c.stamps, level_table.c.reward_text).where(
     level_table.c.merchant_id == bindparam("merchant_id"),
@@ -414,7 +425,7 @@ class Lookups:
 
 @dataclass(frozen=True)
 class Levers:
-    """A merchant's running promotions and its tiers, and how many open programs it has."""
+    """A merchant's running promotions, its tiers, and how many programs it has (closed too)."""
 
     promotions: list[Any]
     tiers: list[Any]
@@ -757,17 +768,18 @@ def _levers(
     before this one, its first visit, its stamps towards status), plus, at a shop with several
     programs, the card's other balance rows there; never from the ledger's history."""
     stamps = row.stamps
-    expired = 0
-    away_since = _moment(row.previous_visit_at)
-    if program.expire_months and away_since is not None:
-        expired = (
-            stamps - cmd.count if away_since < months_before(cmd.now, program.expire_months) else 0
-        )
     levers = batch.levers(cmd.merchant_id)
+    if not levers.any and not program.expire_months:
+        return stamps, []
+    visit = _visit(batch, cmd, program, row, levers)
+    # Stamps expire after months without a visit at the shop (in any of its programs).
+    away_since = visit.previous_visit_at or cmd.now
+    expired = (
+        stamps - cmd.count if away_since < months_before(cmd.now, program.expire_months) else 0
+    )
     granted: list[dict[str, Any]] = []
     earned = 0
-    if levers is not None and levers.any:
-        visit = _visit(batch, cmd, program, row, levers)
+    if levers.any:
         holder = str(cmd.holder)
         for promotion, bonus in rules.bonuses(
             promotions=levers.promotions, tiers=levers.tiers, visit=visit, holder=holder,
@@ -1334,11 +1346,12 @@ def status_stamps(balances: list[Any], merchant_id: int, now: datetime) -> int:
     )
 
 
-def expires_on(row: Any) -> date | None:
-    """When a balance's stamps expire if the card does not come back (None: they do not)."""
+def expires_on(row: Any, last_here: datetime) -> date | None:
+    """When a balance's stamps expire if the card does not come back to the shop (None: they
+    do not); last_here is its last visit there, in any program."""
     if not row.expire_months or row.stamps <= 0:
         return None
-    return months_after(row.last_visit_at, row.expire_months).date()
+    return months_after(last_here, row.expire_months).date()
 
 
 def months_after(moment: datetime, months: int) -> datetime:
@@ -1357,14 +1370,21 @@ def months_after(moment: datetime, months: int) -> datetime:
 def book_out(
     conn: Connection, *, merchant_id: int, program_id: int, now: datetime, idle_since: datetime
 ) -> int:
-    """Book out the stamps of every card in a program whose last visit is before idle_since
-    (an `expiry` entry each, the rollups moved with them); the number of cards.
+    """Book out the stamps of every card in a program whose last visit at the shop, in any of
+    its programs, is before idle_since (an `expiry` entry each, the rollups moved with them);
+    the number of cards.
 
     Each balance changes only if it is still what was read, so a stamp that lands meanwhile
     keeps its card's stamps (the card just came back). Rows are locked in the ledger writer's
     order, so a concurrent stamp waits instead of deadlocking.
     """
-    b = balance.c
+    b, other = balance.c, balance.alias("other").c
+    seen_since = exists().where(
+        other.merchant_id == b.merchant_id,
+        other.holder == b.holder,
+        other.program_id != b.program_id,
+        other.last_visit_at >= idle_since,
+    )
     rows = conn.execute(
         select(b.holder, b.stamps, b.last_visit_at)
         .where(
@@ -1372,9 +1392,10 @@ def book_out(
             b.program_id == program_id,
             b.stamps > 0,
             b.last_visit_at < idle_since,
+            ~seen_since,
         )
         .order_by(b.holder)
-        .with_for_update()
+        .with_for_update(of=balance)
     ).all()
     if not rows:
         return 0

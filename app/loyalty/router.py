@@ -9,7 +9,7 @@ form or a body-less request, but JSON only after a CORS preflight, which treu ne
 That is what keeps these routes safe without the merchant area's form tokens.
 """
 
-from datetime import date
+from datetime import date, datetime
 from enum import Enum
 from typing import TypeVar
 
@@ -21,8 +21,7 @@ from app.dependencies import ClockDep
 from app.errors import UnsupportedMediaType, is_json, problem_responses
 from app.inputs import Id
 from app.loyalty import service
-from app.loyalty.models import Promotion, Tier
-from app.loyalty.rules import weekday_names
+from app.loyalty.models import Promotion
 from app.loyalty.schemas import (
     LevelsUpdate,
     ProgramCreate,
@@ -30,7 +29,6 @@ from app.loyalty.schemas import (
     ProgramUpdate,
     PromotionCreate,
     PromotionPublic,
-    RewardLevelPublic,
     TierCreate,
     TierLapse,
     TierList,
@@ -39,7 +37,7 @@ from app.loyalty.schemas import (
 from app.merchants import auth
 from app.merchants import service as merchants
 from app.merchants.auth import CurrentMerchant
-from app.merchants.models import Merchant, Program
+from app.merchants.models import Merchant
 from app.web import i18n
 from app.web.loyalty_text import default_title, promotion_summary
 
@@ -95,25 +93,13 @@ def _mine(write: Session, merchant: Merchant) -> Merchant:
 # --- programs ----------------------------------------------------------------------------------
 
 
-def _program_out(session: Session, program: Program) -> ProgramPublic:
-    levels = service.levels_of(session=session, program=program)
-    return ProgramPublic(
-        id=program.id or 0, name=program.name, stamps_required=program.stamps_required,
-        reward=program.reward_text,
-        levels=[RewardLevelPublic(id=lv.id or 0, stamps=lv.stamps, reward=lv.reward_text)
-                for lv in levels],
-        max_stamps_per_scan=program.max_stamps_per_scan,
-        cooldown_seconds=program.cooldown_seconds, daily_cap=program.daily_cap,
-        expire_months=program.expire_months, active=program.active,
-        status=service.program_status(program),
-        archived_at=program.archived_at, closed_at=program.closed_at,
-    )  # fmt: skip
-
-
 @router.get("/programs", response_model=list[ProgramPublic], tags=PROGRAMS)
 def list_programs(session: SessionDep, merchant: CurrentMerchant) -> list[ProgramPublic]:
     """Every program of the logged-in owner's shop, closed ones included, with its levels."""
-    return [_program_out(session, p) for p in service.programs(session=session, merchant=merchant)]
+    return [
+        service.program_public(session=session, program=p)
+        for p in service.programs(session=session, merchant=merchant)
+    ]
 
 
 @router.post(
@@ -132,7 +118,7 @@ def create_program(
         max_stamps_per_scan=body.max_stamps_per_scan, cooldown_seconds=body.cooldown_seconds,
         daily_cap=body.daily_cap, expire_months=body.expire_months,
     )  # fmt: skip
-    return _program_out(write, program)
+    return service.program_public(session=write, program=program)
 
 
 @router.patch(
@@ -159,7 +145,7 @@ def update_program(
         daily_cap=_kept(body.daily_cap, program.daily_cap),
         expire_months=_kept(body.expire_months, program.expire_months),
     )  # fmt: skip
-    return _program_out(write, program)
+    return service.program_public(session=write, program=program)
 
 
 @router.put(
@@ -181,85 +167,58 @@ def set_levels(
         session=write, merchant=mine, program=program, now=clock(),
         levels=[(lv.stamps, lv.reward) for lv in body.levels],
     )  # fmt: skip
-    return _program_out(write, program)
+    return service.program_public(session=write, program=program)
 
 
-@router.post(
-    "/programs/{program_id}/pause", response_model=ProgramPublic, tags=PROGRAMS,
-    responses=CHANGES,
-)  # fmt: skip
-def pause_program(
-    program_id: Id, write: WriteSessionDep, merchant: CurrentMerchant
-) -> ProgramPublic:
-    """Stop stamping for now; collected stamps and due rewards stay redeemable. No body needed,
-    but Content-Type: application/json."""
-    program = merchants.set_program_active(
-        session=write, merchant=_mine(write, merchant), program_id=program_id, active=False
-    )
-    return _program_out(write, program)
+def _program_action(action: str, description: str) -> None:
+    """POST /programs/{id}/pause|resume|archive|close: one change of a program's status."""
+
+    def change(
+        program_id: Id, write: WriteSessionDep, merchant: CurrentMerchant, clock: ClockDep
+    ) -> ProgramPublic:
+        program, _cards = service.change_program_state(
+            session=write, merchant=_mine(write, merchant), program_id=program_id,
+            action=action, now=clock(),
+        )  # fmt: skip
+        return service.program_public(session=write, program=program)
+
+    router.post(
+        f"/programs/{{program_id}}/{action}", response_model=ProgramPublic, tags=PROGRAMS,
+        responses=CHANGES, name=f"{action}_program", description=description,
+    )(change)  # fmt: skip
 
 
-@router.post(
-    "/programs/{program_id}/resume", response_model=ProgramPublic, tags=PROGRAMS,
-    responses=CHANGES,
-)  # fmt: skip
-def resume_program(
-    program_id: Id, write: WriteSessionDep, merchant: CurrentMerchant
-) -> ProgramPublic:
-    """Stamp in a paused program again (409 for an archived one). Content-Type:
-    application/json, no body needed."""
-    program = merchants.set_program_active(
-        session=write, merchant=_mine(write, merchant), program_id=program_id, active=True
-    )
-    return _program_out(write, program)
-
-
-@router.post(
-    "/programs/{program_id}/archive", response_model=ProgramPublic, tags=PROGRAMS,
-    responses=CHANGES,
-)  # fmt: skip
-def archive_program(
-    program_id: Id, write: WriteSessionDep, merchant: CurrentMerchant, clock: ClockDep
-) -> ProgramPublic:
-    """End a program: no more stamps (409 `program-ended` at the till); its history stays and
-    its rewards stay redeemable until it is closed. Content-Type: application/json."""
-    program = service.archive_program(
-        session=write, merchant=_mine(write, merchant), program_id=program_id, now=clock()
-    )
-    return _program_out(write, program)
-
-
-@router.post(
-    "/programs/{program_id}/close", response_model=ProgramPublic, tags=PROGRAMS,
-    responses=CHANGES,
-)  # fmt: skip
-def close_program(
-    program_id: Id, write: WriteSessionDep, merchant: CurrentMerchant, clock: ClockDep
-) -> ProgramPublic:
-    """Close an archived program out (409 if it is not archived): the stamps cards still hold
-    in it are booked out, and cards no longer show it. Cannot be undone. Content-Type:
-    application/json."""
-    program, _cards = service.close_program(
-        session=write, merchant=_mine(write, merchant), program_id=program_id, now=clock()
-    )
-    return _program_out(write, program)
+_program_action(
+    "pause",
+    "Stop stamping for now; collected stamps and due rewards stay redeemable. No body needed, "
+    "but Content-Type: application/json.",
+)
+_program_action(
+    "resume",
+    "Stamp in a paused program again (409 for an archived one). Content-Type: "
+    "application/json, no body needed.",
+)
+_program_action(
+    "archive",
+    "End a program: no more stamps (409 `program-ended` at the till); its history stays and "
+    "its rewards stay redeemable until it is closed. Content-Type: application/json.",
+)
+_program_action(
+    "close",
+    "Close an archived program out (409 if it is not archived): the stamps cards still hold "
+    "in it are booked out, and cards no longer show it. Cannot be undone. Content-Type: "
+    "application/json.",
+)
 
 
 # --- tiers ---------------------------------------------------------------------------------------
-
-
-def _tier_out(tier: Tier) -> TierPublic:
-    return TierPublic(
-        id=tier.id or 0, name=tier.name, lifetime_stamps=tier.lifetime_stamps,
-        bonus_per_visit=tier.bonus_per_visit, perk=tier.perk_text,
-    )  # fmt: skip
 
 
 @router.get("/tiers", response_model=TierList, tags=TIERS)
 def list_tiers(session: SessionDep, merchant: CurrentMerchant) -> TierList:
     """The shop's regulars' tiers, lowest first, and when status lapses."""
     return TierList(
-        tiers=[_tier_out(t) for t in service.tiers(session=session, merchant=merchant)],
+        tiers=[service.tier_public(t) for t in service.tiers(session=session, merchant=merchant)],
         lapse_months=merchant.tier_lapse_months,
     )
 
@@ -275,7 +234,7 @@ def create_tier(
         lifetime_stamps=body.lifetime_stamps, bonus_per_visit=body.bonus_per_visit,
         perk_text=body.perk,
     )  # fmt: skip
-    return _tier_out(tier)
+    return service.tier_public(tier)
 
 
 @router.put("/tiers/lapse", response_model=TierLapse, tags=TIERS, responses=CHANGES)
@@ -298,32 +257,22 @@ def delete_tier(tier_id: Id, write: WriteSessionDep, merchant: CurrentMerchant) 
 # --- promotions ----------------------------------------------------------------------------------
 
 
-def _promotion_out(
-    promotion: Promotion, status: str, today: date, names: dict[int, str]
-) -> PromotionPublic:
-    takes = service.KIND_SETTINGS.get(promotion.kind, ())
-    settings = {
-        "factor": promotion.factor, "stamps": promotion.stamps,
-        "days": weekday_names(promotion.weekdays),
-        "from": service.time_text(promotion.from_minute),
-        "to": service.time_text(promotion.to_minute), "away_days": promotion.away_days,
-    }  # fmt: skip
+def _promotion_out(promotion: Promotion, today: date, names: dict[int, str]) -> PromotionPublic:
     program = names.get(promotion.program_id) if promotion.program_id else None
-    return PromotionPublic.model_validate(
-        {
-            **{name: value if name in takes else None for name, value in settings.items()},
-            "id": promotion.id, "kind": promotion.kind, "title": promotion.title,
-            "program_id": promotion.program_id, "starts": promotion.starts_on,
-            "ends": promotion.ends_on, "budget": promotion.budget, "spent": promotion.spent,
-            "holdout_percent": promotion.holdout_percent, "status": status,
-            "ended_at": promotion.ended_at,
-            "summary": promotion_summary(promotion, today=today, program=program),
-        }
-    )  # fmt: skip
+    summary = promotion_summary(promotion, today=today, program=program)
+    return service.promotion_public(promotion, today=today, summary=summary)
 
 
 def _names(session: Session, merchant: Merchant) -> dict[int, str]:
     return {p.id or 0: p.name for p in service.programs(session=session, merchant=merchant)}
+
+
+def _promotion_now(
+    write: Session, merchant: Merchant, promotion: Promotion, now: datetime
+) -> PromotionPublic:
+    """A promotion just changed, as the shop's day `now` shows it."""
+    today = service.local_today(merchant, now)
+    return _promotion_out(promotion, today, _names(write, merchant))
 
 
 @router.get("/promotions", response_model=list[PromotionPublic], tags=PROMOTIONS)
@@ -335,7 +284,7 @@ def list_promotions(
     today = service.local_today(merchant, clock())
     names = _names(session, merchant)
     found = service.promotions_by_state(session=session, merchant=merchant, today=today)
-    return [_promotion_out(p, status, today, names) for p, status in found]
+    return [_promotion_out(p, today, names) for p, _status in found]
 
 
 @router.post(
@@ -357,9 +306,7 @@ def create_promotion(
         holdout_percent=body.holdout_percent,
     )  # fmt: skip
     promotion = service.create_promotion(session=write, merchant=mine, now=now, spec=spec)
-    today = service.local_today(mine, now)
-    status = service.promotion_status(promotion, today)
-    return _promotion_out(promotion, status, today, _names(write, mine))
+    return _promotion_now(write, mine, promotion, now)
 
 
 @router.post(
@@ -375,6 +322,4 @@ def end_promotion(
     promotion = service.end_promotion(
         session=write, merchant=mine, promotion_id=promotion_id, now=now
     )
-    today = service.local_today(mine, now)
-    status = service.promotion_status(promotion, today)
-    return _promotion_out(promotion, status, today, _names(write, mine))
+    return _promotion_now(write, mine, promotion, now)

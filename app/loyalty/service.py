@@ -9,28 +9,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from app.errors import NotFound
 from app.ledger import service as ledger
 from app.loyalty.models import KINDS, Promotion, RewardLevel, Tier
-from app.loyalty.rules import EVERY_DAY, weekday_mask
+from app.loyalty.rules import EVERY_DAY, weekday_mask, weekday_names
+from app.loyalty.schemas import ProgramPublic, PromotionPublic, RewardLevelPublic, TierPublic
 from app.merchants.exceptions import MerchantError
 from app.merchants.models import Merchant, Program, ProgramBase, merchant_zone
-from app.merchants.service import ProgramChange, get_program, update_program
+from app.merchants.service import (
+    ProgramChange,
+    get_program,
+    set_program_active,
+    update_program,
+    validated,
+)
 
 # At most this many of each per shop: a till's screen and a card page stay readable.
 MAX_PROGRAMS = 8
 MAX_LEVELS = 5
 MAX_TIERS = 5
 MAX_PROMOTIONS = 20
-
-
-def _invalid(exc: ValidationError) -> MerchantError:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return MerchantError(f"{where}: {first['msg']}", status=422)
 
 
 def _text(value: str, what: str, limit: int) -> str:
@@ -64,18 +64,15 @@ def create_program(
     open_programs = [p for p in programs(session=session, merchant=merchant) if p.closed_at is None]
     if len(open_programs) >= MAX_PROGRAMS:
         raise MerchantError(f"A shop can run at most {MAX_PROGRAMS} programs.", status=409)
-    try:
-        rules = ProgramBase(
-            name=_text(name, "The program", 120),
-            stamps_required=stamps_required,
-            reward_text=_text(reward_text, "The reward", 200),
-            max_stamps_per_scan=max_stamps_per_scan,
-            cooldown_seconds=cooldown_seconds,
-            daily_cap=daily_cap,
-            expire_months=expire_months,
-        )
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    rules = validated(
+        ProgramBase,
+        {
+            "name": _text(name, "The program", 120), "stamps_required": stamps_required,
+            "reward_text": _text(reward_text, "The reward", 200),
+            "max_stamps_per_scan": max_stamps_per_scan, "cooldown_seconds": cooldown_seconds,
+            "daily_cap": daily_cap, "expire_months": expire_months,
+        },
+    )  # fmt: skip
     program = Program(**rules.model_dump(), merchant_id=merchant.id, created_at=now)
     session.add(program)
     session.flush()
@@ -96,6 +93,22 @@ def program_status(program: Program) -> str:
     if program.archived_at is not None:
         return "archived"
     return "running" if program.active else "paused"
+
+
+def program_public(*, session: Session, program: Program) -> ProgramPublic:
+    """A program as the merchant's JSON API and the CLI show it: rules, reward levels, status."""
+    levels = levels_of(session=session, program=program)
+    return ProgramPublic(
+        id=program.id or 0, name=program.name, stamps_required=program.stamps_required,
+        reward=program.reward_text,
+        levels=[RewardLevelPublic(id=lv.id or 0, stamps=lv.stamps, reward=lv.reward_text)
+                for lv in levels],
+        max_stamps_per_scan=program.max_stamps_per_scan,
+        cooldown_seconds=program.cooldown_seconds, daily_cap=program.daily_cap,
+        expire_months=program.expire_months, active=program.active,
+        status=program_status(program),
+        archived_at=program.archived_at, closed_at=program.closed_at,
+    )  # fmt: skip
 
 
 def change_program(
@@ -182,6 +195,26 @@ def close_program(
     return program, cards
 
 
+def change_program_state(
+    *, session: Session, merchant: Merchant, program_id: int, action: str, now: datetime
+) -> tuple[Program, int | None]:
+    """Pause, resume, archive or close a program (the JSON API's and the CLI's verbs); with
+    close, also the number of cards whose stamps were booked out."""
+    if action == "close":
+        return close_program(session=session, merchant=merchant, program_id=program_id, now=now)
+    if action == "archive":
+        program = archive_program(
+            session=session, merchant=merchant, program_id=program_id, now=now
+        )
+    elif action in ("pause", "resume"):
+        program = set_program_active(
+            session=session, merchant=merchant, program_id=program_id, active=action == "resume"
+        )
+    else:
+        raise ValueError(f"not a program action: {action!r}")
+    return program, None
+
+
 # --- reward levels -----------------------------------------------------------------------------
 
 
@@ -256,6 +289,14 @@ def tiers(*, session: Session, merchant: Merchant) -> list[Tier]:
     return list(session.exec(query).all())
 
 
+def tier_public(tier: Tier) -> TierPublic:
+    """A tier as the merchant's JSON API and the CLI show it."""
+    return TierPublic(
+        id=tier.id or 0, name=tier.name, lifetime_stamps=tier.lifetime_stamps,
+        bonus_per_visit=tier.bonus_per_visit, perk=tier.perk_text,
+    )  # fmt: skip
+
+
 def create_tier(
     *,
     session: Session,
@@ -273,16 +314,14 @@ def create_tier(
         raise MerchantError(f"A shop has at most {MAX_TIERS} tiers.", status=409)
     if any(t.lifetime_stamps == lifetime_stamps for t in existing):
         raise MerchantError(f"A tier at {lifetime_stamps} stamps exists already.", status=409)
-    try:
-        tier = Tier.model_validate(
-            {
-                "merchant_id": merchant.id, "name": _text(name, "The tier", 60),
-                "lifetime_stamps": lifetime_stamps, "bonus_per_visit": bonus_per_visit,
-                "perk_text": " ".join(perk_text.split()), "created_at": now,
-            }
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    tier = validated(
+        Tier,
+        {
+            "merchant_id": merchant.id, "name": _text(name, "The tier", 60),
+            "lifetime_stamps": lifetime_stamps, "bonus_per_visit": bonus_per_visit,
+            "perk_text": " ".join(perk_text.split()), "created_at": now,
+        },
+    )  # fmt: skip
     session.add(tier)
     session.flush()
     return tier
@@ -440,21 +479,18 @@ def create_promotion(
     if spec.kind == "winback" and spec.away_days < 1:
         raise MerchantError("A win-back needs the days away (at least 1).", status=422)
     title = spec.title.strip() or DEFAULT_TITLES[spec.kind]
-    try:
-        promotion = Promotion.model_validate(
-            {
-                "merchant_id": merchant.id, "kind": spec.kind,
-                "title": _text(title, "The title", 80),
-                "program_id": spec.program_id, "factor": spec.factor, "stamps": spec.stamps,
-                "weekdays": spec.weekdays, "from_minute": spec.from_minute,
-                "to_minute": spec.to_minute, "away_days": spec.away_days,
-                "starts_on": spec.starts_on, "ends_on": spec.ends_on, "budget": spec.budget,
-                "holdout_percent": spec.holdout_percent,
-                "holdout_key": secrets.token_hex(32), "created_at": now,
-            }
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    promotion = validated(
+        Promotion,
+        {
+            "merchant_id": merchant.id, "kind": spec.kind, "title": _text(title, "The title", 80),
+            "program_id": spec.program_id, "factor": spec.factor, "stamps": spec.stamps,
+            "weekdays": spec.weekdays, "from_minute": spec.from_minute,
+            "to_minute": spec.to_minute, "away_days": spec.away_days,
+            "starts_on": spec.starts_on, "ends_on": spec.ends_on, "budget": spec.budget,
+            "holdout_percent": spec.holdout_percent, "holdout_key": secrets.token_hex(32),
+            "created_at": now,
+        },
+    )  # fmt: skip
     session.add(promotion)
     session.flush()
     return promotion
@@ -483,6 +519,28 @@ def promotion_status(promotion: Promotion, today: date) -> str:
     if promotion.starts_on is not None and promotion.starts_on > today:
         return "scheduled"
     return "running"
+
+
+def promotion_public(promotion: Promotion, *, today: date, summary: str) -> PromotionPublic:
+    """A promotion as the merchant's JSON API and the CLI show it: the settings its kind does
+    not take are null; `summary` is the surface's plain words for it (app.web.loyalty_text)."""
+    takes = KIND_SETTINGS.get(promotion.kind, ())
+    settings = {
+        "factor": promotion.factor, "stamps": promotion.stamps,
+        "days": weekday_names(promotion.weekdays), "from": time_text(promotion.from_minute),
+        "to": time_text(promotion.to_minute), "away_days": promotion.away_days,
+    }  # fmt: skip
+    return PromotionPublic.model_validate(
+        {
+            **{name: value if name in takes else None for name, value in settings.items()},
+            "id": promotion.id, "kind": promotion.kind, "title": promotion.title,
+            "program_id": promotion.program_id, "starts": promotion.starts_on,
+            "ends": promotion.ends_on, "budget": promotion.budget, "spent": promotion.spent,
+            "holdout_percent": promotion.holdout_percent,
+            "status": promotion_status(promotion, today), "ended_at": promotion.ended_at,
+            "summary": summary,
+        }
+    )  # fmt: skip
 
 
 def promotions_by_state(

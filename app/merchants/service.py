@@ -7,10 +7,11 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 import nacl.pwhash
 from pydantic import ValidationError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 from zxcvbn import zxcvbn
 
 from app.errors import NotFound
@@ -20,6 +21,8 @@ from app.merchants.models import Device, Merchant, Owner, Program, ProgramBase
 
 DEVICE_SECRET_PREFIX = "treu_dev_"
 
+M = TypeVar("M", bound=SQLModel)
+
 
 @dataclass(frozen=True)
 class NewMerchant:
@@ -27,6 +30,19 @@ class NewMerchant:
     program: Program
     owner_email: str
     owner_password: str
+
+
+def validated(model: type[M], values: dict[str, Any]) -> M:
+    """`values` as a `model`, or the first thing wrong with them as a 422 ("field: why").
+
+    The limits are the model's, so the merchant area, the JSON API, the CLI and the demo obey
+    the same ones (a table model validates only this way, not when it is constructed)."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise MerchantError(f"{where}: {first['msg']}", status=422) from None
 
 
 def slugify(name: str) -> str:
@@ -79,19 +95,14 @@ def create_merchant(
     """Create a merchant with its first program and its owner login."""
     if not name.strip():
         raise MerchantError("A merchant needs a name.")
-    try:  # a non-table model validates, so the CLI's numbers obey the same limits as the API
-        rules = ProgramBase(
-            name=f"{stamps_required} stamps",
-            stamps_required=stamps_required,
-            reward_text=reward,
-            cooldown_seconds=cooldown_seconds,
-            max_stamps_per_scan=max_stamps_per_scan,
-            daily_cap=daily_cap,
-        )
-    except ValidationError as exc:
-        raise MerchantError(
-            str(exc.errors()[0]["msg"]) + f" ({exc.errors()[0]['loc'][0]})"
-        ) from None
+    rules = validated(
+        ProgramBase,
+        {
+            "name": f"{stamps_required} stamps", "stamps_required": stamps_required,
+            "reward_text": reward, "cooldown_seconds": cooldown_seconds,
+            "max_stamps_per_scan": max_stamps_per_scan, "daily_cap": daily_cap,
+        },
+    )  # fmt: skip
     if slug is not None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", slug):
             raise MerchantError("A slug is lower-case letters, digits and hyphens.")
@@ -293,21 +304,16 @@ def update_program(
     """Change a program's rules. Collected stamps are never lost: a lower goal makes rewards
     due sooner; a higher goal scales every card's stamps up in proportion (see scaled_stamps)."""
     program = get_program(session=session, merchant=merchant, program_id=program_id)
-    try:
-        rules = ProgramBase(
-            name=name.strip() or program.name,
-            stamps_required=stamps_required,
-            reward_text=reward_text.strip(),
-            max_stamps_per_scan=max_stamps_per_scan,
-            cooldown_seconds=cooldown_seconds,
-            daily_cap=daily_cap,
+    rules = validated(
+        ProgramBase,
+        {
+            "name": name.strip() or program.name, "stamps_required": stamps_required,
+            "reward_text": reward_text.strip(), "max_stamps_per_scan": max_stamps_per_scan,
+            "cooldown_seconds": cooldown_seconds, "daily_cap": daily_cap,
             # Not on this form: kept as they are.
-            expire_months=program.expire_months,
-            active=program.active,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise MerchantError(f"{first['loc'][0]}: {first['msg']}", status=422) from None
+            "expire_months": program.expire_months, "active": program.active,
+        },
+    )  # fmt: skip
     if not rules.reward_text:
         raise MerchantError("reward_text: the reward needs a description", status=422)
     rescaled = 0

@@ -127,7 +127,8 @@ def card_balances(
         tiers = ladder.tiers.get(s.merchant_id, [])
         status = ledger.status_stamps(shops, s.merchant_id, now) if tiers else 0
         tier, ahead = rules.tier_of(tiers, status), rules.next_tier_of(tiers, status)
-        expires = ledger.expires_on(s)
+        last_here = max(b.last_visit_at for b in shops if b.merchant_id == s.merchant_id)
+        expires = ledger.expires_on(s, last_here)
         shown = [
             BonusShown(
                 promotion_id=p,

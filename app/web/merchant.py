@@ -1,13 +1,15 @@
 """The merchant area: login, account, devices, exports, printables (programs, regulars and
 promotions: app.web.merchant_loyalty; the dashboard: app.web.merchant_dashboard).
 
-Every page takes the merchant from the owner's session (`CurrentMerchant`), never from the URL,
-so an owner can only ever reach their own merchant; ids in URLs (devices, feedback) are looked
-up within that merchant and answer 404 otherwise.
+Every page takes the merchant from the owner's session (`CurrentMerchant`, in a form post
+`OwnerForm`), never from the URL, so an owner can only ever reach their own merchant; ids in
+URLs (devices, feedback) are looked up within that merchant and answer 404 otherwise.
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any
 
 from babel.dates import format_date, format_time, format_timedelta
@@ -50,7 +52,9 @@ LoginCsrf = Annotated[bool, Depends(auth.login_csrf_ok)]
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A merchant-area page. Never stored by a browser or proxy: it holds the shop's data and
-    a CSRF token, and after logout Back must not bring it up again from a cache."""
+    a CSRF token, and after logout Back must not bring it up again from a cache. Its notice
+    says a refusal (4xx) in the colour of one, unless the page says otherwise."""
+    context.setdefault("notice_kind", "bad" if status_code >= 400 else "ok")
     response = render(request, template, status_code=status_code, **context)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -60,11 +64,46 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def in_write(write: Session, merchant: Merchant) -> Merchant:
-    """The owner's merchant, loaded in the write session (the one the change commits in)."""
-    mine = write.get(Merchant, merchant.id)
-    assert mine is not None
-    return mine
+@dataclass
+class OwnerPost:
+    """What every form post in the merchant area starts from, its CSRF token checked: the
+    request, the owner's merchant, the request's read session and the write session that the
+    change commits in."""
+
+    request: Request
+    merchant: Merchant
+    read: Session
+    write: Session
+
+    @cached_property
+    def mine(self) -> Merchant:
+        """The owner's merchant, loaded in the write session."""
+        mine = self.write.get(Merchant, self.merchant.id)
+        assert mine is not None
+        return mine
+
+    @property
+    def now(self) -> datetime:
+        return now_of(self.request)
+
+    @property
+    def page_parts(self) -> tuple[Request, Session, Merchant]:
+        """The request, read session and merchant that a page answering the post is built from,
+        like the page the form was on."""
+        return self.request, self.read, self.merchant
+
+
+def owner_post(
+    request: Request,
+    merchant: auth.CurrentMerchant,
+    _csrf: auth.CsrfChecked,
+    read: SessionDep,
+    write: WriteSessionDep,
+) -> OwnerPost:
+    return OwnerPost(request, merchant, read, write)
+
+
+OwnerForm = Annotated[OwnerPost, Depends(owner_post)]
 
 
 # --- login ------------------------------------------------------------------------------------
@@ -334,21 +373,14 @@ def _pairing_view(
 
 
 @router.post("/merchant/devices/pair")
-def pair_device(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
-    label: FormText = "",
-) -> HTMLResponse:
-    settings = settings_of(request)
+def pair_device(post: OwnerForm, label: FormText = "") -> HTMLResponse:
+    request, merchant = post.request, post.merchant
     code, url, expires_at = create_pairing_code(
-        session=write, merchant=in_write(write, merchant), now=now_of(request),
-        base_url=settings.base_url, label=label.strip()[:80],
+        session=post.write, merchant=post.mine, now=post.now,
+        base_url=settings_of(request).base_url, label=label.strip()[:80],
     )  # fmt: skip
-    pairing = _pairing_view(request, write, merchant, code, url, expires_at)
-    response = _devices_page(request, read, merchant, pairing=pairing)
+    pairing = _pairing_view(request, post.write, merchant, code, url, expires_at)
+    response = _devices_page(*post.page_parts, pairing=pairing)
     # The code is shown once: no cache may keep it.
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -377,39 +409,18 @@ def pairing_state(
 
 
 @router.post("/merchant/devices/{device_id}/rename")
-def rename_device(
-    request: Request,
-    device_id: Id,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
-    label: FormText = "",
-) -> Response:
-    mine = in_write(write, merchant)
+def rename_device(device_id: Id, post: OwnerForm, label: FormText = "") -> Response:
     # Another merchant's device is not found, whatever the form says.
-    service.get_device(session=write, merchant=mine, device_id=device_id)
+    service.get_device(session=post.write, merchant=post.mine, device_id=device_id)
     if not label.strip():
-        return _devices_page(
-            request, read, merchant, status_code=422, notice=_("A device needs a name."),
-            notice_kind="bad",
-        )  # fmt: skip
-    service.rename_device(session=write, merchant=mine, device_id=device_id, label=label)
+        return _devices_page(*post.page_parts, status_code=422, notice=_("A device needs a name."))
+    service.rename_device(session=post.write, merchant=post.mine, device_id=device_id, label=label)
     return see_other(f"/merchant/devices?done=renamed#device-{device_id}")
 
 
 @router.post("/merchant/devices/{device_id}/revoke")
-def revoke_device(
-    request: Request,
-    device_id: Id,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
-) -> RedirectResponse:
-    service.revoke_device(
-        session=write, merchant=in_write(write, merchant), device_id=device_id,
-        now=now_of(request),
-    )  # fmt: skip
+def revoke_device(device_id: Id, post: OwnerForm) -> RedirectResponse:
+    service.revoke_device(session=post.write, merchant=post.mine, device_id=device_id, now=post.now)
     return see_other("/merchant/devices?done=revoked")
 
 
@@ -506,22 +517,17 @@ def poster(
 
 
 @router.post("/merchant/print/cards")
-def print_cards(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
-    count: FormText = "10",
-) -> HTMLResponse:
+def print_cards(post: OwnerForm, count: FormText = "10") -> HTMLResponse:
+    request = post.request
     number = int(count) if count.isdigit() else 0
     if number not in PRINT_COUNTS:
         number = PRINT_COUNTS[0]
     cards = printing.new_printed_cards(
-        session=write, keyring=keyring_of(request), base_url=settings_of(request).base_url,
-        now=now_of(request), count=number,
+        session=post.write, keyring=keyring_of(request), base_url=settings_of(request).base_url,
+        now=post.now, count=number,
     )  # fmt: skip
     response = page(
-        request, "merchant/cards.html", merchant=merchant, count=number,
+        request, "merchant/cards.html", merchant=post.merchant, count=number,
         sheets=printing.sheets(cards),
         restore=printing.restore_address(settings_of(request).base_url),
     )  # fmt: skip

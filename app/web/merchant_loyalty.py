@@ -8,9 +8,10 @@ merchant's JSON API and the CLI, and a refusal of theirs comes back as the form'
 merchant comes from the owner's session; an id in a URL is looked up within it (404 otherwise).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from itertools import zip_longest
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlmodel import Session
 
 from app.analytics.service import program_holding
-from app.db import SessionDep, WriteSessionDep
+from app.db import SessionDep
 from app.dependencies import now_of, settings_of
 from app.errors import NotFound
 from app.inputs import Id, Text, parse_day
@@ -33,7 +34,7 @@ from app.merchants.models import Merchant, Program
 from app.web import loyalty_text
 from app.web.i18n import gettext as _
 from app.web.i18n import ngettext
-from app.web.merchant import FormText, in_write, page, see_other, visitors_language
+from app.web.merchant import FormText, OwnerForm, OwnerPost, page, see_other, visitors_language
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(visitors_language)])
 
@@ -58,11 +59,30 @@ def _too_long(limit: int) -> str:
     return _("At most %(n)s characters.") % {"n": limit}
 
 
-def _refused(write: Session, exc: MerchantError) -> tuple[int, str]:
-    """A refusal of the rules after the form's own checks: nothing of the change is kept, and
-    the form comes back with the refusal as its notice."""
-    write.rollback()
-    return (exc.status if 400 <= exc.status < 500 else 422), exc.detail
+def _length_errors(fields: Mapping[str, str], limits: Mapping[str, int]) -> dict[str, str]:
+    """An error for each field typed longer than its limit."""
+    return {name: _too_long(limit) for name, limit in limits.items() if len(fields[name]) > limit}
+
+
+def _submit(
+    post: OwnerPost,
+    change: Callable[[], str],
+    again: Callable[..., Response],
+    *,
+    invalid: bool,
+    notice: str | None = None,
+) -> Response:
+    """The steps of every lever's form. A form that failed its own checks comes back (422) with
+    its fields marked: again(status=, notice=) is its page. Otherwise change() makes the change
+    and names the page to go on to. A refusal of the rules keeps nothing of the change, and the
+    form comes back with the refusal as its notice."""
+    if invalid:
+        return again(status=422, notice=notice or _("Please correct the marked fields."))
+    try:
+        return see_other(change())
+    except MerchantError as exc:
+        post.write.rollback()
+        return again(status=exc.status if 400 <= exc.status < 500 else 422, notice=exc.detail)
 
 
 # --- programs ----------------------------------------------------------------------------------
@@ -91,6 +111,15 @@ class FormState:
     fields: dict[str, str]
     errors: dict[str, str] = field(default_factory=dict)
     levels: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ProgramInput:
+    """A program's form as posted and read: the form as shown again, and what
+    loyalty.create_program and change_program take from it when it has no errors."""
+
+    form: FormState
+    settings: dict[str, Any]
 
 
 def _level_rows(rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
@@ -136,7 +165,7 @@ def _read_levels(
 
 def _read_program(
     fields: dict[str, str], level_stamps: Sequence[str], level_rewards: Sequence[str]
-) -> tuple[FormState, dict[str, int], list[tuple[int, str]]]:
+) -> ProgramInput:
     """The typed form, its numbers and its levels; the form's errors say what is wrong."""
     errors: dict[str, str] = {}
     numbers: dict[str, int] = {}
@@ -152,14 +181,37 @@ def _read_program(
         errors["name"] = _("The program needs a name.")
     if not fields["reward_text"].strip():
         errors["reward_text"] = _("Say what the reward is.")
-    for name, limit in PROGRAM_TEXTS.items():
-        if len(fields[name]) > limit:
-            errors[name] = _too_long(limit)
+    errors.update(_length_errors(fields, PROGRAM_TEXTS))
     pairs = zip_longest(level_stamps, level_rewards, fillvalue="")
     rows = [{"stamps": s, "reward": r} for s, r in pairs][: loyalty.MAX_LEVELS]
     levels, level_errors = _read_levels(rows, numbers.get("stamps_required"))
     errors.update(level_errors)
-    return FormState(fields, errors, _level_rows(rows)), numbers, levels
+    settings = {"name": fields["name"], "reward_text": fields["reward_text"], "levels": levels,
+                **numbers}  # fmt: skip
+    return ProgramInput(FormState(fields, errors, _level_rows(rows)), settings)
+
+
+def _posted_program(
+    name: FormText = "",
+    reward_text: FormText = "",
+    stamps_required: FormText = "",
+    max_stamps_per_scan: FormText = "",
+    cooldown_seconds: FormText = "",
+    daily_cap: FormText = "",
+    expire_months: FormText = "",
+    level_stamps: FormList = None,
+    level_reward: FormList = None,
+) -> ProgramInput:
+    """The program form as posted, read: the same fields for a new program and a saved one."""
+    fields = {
+        "name": name, "reward_text": reward_text, "stamps_required": stamps_required,
+        "max_stamps_per_scan": max_stamps_per_scan, "cooldown_seconds": cooldown_seconds,
+        "daily_cap": daily_cap, "expire_months": expire_months,
+    }  # fmt: skip
+    return _read_program(fields, level_stamps or [], level_reward or [])
+
+
+ProgramForm = Annotated[ProgramInput, Depends(_posted_program)]
 
 
 def _profile_values(merchant: Merchant) -> dict[str, str]:
@@ -196,7 +248,6 @@ def _program_page(
     return page(
         request, "merchant/program.html", status_code=status, merchant=merchant, programs=items,
         can_add=open_programs < loyalty.MAX_PROGRAMS, profile=profile, notice=notice,
-        notice_kind="bad" if status >= 400 else "ok",
     )  # fmt: skip
 
 
@@ -227,90 +278,48 @@ def program_page(
     return _program_page(request, session, merchant, notice=notice)
 
 
-@router.get("/merchant/program/new")
-def new_program_page(request: Request, merchant: auth.CurrentMerchant) -> HTMLResponse:
-    form = FormState(dict(NEW_PROGRAM), levels=_level_rows([]))
-    return page(request, "merchant/program_new.html", merchant=merchant, form=form)
-
-
-@router.post("/merchant/program")
-def create_program(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
-    name: FormText = "",
-    reward_text: FormText = "",
-    stamps_required: FormText = "",
-    max_stamps_per_scan: FormText = "",
-    cooldown_seconds: FormText = "",
-    daily_cap: FormText = "",
-    expire_months: FormText = "",
-    level_stamps: FormList = None,
-    level_reward: FormList = None,
-) -> Response:
-    fields = {
-        "name": name, "reward_text": reward_text, "stamps_required": stamps_required,
-        "max_stamps_per_scan": max_stamps_per_scan, "cooldown_seconds": cooldown_seconds,
-        "daily_cap": daily_cap, "expire_months": expire_months,
-    }  # fmt: skip
-    form, numbers, levels = _read_program(fields, level_stamps or [], level_reward or [])
-    status, notice = 422, _("Please correct the marked fields.")
-    if not form.errors:
-        try:
-            program = loyalty.create_program(
-                session=write, merchant=in_write(write, merchant), now=now_of(request),
-                name=name, reward_text=reward_text, levels=levels, **numbers,
-            )  # fmt: skip
-            return see_other(f"/merchant/program?done=created#program-{program.id}")
-        except MerchantError as exc:
-            status, notice = _refused(write, exc)
+def _new_program_page(
+    request: Request, merchant: Merchant, form: FormState, *, status: int = 200,
+    notice: str | None = None,
+) -> HTMLResponse:  # fmt: skip
     return page(
         request, "merchant/program_new.html", status_code=status, merchant=merchant, form=form,
-        notice=notice, notice_kind="bad",
+        notice=notice,
     )  # fmt: skip
 
 
+@router.get("/merchant/program/new")
+def new_program_page(request: Request, merchant: auth.CurrentMerchant) -> HTMLResponse:
+    form = FormState(dict(NEW_PROGRAM), levels=_level_rows([]))
+    return _new_program_page(request, merchant, form)
+
+
+@router.post("/merchant/program")
+def create_program(post: OwnerForm, program: ProgramForm) -> Response:
+    def create() -> str:
+        made = loyalty.create_program(
+            session=post.write, merchant=post.mine, now=post.now, **program.settings
+        )
+        return f"/merchant/program?done=created#program-{made.id}"
+
+    again = partial(_new_program_page, post.request, post.merchant, program.form)
+    return _submit(post, create, again, invalid=bool(program.form.errors))
+
+
 @router.post("/merchant/program/{program_id}")
-def save_program(
-    request: Request,
-    program_id: Id,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
-    name: FormText = "",
-    reward_text: FormText = "",
-    stamps_required: FormText = "",
-    max_stamps_per_scan: FormText = "",
-    cooldown_seconds: FormText = "",
-    daily_cap: FormText = "",
-    expire_months: FormText = "",
-    level_stamps: FormList = None,
-    level_reward: FormList = None,
-) -> Response:
-    mine = in_write(write, merchant)
+def save_program(program_id: Id, post: OwnerForm, program: ProgramForm) -> Response:
     # Another merchant's program is not found, before the form is even looked at.
-    merchants.get_program(session=write, merchant=mine, program_id=program_id)
-    fields = {
-        "name": name, "reward_text": reward_text, "stamps_required": stamps_required,
-        "max_stamps_per_scan": max_stamps_per_scan, "cooldown_seconds": cooldown_seconds,
-        "daily_cap": daily_cap, "expire_months": expire_months,
-    }  # fmt: skip
-    form, numbers, levels = _read_program(fields, level_stamps or [], level_reward or [])
-    status, notice = 422, _("Please correct the marked fields.")
-    if not form.errors:
-        try:
-            change = loyalty.change_program(
-                session=write, merchant=mine, program_id=program_id, now=now_of(request),
-                name=name, reward_text=reward_text, levels=levels, **numbers,
-            )  # fmt: skip
-            return see_other(f"/merchant/program?done=saved&rescaled={change.rescaled_cards}")
-        except MerchantError as exc:
-            status, notice = _refused(write, exc)
-    return _program_page(
-        request, read, merchant, status=status, notice=notice, failed=(program_id, form)
-    )
+    merchants.get_program(session=post.write, merchant=post.mine, program_id=program_id)
+
+    def save() -> str:
+        change = loyalty.change_program(
+            session=post.write, merchant=post.mine, program_id=program_id, now=post.now,
+            **program.settings,
+        )  # fmt: skip
+        return f"/merchant/program?done=saved&rescaled={change.rescaled_cards}"
+
+    again = partial(_program_page, *post.page_parts, failed=(program_id, program.form))
+    return _submit(post, save, again, invalid=bool(program.form.errors))
 
 
 PROGRAM_DONE = {"pause": "paused", "resume": "resumed", "archive": "archived", "close": "closed"}
@@ -318,19 +327,13 @@ PROGRAM_DONE = {"pause": "paused", "resume": "resumed", "archive": "archived", "
 
 @router.post("/merchant/program/{program_id}/{action}")
 def change_program_state(
-    request: Request,
-    program_id: Id,
-    action: str,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
-    confirm: FormText = "",
+    program_id: Id, action: str, post: OwnerForm, confirm: FormText = ""
 ) -> RedirectResponse:
     """Pause, resume, archive or close out a program (closing only from its confirmation page,
     which says what it books out)."""
     if action not in PROGRAM_DONE:
         raise NotFound("There is nothing at this address.")
-    mine, now = in_write(write, merchant), now_of(request)
+    write, mine, now = post.write, post.mine, post.now
     if action in ("pause", "resume"):
         merchants.set_program_active(
             session=write, merchant=mine, program_id=program_id, active=action == "resume"
@@ -388,19 +391,12 @@ def _profile_errors(values: dict[str, str]) -> dict[str, str]:
             "Enter a Google Place ID (like ChIJN1t_tDeuEmsRUsoyG83frY4) "
             "or an address that starts with https://."
         )
-    for name, limit in (("shop_name", 120), ("city", 80), ("category", 80)):
-        if len(values[name]) > limit:
-            errors[name] = _too_long(limit)
-    return errors
+    return errors | _length_errors(values, {"shop_name": 120, "city": 80, "category": 80})
 
 
 @router.post("/merchant/profile")
 def save_profile(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
+    post: OwnerForm,
     shop_name: FormText = "",
     city: FormText = "",
     category: FormText = "",
@@ -410,16 +406,16 @@ def save_profile(
     values = {"shop_name": shop_name, "city": city, "category": category,
               "review_link": review_link, "locale": locale}  # fmt: skip
     errors = _profile_errors(values)
-    if errors or locale not in ("de", "en"):
-        return _program_page(
-            request, read, merchant, status=422, notice=_("Please correct the marked fields."),
-            profile={"fields": values, "errors": errors},
+
+    def save() -> str:
+        merchants.update_profile(
+            session=post.write, merchant=post.mine, name=shop_name, city=city,
+            category=category, review_link=review_link, locale=locale,
         )  # fmt: skip
-    merchants.update_profile(
-        session=write, merchant=in_write(write, merchant), name=shop_name, city=city,
-        category=category, review_link=review_link, locale=locale,
-    )  # fmt: skip
-    return see_other("/merchant/program?done=profile#profile")
+        return "/merchant/program?done=profile#profile"
+
+    again = partial(_program_page, *post.page_parts, profile={"fields": values, "errors": errors})
+    return _submit(post, save, again, invalid=bool(errors) or locale not in ("de", "en"))
 
 
 # --- regulars' tiers ---------------------------------------------------------------------------
@@ -446,7 +442,6 @@ def _regulars_page(
         can_add=len(tiers) < loyalty.MAX_TIERS,
         tier_form=tier_form or FormState(dict(NEW_TIER)),
         lapse_months=lapse[0], lapse_error=lapse[1], notice=notice,
-        notice_kind="bad" if status >= 400 else "ok",
     )  # fmt: skip
 
 
@@ -472,19 +467,12 @@ def _read_tier(fields: dict[str, str], existing: Sequence[Any]) -> dict[str, str
         errors["lifetime_stamps"] = _("There is a tier at %(n)s stamps already.") % {"n": stamps}
     if not fields["name"].strip():
         errors["name"] = _("The tier needs a name, e.g. Regular.")
-    for name, limit in (("name", 60), ("perk", 200)):
-        if len(fields[name]) > limit:
-            errors[name] = _too_long(limit)
-    return errors
+    return errors | _length_errors(fields, {"name": 60, "perk": 200})
 
 
 @router.post("/merchant/regulars")
 def create_tier(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
+    post: OwnerForm,
     name: FormText = "",
     lifetime_stamps: FormText = "",
     bonus_per_visit: FormText = "",
@@ -492,50 +480,36 @@ def create_tier(
 ) -> Response:
     fields = {"name": name, "lifetime_stamps": lifetime_stamps,
               "bonus_per_visit": bonus_per_visit.strip() or "0", "perk": perk}  # fmt: skip
-    mine = in_write(write, merchant)
-    errors = _read_tier(fields, loyalty.tiers(session=write, merchant=mine))
-    status, notice = 422, _("Please correct the marked fields.")
-    if not errors:
-        try:
-            loyalty.create_tier(
-                session=write, merchant=mine, now=now_of(request), name=name,
-                lifetime_stamps=int(lifetime_stamps),
-                bonus_per_visit=int(fields["bonus_per_visit"]),
-                perk_text=perk,
-            )  # fmt: skip
-            return see_other("/merchant/regulars?done=created")
-        except MerchantError as exc:
-            status, notice = _refused(write, exc)
-    return _regulars_page(
-        request, read, merchant, status=status, notice=notice,
-        tier_form=FormState(fields, errors),
-    )  # fmt: skip
+    errors = _read_tier(fields, loyalty.tiers(session=post.write, merchant=post.mine))
+
+    def create() -> str:
+        loyalty.create_tier(
+            session=post.write, merchant=post.mine, now=post.now, name=name,
+            lifetime_stamps=int(lifetime_stamps), bonus_per_visit=int(fields["bonus_per_visit"]),
+            perk_text=perk,
+        )  # fmt: skip
+        return "/merchant/regulars?done=created"
+
+    again = partial(_regulars_page, *post.page_parts, tier_form=FormState(fields, errors))
+    return _submit(post, create, again, invalid=bool(errors))
 
 
 @router.post("/merchant/regulars/lapse")
-def save_tier_lapse(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
-    months: FormText = "",
-) -> Response:
+def save_tier_lapse(post: OwnerForm, months: FormText = "") -> Response:
     value = _whole(months.strip() or "0", 0, 60)
-    if value is None:
-        return _regulars_page(
-            request, read, merchant, status=422, notice=_("Please correct the marked fields."),
-            lapse=(months, _range_error(0, 60)),
-        )  # fmt: skip
-    loyalty.set_tier_lapse(session=write, merchant=in_write(write, merchant), months=value)
-    return see_other("/merchant/regulars?done=lapse")
+
+    def save() -> str:
+        assert value is not None
+        loyalty.set_tier_lapse(session=post.write, merchant=post.mine, months=value)
+        return "/merchant/regulars?done=lapse"
+
+    again = partial(_regulars_page, *post.page_parts, lapse=(months, _range_error(0, 60)))
+    return _submit(post, save, again, invalid=value is None)
 
 
 @router.post("/merchant/regulars/{tier_id}/delete")
-def delete_tier(
-    tier_id: Id, merchant: auth.CurrentMerchant, _csrf: auth.CsrfChecked, write: WriteSessionDep
-) -> RedirectResponse:
-    loyalty.delete_tier(session=write, merchant=in_write(write, merchant), tier_id=tier_id)
+def delete_tier(tier_id: Id, post: OwnerForm) -> RedirectResponse:
+    loyalty.delete_tier(session=post.write, merchant=post.mine, tier_id=tier_id)
     return see_other("/merchant/regulars?done=deleted")
 
 
@@ -682,7 +656,6 @@ def _promotion_form_page(
         kind_hint=loyalty_text.kind_hint(kind), takes=loyalty.KIND_SETTINGS[kind],
         programs=programs, weekdays=_weekday_choices(),
         preview=_summary(form, programs, merchant, now_of(request)), notice=notice,
-        notice_kind="bad",
     )  # fmt: skip
 
 
@@ -751,11 +724,7 @@ def promotion_preview(
 
 @router.post("/merchant/promotions")
 def create_promotion(
-    request: Request,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    read: SessionDep,
-    write: WriteSessionDep,
+    post: OwnerForm,
     kind: FormText = "",
     title: FormText = "",
     program_id: FormText = "",
@@ -775,32 +744,21 @@ def create_promotion(
         "stamps": stamps, "from": from_, "to": to, "away_days": away_days, "starts": starts,
         "ends": ends, "budget": budget, "holdout_percent": holdout_percent,
     }  # fmt: skip
-    mine = in_write(write, merchant)
-    form = _read_promotion(fields, days or [], _open_programs(write, mine), mine)
-    status, notice = 422, _("Please correct the marked fields.")
-    if form.spec is not None:
-        try:
-            loyalty.create_promotion(
-                session=write, merchant=mine, now=now_of(request), spec=form.spec
-            )
-            return see_other("/merchant/promotions?done=created")
-        except MerchantError as exc:
-            status, notice = _refused(write, exc)
-    elif "form" in form.errors:
-        notice = form.errors["form"]
-    return _promotion_form_page(request, read, merchant, form, status=status, notice=notice)
+    form = _read_promotion(fields, days or [], _open_programs(post.write, post.mine), post.mine)
+    spec = form.spec
+
+    def create() -> str:
+        assert spec is not None
+        loyalty.create_promotion(session=post.write, merchant=post.mine, now=post.now, spec=spec)
+        return "/merchant/promotions?done=created"
+
+    again = partial(_promotion_form_page, *post.page_parts, form)
+    return _submit(post, create, again, invalid=spec is None, notice=form.errors.get("form"))
 
 
 @router.post("/merchant/promotions/{promotion_id}/end")
-def end_promotion(
-    request: Request,
-    promotion_id: Id,
-    merchant: auth.CurrentMerchant,
-    _csrf: auth.CsrfChecked,
-    write: WriteSessionDep,
-) -> RedirectResponse:
+def end_promotion(promotion_id: Id, post: OwnerForm) -> RedirectResponse:
     loyalty.end_promotion(
-        session=write, merchant=in_write(write, merchant), promotion_id=promotion_id,
-        now=now_of(request),
-    )  # fmt: skip
+        session=post.write, merchant=post.mine, promotion_id=promotion_id, now=post.now
+    )
     return see_other("/merchant/promotions?done=ended")

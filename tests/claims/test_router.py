@@ -1,26 +1,20 @@
 """Claim codes: a till makes a code for N stamps, a card claims it once, the till sees it."""
 
-import asyncio
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import httpx
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from app.config import Settings
 from app.ledger.models import LedgerEntry
-from app.main import create_app
 from app.merchants import service as merchants
 from tests.helpers.api import new_card, stamp
 from tests.helpers.clock import Clock
+from tests.helpers.concurrency import Call, fire
 from tests.helpers.shops import Shop
 
 
@@ -204,35 +198,10 @@ def test_codes_are_stored_only_hashed(app: FastAPI, client: TestClient, shop: Sh
     assert rows and not any(code in value or code.lower() in value for row in rows for value in row)
 
 
-@pytest.fixture
-def second_app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
-    """Another instance of the service on the same database, with its own ledger writer."""
-    application = create_app(settings, clock=clock)
-    yield application
-    application.state.writer.stop()
-    application.state.engine.dispose()
-
-
 def claim_all_at_once(apps: list[FastAPI], code: str, tokens: list[str]) -> list[int]:
-    """Each app in its own thread and event loop (as separate processes); all claims at once."""
-    statuses: list[int] = [0] * len(tokens)
-    start = threading.Barrier(len(apps))
-
-    async def send_share(index: int) -> None:
-        transport = httpx.ASGITransport(app=apps[index], raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://treu.test") as http:
-            mine = range(index, len(tokens), len(apps))
-            start.wait()
-            answers = await asyncio.gather(
-                *(http.post(f"/api/v1/claims/{code}", json={"token": tokens[i]}) for i in mine)
-            )
-        for i, answer in zip(mine, answers, strict=True):
-            statuses[i] = answer.status_code
-
-    with ThreadPoolExecutor(len(apps)) as pool:
-        for done in [pool.submit(asyncio.run, send_share(i)) for i in range(len(apps))]:
-            done.result()
-    return statuses
+    """Every card claims the code at once, through both apps: the answers' statuses."""
+    answers = fire(apps, [Call(f"/api/v1/claims/{code}", {}, {"token": t}) for t in tokens])
+    return [a.status for a in answers]
 
 
 def test_one_of_many_concurrent_claims_wins(

@@ -46,3 +46,17 @@ def give(client: TestClient, token: str, shop: Shop, rating: int = 4, **fields: 
     """Feedback from the card's holder about the shop."""
     body = {"token": token, "merchant": shop.slug, "rating": rating, **fields}
     return client.post("/api/v1/feedback", json=body)
+
+
+def till_programs(client: TestClient, shop: Shop) -> dict[str, dict[str, Any]]:
+    """The programs the shop's till offers, by name."""
+    response = client.get("/api/v1/till", headers=shop.auth)
+    assert response.status_code == 200
+    return {p["name"]: p for p in response.json()["programs"]}
+
+
+def card_programs(client: TestClient, token: str) -> dict[str, dict[str, Any]]:
+    """The card's programs as its holder sees them, by program name."""
+    response = client.get(f"/api/v1/cards/{token}")
+    assert response.status_code == 200
+    return {c["program"]["name"]: c for c in response.json()["cards"]}

@@ -69,3 +69,10 @@ def hermetic_env(**keys: str) -> dict[str, str | None]:
     env: dict[str, str | None] = dict.fromkeys(KEY_VARS)
     env.update({f"TREU_{name.upper()}": value for name, value in keys.items()})
     return env
+
+
+def initialised(database_url: str, tmp_path: Path) -> Treu:
+    """`treu` on a data dir in tmp_path and the test's database, after `treu init`."""
+    command = Treu(tmp_path / "data", database_url, hermetic_env())
+    command("init")
+    return command

@@ -1,90 +1,38 @@
 """Concurrent writes: many requests at once through one app, and through two app instances on
 one database, as production runs them. Nothing is lost, nothing is doubled, nothing is a 500."""
 
-import asyncio
 import random
-import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
-from app.config import Settings
 from app.db import write_engine
 from app.errors import AppError
 from app.ledger.models import Balance, LedgerEntry
-from app.ledger.service import Command, Outcome, run_command
-from app.main import create_app
+from app.ledger.service import Outcome, run_command
 from app.tokens import crypto
-from app.tokens.service import create_card
 from tests.helpers.api import new_card, stamp
-from tests.helpers.clock import Clock
-from tests.helpers.shops import Shop, ledger_command, make_shop
+from tests.helpers.cards import card_command, make_cards
+from tests.helpers.concurrency import (
+    Call,
+    assert_no_batch_replayed,
+    assert_no_server_error,
+    fire,
+    run_in_threads,
+    slow_writes,
+    stamp_call,
+)
+from tests.helpers.shops import Shop, make_shop
 
 ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
 balance = Balance.__table__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Call:
-    path: str
-    headers: dict[str, str]
-    json: dict[str, Any] | None = None
-
-
-@dataclass
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: httpx.Headers = field(repr=False)
-
-    @property
-    def replayed(self) -> bool:
-        return bool(self.headers.get("idempotent-replayed") == "true")
-
-
-def fire(apps: list[FastAPI], calls: list[Call]) -> list[Answer]:
-    """Send all calls at once; call i goes to apps[i % len(apps)].
-
-    Each app gets its own thread and event loop, as separate server processes would; the
-    threads start together, and each sends its share of the calls concurrently.
-    """
-    answers: list[Answer | None] = [None] * len(calls)
-    start = threading.Barrier(len(apps))
-
-    async def send_share(index: int) -> None:
-        transport = httpx.ASGITransport(app=apps[index], raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://treu.test") as http:
-            mine = range(index, len(calls), len(apps))
-            start.wait()
-            responses = await asyncio.gather(
-                *(http.post(calls[i].path, headers=calls[i].headers, json=calls[i].json)
-                  for i in mine)
-            )  # fmt: skip
-        for i, response in zip(mine, responses, strict=True):
-            answers[i] = Answer(response.status_code, response.json(), response.headers)
-
-    with ThreadPoolExecutor(len(apps)) as pool:
-        for done in [pool.submit(asyncio.run, send_share(i)) for i in range(len(apps))]:
-            done.result()
-    assert all(a is not None for a in answers)
-    return answers  # type: ignore[return-value]
-
-
-def stamp_call(shop: Shop, token: str, count: int = 1, key: str | None = None) -> Call:
-    headers = {**shop.auth, "Idempotency-Key": key or uuid.uuid4().hex}
-    return Call("/api/v1/stamps", headers, {"token": token, "count": count})
 
 
 def redeem_call(shop: Shop, token: str) -> Call:
@@ -93,61 +41,15 @@ def redeem_call(shop: Shop, token: str) -> Call:
 
 
 @pytest.fixture
-def second_app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
-    """Another instance of the service on the same database, with its own ledger writer."""
-    application = create_app(settings, clock=clock)
-    yield application
-    application.state.writer.stop()
-    application.state.engine.dispose()
-
-
-@pytest.fixture(params=[1, 2], ids=["one-app", "two-apps"])
-def apps(request: pytest.FixtureRequest, app: FastAPI) -> list[FastAPI]:
-    """One app, or two instances of it on the same database."""
-    chosen = [app] if request.param == 1 else [app, request.getfixturevalue("second_app")]
-    # Two apps in one process share the module-level routers, and FastAPI builds a route on
-    # its first request, which is not thread-safe across apps (separate server processes do
-    # not share anything). Build them one app at a time before the concurrent part.
-    for application in chosen:
-        warm = TestClient(application)
-        for path in ("/api/v1/stamps", "/api/v1/redemptions", f"/api/v1/entries/{'0' * 32}/void"):
-            assert warm.post(path).status_code == 401
-    return chosen
-
-
-@pytest.fixture
 def slow_ledger_writes(apps: list[FastAPI]) -> Iterator[None]:
-    """Hold each write transaction open a moment after it changed balances.
-
-    Two instances then really meet on the same rows: one waits for the other's row lock, and
-    carries on with what the other committed. Without this the windows are microseconds wide
-    and the races these tests are about would hardly ever happen.
-    """
-
-    def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO LEDGER_ENTRY"):
-            time.sleep(0.02)
-
-    engines = [application.state.engine for application in apps]
-    for engine in engines:
-        event.listen(engine, "after_cursor_execute", pause)
-    yield
-    for engine in engines:
-        event.remove(engine, "after_cursor_execute", pause)
+    """Hold each write transaction open a moment after it changed balances (see slow_writes)."""
+    with slow_writes(apps, ("INSERT INTO LEDGER_ENTRY",), 0.02):
+        yield
 
 
 def stamps_of(client: TestClient, token: str, shop: Shop) -> int:
     view = client.get(f"/api/v1/cards/{token}").json()["cards"]
     return sum(c["stamps"] for c in view if c["merchant"]["slug"] == shop.slug)
-
-
-def make_cards(app: FastAPI, n: int) -> list[str]:
-    """Cards made in one transaction: quicker than n requests, and the same rows."""
-    with Session(write_engine(app.state.engine)) as session:
-        now = app.state.clock()
-        cards = [create_card(session=session, keyring=app.state.keyring, now=now) for _ in range(n)]
-        session.commit()
-    return [c.token for c in cards]
 
 
 def balances(app: FastAPI, shop: Shop, tokens: list[str]) -> list[int]:
@@ -169,11 +71,6 @@ def entries(engine: Engine, merchant_id: int) -> list[Any]:
     with engine.connect() as conn:
         query = select(ledger).where(ledger.c.merchant_id == merchant_id)
         return list(conn.execute(query))
-
-
-def assert_no_server_error(answers: list[Answer]) -> None:
-    errors = [a for a in answers if a.status >= 500]
-    assert not errors, errors[:3]
 
 
 def test_stamps_on_fifty_cards_at_once(apps: list[FastAPI], client: TestClient) -> None:
@@ -222,8 +119,7 @@ def test_interleaved_stamps_on_a_few_cards(
     assert balances(apps[0], shop, tokens) == [sum(n for t, n in plan if t == c) for c in tokens]
     written = entries(apps[0].state.engine, shop.merchant_id)
     assert sorted(e.id for e in written) == sorted(a.body["entry_id"] for a in answers)
-    replayed = [r for r in caplog.records if "replaying one by one" in r.getMessage()]
-    assert not replayed, "a batch failed (a deadlock?) and was replayed"
+    assert_no_batch_replayed(caplog)
 
 
 # With a cooldown the later try is refused by the first one's stamp; without, it meets the first
@@ -313,36 +209,15 @@ def test_concurrent_voids_of_one_entry_undo_it_once(
 # writer thread in between to serialise them. The conditional statements alone must hold.
 
 
-def _command(app: FastAPI, shop: Shop, token: str, op: str, **fields: Any) -> Command:
-    card_id = crypto.verify_token(app.state.keyring, token)
-    return ledger_command(app, shop, card_id, op, **fields)
-
-
-def _run_in_threads(engine: Engine, commands: list[Command]) -> list[Outcome | Exception]:
-    writer = write_engine(engine)
-    start = threading.Barrier(len(commands))
-
-    def one(command: Command) -> Outcome | Exception:
-        start.wait()
-        try:
-            with writer.begin() as conn:
-                return run_command(conn, command)
-        except (AppError, IntegrityError) as exc:
-            return exc
-
-    with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(one, commands))
-
-
 def test_run_command_from_many_connections(app: FastAPI, client: TestClient) -> None:
     shop = make_shop(app, "Kiosk", stamps_required=2, cooldown_seconds=0)
     token = new_card(client)
-    stamps = [_command(app, shop, token, "stamp", count=1) for _ in range(8)]
-    results = _run_in_threads(app.state.engine, stamps)
+    stamps = [card_command(app, shop, token, "stamp", count=1) for _ in range(8)]
+    results = run_in_threads(app.state.engine, stamps)
     assert sorted(r.body["stamps"] for r in results if isinstance(r, Outcome)) == list(range(1, 9))
 
-    redemptions = [_command(app, shop, token, "redeem") for _ in range(8)]
-    results = _run_in_threads(app.state.engine, redemptions)
+    redemptions = [card_command(app, shop, token, "redeem") for _ in range(8)]
+    results = run_in_threads(app.state.engine, redemptions)
     done = [r for r in results if isinstance(r, Outcome)]
     refused = [r for r in results if isinstance(r, AppError)]
     assert (len(done), len(refused)) == (4, 4)
@@ -354,8 +229,8 @@ def test_run_command_with_one_key_from_many_connections(app: FastAPI, client: Te
     """One write wins; the others replay it, or meet the unique key and replay on a second try."""
     shop = make_shop(app, "Kiosk", cooldown_seconds=60)
     token = new_card(client)
-    command = _command(app, shop, token, "stamp", count=3, idempotency_key="k-1")
-    results = _run_in_threads(app.state.engine, [command] * 8)
+    command = card_command(app, shop, token, "stamp", count=3, idempotency_key="k-1")
+    results = run_in_threads(app.state.engine, [command] * 8)
     firsts = [r for r in results if isinstance(r, Outcome) and not r.replayed]
     assert len(firsts) == 1
     for result in results:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from app.clock import utcnow
 from app.main import create_app
 from tests.helpers.browser import LiveServer, free_port
-from tests.helpers.cli import Treu, hermetic_env
+from tests.helpers.cli import Treu, initialised
 from tests.helpers.database import database_text
 
 SLUG = "sonne"
@@ -28,9 +28,7 @@ SLUG = "sonne"
 
 @pytest.fixture
 def treu(database_url: str, tmp_path: Path) -> Treu:
-    command = Treu(tmp_path / "data", database_url, hermetic_env())
-    command("init")
-    return command
+    return initialised(database_url, tmp_path)
 
 
 @pytest.fixture

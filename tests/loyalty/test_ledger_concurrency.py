@@ -6,85 +6,39 @@ what its stamp's bonuses took; the ledger adds up to every balance; and on Postg
 deadlocks (the writer would replay it one command at a time and log it).
 """
 
-import asyncio
-import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event, select
-from sqlmodel import Session
+from sqlalchemy import Engine, select
 
-from app.config import Settings
-from app.db import write_engine
-from app.errors import AppError
 from app.ledger.models import Balance, LedgerEntry
-from app.ledger.service import Command, Outcome, run_command
+from app.ledger.service import Outcome
 from app.loyalty import service as loyalty
 from app.loyalty.models import Promotion
-from app.main import create_app
-from app.tokens import crypto
-from app.tokens.service import create_card
 from tests.helpers.api import stamp
+from tests.helpers.cards import card_command, make_cards
 from tests.helpers.clock import Clock
+from tests.helpers.concurrency import (
+    Call,
+    assert_no_batch_replayed,
+    assert_no_server_error,
+    fire,
+    run_in_threads,
+    slow_writes,
+    stamp_call,
+)
 from tests.helpers.loyalty import add_promotion, add_tier, as_owner
 from tests.helpers.rollups import assert_consistent
-from tests.helpers.shops import Shop, ledger_command, make_shop
+from tests.helpers.shops import Shop, make_shop
 
 ledger = LedgerEntry.__table__  # type: ignore[attr-defined]
 balance = Balance.__table__  # type: ignore[attr-defined]
 promotion_table = Promotion.__table__  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Call:
-    path: str
-    headers: dict[str, str]
-    json: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-
-
-def fire(apps: list[FastAPI], calls: list[Call]) -> list[Answer]:
-    """Send all calls at once, call i to apps[i % len(apps)], each app from its own thread and
-    event loop as separate server processes would."""
-    answers: list[Answer | None] = [None] * len(calls)
-    start = threading.Barrier(len(apps))
-
-    async def send_share(index: int) -> None:
-        transport = httpx.ASGITransport(app=apps[index], raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://treu.test") as http:
-            mine = range(index, len(calls), len(apps))
-            start.wait()
-            responses = await asyncio.gather(
-                *(http.post(calls[i].path, headers=calls[i].headers, json=calls[i].json)
-                  for i in mine)
-            )  # fmt: skip
-        for i, response in zip(mine, responses, strict=True):
-            answers[i] = Answer(response.status_code, response.json())
-
-    with ThreadPoolExecutor(len(apps)) as pool:
-        for done in [pool.submit(asyncio.run, send_share(i)) for i in range(len(apps))]:
-            done.result()
-    assert all(a is not None for a in answers)
-    return answers  # type: ignore[return-value]
-
-
-def stamp_call(shop: Shop, token: str, count: int = 1) -> Call:
-    headers = {**shop.auth, "Idempotency-Key": uuid.uuid4().hex}
-    return Call("/api/v1/stamps", headers, {"token": token, "count": count})
 
 
 def void_call(shop: Shop, entry_id: str) -> Call:
@@ -93,50 +47,11 @@ def void_call(shop: Shop, entry_id: str) -> Call:
 
 
 @pytest.fixture
-def second_app(settings: Settings, clock: Clock) -> Iterator[FastAPI]:
-    """Another instance of the service on the same database, with its own ledger writer."""
-    application = create_app(settings, clock=clock)
-    yield application
-    application.state.writer.stop()
-    application.state.engine.dispose()
-
-
-@pytest.fixture(params=[1, 2], ids=["one-app", "two-apps"])
-def apps(request: pytest.FixtureRequest, app: FastAPI) -> list[FastAPI]:
-    chosen = [app] if request.param == 1 else [app, request.getfixturevalue("second_app")]
-    # FastAPI builds a route on its first request, which is not thread-safe across apps that
-    # share the module-level routers: build them one app at a time first.
-    for application in chosen:
-        warm = TestClient(application)
-        for path in ("/api/v1/stamps", f"/api/v1/entries/{'0' * 32}/void"):
-            assert warm.post(path).status_code == 401
-    return chosen
-
-
-@pytest.fixture
 def slow_ledger_writes(apps: list[FastAPI]) -> Iterator[None]:
     """Hold each write transaction open a moment after it changed balances and budgets, so two
     instances really meet on the same rows."""
-
-    def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith(("INSERT INTO LEDGER_ENTRY", "UPDATE PROMOTION")):
-            time.sleep(0.01)
-
-    engines = [application.state.engine for application in apps]
-    for engine in engines:
-        event.listen(engine, "after_cursor_execute", pause)
-    yield
-    for engine in engines:
-        event.remove(engine, "after_cursor_execute", pause)
-
-
-def make_cards(app: FastAPI, n: int) -> list[str]:
-    """Cards made in one transaction: quicker than n requests, and the same rows."""
-    with Session(write_engine(app.state.engine)) as session:
-        now = app.state.clock()
-        cards = [create_card(session=session, keyring=app.state.keyring, now=now) for _ in range(n)]
-        session.commit()
-    return [c.token for c in cards]
+    with slow_writes(apps, ("INSERT INTO LEDGER_ENTRY", "UPDATE PROMOTION"), 0.01):
+        yield
 
 
 def spent(engine: Engine, promotion_id: int | None) -> int:
@@ -168,16 +83,6 @@ def assert_books_balance(engine: Engine) -> None:
     assert {k: v for k, v in balances.items()} == {k: sums.get(k, 0) for k in balances}
 
 
-def assert_no_server_error(answers: list[Answer]) -> None:
-    errors = [a for a in answers if a.status >= 500]
-    assert not errors, errors[:3]
-
-
-def assert_no_batch_replayed(caplog: pytest.LogCaptureFixture) -> None:
-    replayed = [r for r in caplog.records if "replaying one by one" in r.getMessage()]
-    assert not replayed, "a batch failed (a deadlock?) and was replayed"
-
-
 @pytest.mark.usefixtures("slow_ledger_writes")
 def test_a_budget_is_never_overspent_by_stamps_at_once(
     apps: list[FastAPI], client: TestClient, caplog: pytest.LogCaptureFixture
@@ -203,35 +108,13 @@ def test_a_budget_is_never_overspent_by_stamps_at_once(
     assert_no_batch_replayed(caplog)
 
 
-def _command(app: FastAPI, shop: Shop, token: str, op: str, **fields: Any) -> Command:
-    card_id = crypto.verify_token(app.state.keyring, token)
-    return ledger_command(app, shop, card_id, op, **fields)
-
-
-def _run_in_threads(engine: Engine, commands: list[Command]) -> list[Outcome | Exception]:
-    """Each command in its own thread, connection and transaction, all at once: no ledger
-    writer in between to serialise them."""
-    writer = write_engine(engine)
-    start = threading.Barrier(len(commands))
-
-    def one(command: Command) -> Outcome | Exception:
-        start.wait()
-        try:
-            with writer.begin() as conn:
-                return run_command(conn, command)
-        except AppError as exc:
-            return exc
-
-    with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(one, commands))
-
-
 def test_a_budget_holds_from_many_connections(app: FastAPI, client: TestClient) -> None:
     """The conditional UPDATE alone keeps the budget, whatever order the transactions commit."""
     shop = make_shop(app, "Kiosk", cooldown_seconds=0)
     promotion = add_promotion(app, shop, "campaign", stamps=3, budget=10)
     tokens = make_cards(app, 12)
-    results = _run_in_threads(app.state.engine, [_command(app, shop, t, "stamp") for t in tokens])
+    stamps = [card_command(app, shop, t, "stamp") for t in tokens]
+    results = run_in_threads(app.state.engine, stamps)
     assert all(isinstance(r, Outcome) for r in results), results
     given = [b["stamps"] for r in results if isinstance(r, Outcome) for b in r.body["bonus"]]
     assert given == [3, 3, 3]

@@ -57,6 +57,12 @@ def cafe(app: FastAPI, clock: Clock) -> Shop:
     return make_shop(app, "Café Hebel", cooldown_seconds=0, stamps_required=10)
 
 
+@pytest.fixture
+def lunch(app: FastAPI, cafe: Shop) -> Program:
+    """The café's second program, for stories across two programs of one shop."""
+    return add_program(app, cafe, "Mittagsmenü", 6, "1 Dessert")
+
+
 # --- what the till, the card page and the database say --------------------------------------------
 
 
@@ -315,9 +321,8 @@ def test_welcome_only_on_the_first_visit_at_the_shop(
 
 
 def test_a_welcome_for_one_program_only(
-    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop
+    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop, lunch: Program
 ) -> None:
-    lunch = add_program(app, cafe, "Mittagsmenü", 6, "1 Dessert")
     add_promotion(app, cafe, "welcome", title="Mittag neu", program_id=lunch.id, stamps=1)
     token = new_card(client)
     assert stamped(client, cafe, token)["bonus"] == []  # the coffee program: not its program
@@ -344,9 +349,8 @@ def test_winback_after_at_least_the_days_away(
 
 
 def test_winback_counts_a_visit_in_any_program_of_the_shop(
-    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop
+    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop, lunch: Program
 ) -> None:
-    lunch = add_program(app, cafe, "Mittagsmenü", 6, "1 Dessert")
     add_promotion(app, cafe, "winback", stamps=2, away_days=30)
     token = new_card(client)
     start = clock.now
@@ -396,9 +400,8 @@ def test_anniversary_once_a_year_since_the_first_visit(
 
 
 def test_anniversary_of_a_card_first_seen_in_another_program(
-    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop
+    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop, lunch: Program
 ) -> None:
-    lunch = add_program(app, cafe, "Mittagsmenü", 6, "1 Dessert")
     add_promotion(app, cafe, "anniversary", stamps=2)
     token = new_card(client)
     start = clock.now
@@ -435,9 +438,8 @@ def test_campaign_between_its_dates_inclusive_in_shop_time(
 
 
 def test_promotions_for_one_program_and_for_all(
-    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop
+    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop, lunch: Program
 ) -> None:
-    lunch = add_program(app, cafe, "Mittagsmenü", 6, "1 Dessert")
     add_promotion(app, cafe, "campaign", title="Mittag", program_id=lunch.id, stamps=2)
     add_promotion(app, cafe, "campaign", title="Alle", stamps=1)
     token = new_card(client)
@@ -621,9 +623,8 @@ def test_status_lapses_after_the_months_the_owner_set(
 
 
 def test_status_counts_every_program_of_the_shop(
-    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop
+    app: FastAPI, client: TestClient, clock: Clock, cafe: Shop, lunch: Program
 ) -> None:
-    lunch = add_program(app, cafe, "Mittagsmenü", 6, "1 Dessert")
     add_tier(app, cafe, "Stammgast", 6, bonus_per_visit=1)
     token = new_card(client)
     stamped(client, cafe, token, count=3)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.helpers.api import new_card, redeem, stamp
+from tests.helpers.api import card_programs, new_card, redeem, stamp, till_programs
 from tests.helpers.clock import Clock
 from tests.helpers.loyalty import add_promotion, add_tier
 from tests.helpers.pages import log_in_owner
@@ -22,18 +22,6 @@ LUNCH = {"name": "Mittagsmenü", "stamps_required": 6, "reward": "1 Dessert", "c
 def call(client: TestClient, method: str, path: str, body: Any = None, **headers: str) -> Any:
     """A write as a client of the API sends it: JSON, also when there is no body."""
     return client.request(method, API + path, json={} if body is None else body, headers=headers)
-
-
-def till_programs(client: TestClient, shop: Shop) -> dict[str, dict[str, Any]]:
-    response = client.get("/api/v1/till", headers=shop.auth)
-    assert response.status_code == 200
-    return {p["name"]: p for p in response.json()["programs"]}
-
-
-def card_view(client: TestClient, token: str) -> dict[str, dict[str, Any]]:
-    response = client.get(f"/api/v1/cards/{token}")
-    assert response.status_code == 200
-    return {c["program"]["name"]: c for c in response.json()["cards"]}
 
 
 def test_programs_with_levels_reach_the_till_and_a_level_is_redeemed(
@@ -62,7 +50,7 @@ def test_programs_with_levels_reach_the_till_and_a_level_is_redeemed(
     done = redeem(client, shop, card, program_id=lunch["id"], reward_id=espresso)
     assert done.status_code == 201, done.text
     assert done.json()["reward"] == {"id": espresso, "stamps": 3, "text": "Espresso"}
-    assert card_view(client, card)["Mittagsmenü"]["stamps"] == 1
+    assert card_programs(client, card)["Mittagsmenü"]["stamps"] == 1
 
     # Levels are replaced as a whole; a level that keeps its stamps keeps its id.
     put = call(client, "PUT", f"/programs/{lunch['id']}/levels",
@@ -100,11 +88,11 @@ def test_pause_archive_and_close(client: TestClient, shop: Shop) -> None:
 
     # A reward collected before stays redeemable.
     assert redeem(client, shop, card).status_code == 201
-    assert card_view(client, card)["10 stamps"]["ended"] is True
+    assert card_programs(client, card)["10 stamps"]["ended"] is True
 
     closed = call(client, "POST", f"{program}/close")
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
-    assert card_view(client, card) == {}
+    assert card_programs(client, card) == {}
     assert till_programs(client, shop) == {}
 
 
@@ -117,7 +105,7 @@ def test_close_books_the_stamps_out(client: TestClient, shop: Shop) -> None:
     assert call(client, "POST", f"/programs/{created['id']}/close").status_code == 200
     # Only the closed program's stamps went; the shop's first program is still on the card.
     assert stamp(client, shop, card).status_code == 201
-    assert set(card_view(client, card)) == {"10 stamps"}
+    assert set(card_programs(client, card)) == {"10 stamps"}
     listed = {p["name"]: p["status"] for p in client.get(f"{API}/programs").json()}
     assert listed == {"10 stamps": "running", "Mittagsmenü": "closed"}
 
@@ -136,12 +124,12 @@ def test_tiers_show_on_the_card(client: TestClient, shop: Shop, clock: Clock) ->
 
     card = new_card(client)
     assert stamp(client, shop, card, count=3).status_code == 201
-    view = card_view(client, card)["10 stamps"]
+    view = card_programs(client, card)["10 stamps"]
     assert view["tier"] is None
     assert view["next_tier"] == {"name": "Stammgast", "lifetime_stamps_needed": 2}
     clock.advance(61)
     assert stamp(client, shop, card, count=2).status_code == 201
-    view = card_view(client, card)["10 stamps"]
+    view = card_programs(client, card)["10 stamps"]
     assert view["tier"] == {"name": "Stammgast", "perk": "10 % auf Kuchen"}
     clock.advance(61)
     perk = stamp(client, shop, card).json()["bonus"]
@@ -150,7 +138,7 @@ def test_tiers_show_on_the_card(client: TestClient, shop: Shop, clock: Clock) ->
     duplicate = call(client, "POST", "/tiers", {"name": "Auch", "lifetime_stamps": 5})
     assert duplicate.status_code == 409
     assert call(client, "DELETE", f"/tiers/{tier['id']}").status_code == 204
-    assert card_view(client, card)["10 stamps"]["tier"] is None
+    assert card_programs(client, card)["10 stamps"]["tier"] is None
     assert call(client, "DELETE", f"/tiers/{tier['id']}").status_code == 404
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.helpers.api import new_card, redeem, stamp
+from tests.helpers.api import card_programs, new_card, redeem, stamp, till_programs
 from tests.helpers.clock import Clock
 from tests.helpers.loyalty import add_program, add_promotion, add_tier
 from tests.helpers.pages import HTML, form_token, log_in_owner
@@ -49,19 +49,6 @@ def text_of(html: str) -> str:
     return " ".join(plain.replace("&amp;", "&").split())
 
 
-def till(client: TestClient, shop: Shop) -> dict[str, Any]:
-    response = client.get("/api/v1/till", headers=shop.auth)
-    assert response.status_code == 200
-    info: dict[str, Any] = response.json()
-    return info
-
-
-def card_programs(client: TestClient, token: str) -> dict[str, dict[str, Any]]:
-    response = client.get(f"/api/v1/cards/{token}")
-    assert response.status_code == 200
-    return {c["program"]["name"]: c for c in response.json()["cards"]}
-
-
 # --- programs and reward levels ----------------------------------------------------------------
 
 
@@ -83,7 +70,7 @@ def test_a_second_program_and_a_ladder_reach_the_till_and_the_card(
     assert "Mittagsmenü Running 6 stamps → 1 Dessert" in page
 
     # The till offers both programs, each with its levels.
-    programs = {p["name"]: p for p in till(client, shop)["programs"]}
+    programs = till_programs(client, shop)
     assert set(programs) == {"Kaffee", "Mittagsmenü"}
     ladder = [(lv["stamps"], lv["reward"]) for lv in programs["Kaffee"]["levels"]]
     assert ladder == [(5, "Kleiner Kaffee"), (8, "Kaffee und Kuchen")]
@@ -101,7 +88,7 @@ def test_a_second_program_and_a_ladder_reach_the_till_and_the_card(
     # Saving the form again keeps the levels (and their ids: a till may be about to redeem).
     post(client, f"/merchant/program/{shop.program_id}", token, **first,
          **levels(("5", "Kleiner Kaffee"), ("8", "Kaffee und Kuchen")))  # fmt: skip
-    again = {p["name"]: p for p in till(client, shop)["programs"]}
+    again = till_programs(client, shop)
     assert again["Kaffee"]["levels"][0]["id"] == small
 
 
@@ -149,7 +136,7 @@ def test_archive_stops_stamps_keeps_rewards_and_close_books_out(
     assert "Its outstanding stamps were booked out." in page
     # The card no longer shows the program, nor does the till offer it.
     assert card_programs(client, card) == {}
-    assert till(client, shop)["programs"] == []
+    assert till_programs(client, shop) == {}
     assert redeem(client, shop, card).status_code in (404, 409)
 
 
