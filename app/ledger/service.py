@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -116,14 +116,17 @@ def _balance_upsert(dialect: str) -> Any:
     """INSERT … ON CONFLICT DO UPDATE … WHERE <cooldown and daily cap allow it> RETURNING."""
     make_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
     n: Any = bindparam("n")
+    # n: the cashier's stamps (today's cap counts them); earned: with the bonuses that depend on
+    # the time alone, which are known before the row is (see _levers).
+    earned: Any = bindparam("earned")
     now = bindparam("now", type_=balance.c.last_stamp_at.type)
     today = bindparam("today", type_=balance.c.stamp_day.type)
     stmt = make_insert(balance).values(
         merchant_id=bindparam("merchant_id"),
         program_id=bindparam("program_id"),
         holder=bindparam("holder"),
-        stamps=n,
-        lifetime_stamps=n,
+        stamps=earned,
+        lifetime_stamps=earned,
         redeemed=0,
         visits=1,
         first_visit_at=now,
@@ -132,14 +135,14 @@ def _balance_upsert(dialect: str) -> Any:
         stamp_day=today,
         day_stamps=n,
         previous_visit_at=None,
-        status_stamps=n,
+        status_stamps=earned,
     )
     b = balance.c
     stmt = stmt.on_conflict_do_update(
         index_elements=[b.merchant_id, b.program_id, b.holder],
         set_={
-            "stamps": b.stamps + n,
-            "lifetime_stamps": b.lifetime_stamps + n,
+            "stamps": b.stamps + earned,
+            "lifetime_stamps": b.lifetime_stamps + earned,
             "visits": b.visits + 1,
             "last_visit_at": now,
             "last_stamp_at": now,
@@ -151,8 +154,8 @@ def _balance_upsert(dialect: str) -> Any:
             "previous_visit_at": case((b.visits == 0, null()), else_=b.last_visit_at),
             # Status starts again after the shop's lapse (a cutoff at the epoch: never).
             "status_stamps": case(
-                (b.last_visit_at < bindparam("lapse_cutoff", type_=b.last_visit_at.type), n),
-                else_=b.status_stamps + n,
+                (b.last_visit_at < bindparam("lapse_cutoff", type_=b.last_visit_at.type), earned),
+                else_=b.status_stamps + earned,
             ),
         },
         where=and_(
@@ -423,7 +426,7 @@ class Lookups:
     levers: dict[int, "Levers"] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Levers:
     """A merchant's running promotions, its tiers, and how many programs it has (closed too)."""
 
@@ -434,6 +437,23 @@ class Levers:
     @property
     def any(self) -> bool:
         return bool(self.promotions or self.tiers)
+
+    @cached_property
+    def timed(self) -> list[Any]:
+        """Promotions whose bonus depends on the time alone and has no budget to spend: known
+        before the stamp's balance row is, so booked with it in one statement."""
+        return [p for p in self.promotions if p.kind in rules.TIME_ONLY and p.budget == 0]
+
+    @cached_property
+    def rest(self) -> list[Any]:
+        """The promotions decided from the row the stamp wrote."""
+        timed = {p.id for p in self.timed}
+        return [p for p in self.promotions if p.id not in timed]
+
+    @cached_property
+    def order(self) -> dict[int | None, int]:
+        """Bonuses are listed in the promotions' order (by id), a tier's perk last."""
+        return {p.id: i for i, p in enumerate(self.promotions)}
 
 
 class Batch:
@@ -731,6 +751,8 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
         raise exceptions.daily_cap(program.daily_cap)
     key = _key(cmd.merchant_id, program.id, cmd.holder)
     today = cmd.now.date()
+    levers = batch.levers(cmd.merchant_id)
+    timed = _timed_bonuses(cmd, program, levers) if levers.timed else []
     row = _UPSERTS[conn.dialect.name].first(
         conn,
         {
@@ -738,6 +760,7 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
             "program_id": program.id,
             "holder": cmd.holder,
             "n": cmd.count,
+            "earned": cmd.count + sum(bonus.stamps for _, bonus in timed),
             "now": cmd.now,
             "today": today,
             "cap": program.daily_cap,
@@ -748,7 +771,7 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
     if row is None:
         raise _why_refused(conn, key, program, cmd)
     entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="stamp", delta=cmd.count)
-    stamps, granted = _levers(batch, cmd, program, row, entry_id)
+    stamps, granted = _levers(batch, cmd, program, row, entry_id, levers, timed)
     outcome = _result(entry_id, "stamp", program, stamps, cmd.count)
     outcome.body["bonus"] = granted
     return outcome
@@ -760,31 +783,58 @@ def months_before(moment: datetime, months: int) -> datetime:
     return EPOCH if months <= 0 else months_after(moment, -months)
 
 
+def _timed_bonuses(cmd: Command, program: Any, levers: Levers) -> list[tuple[Any, rules.Bonus]]:
+    """The bonuses of the promotions that depend on the time alone (Levers.timed)."""
+    at = cmd.now.astimezone(_zone(program.timezone))
+    visit = rules.Visit(
+        at=at, count=cmd.count, first_here=False, first_visit_at=None, previous_visit_at=None,
+        status_stamps=0,
+    )  # fmt: skip
+    return rules.bonuses(
+        promotions=levers.timed, tiers=(), visit=visit, holder=str(cmd.holder),
+        program_id=program.id,
+    )  # fmt: skip
+
+
 def _levers(
-    batch: Batch, cmd: Command, program: Any, row: Any, entry_id: str
+    batch: Batch,
+    cmd: Command,
+    program: Any,
+    row: Any,
+    entry_id: str,
+    levers: Levers,
+    timed: list[tuple[Any, rules.Bonus]],
 ) -> tuple[int, list[dict[str, Any]]]:
     """Expiry and bonuses right after a stamp, in its transaction; the card's stamps after them
     and the bonuses granted. Decided from the balance row the stamp just wrote (its visit
     before this one, its first visit, its stamps towards status), plus, at a shop with several
-    programs, the card's other balance rows there; never from the ledger's history."""
+    programs, the card's other balance rows there; never from the ledger's history. The timed
+    bonuses are in the row already (the upsert added them); they are booked here."""
     stamps = row.stamps
-    levers = batch.levers(cmd.merchant_id)
     if not levers.any and not program.expire_months:
         return stamps, []
-    visit = _visit(batch, cmd, program, row, levers)
+    early = sum(bonus.stamps for _, bonus in timed)
+    visit = _visit(batch, cmd, program, row, levers, early)
     # Stamps expire after months without a visit at the shop (in any of its programs).
     away_since = visit.previous_visit_at or cmd.now
     expired = (
-        stamps - cmd.count if away_since < months_before(cmd.now, program.expire_months) else 0
+        stamps - cmd.count - early
+        if away_since < months_before(cmd.now, program.expire_months)
+        else 0
     )
     granted: list[dict[str, Any]] = []
     earned = 0
     if levers.any:
         holder = str(cmd.holder)
-        for promotion, bonus in rules.bonuses(
-            promotions=levers.promotions, tiers=levers.tiers, visit=visit, holder=holder,
+        later = rules.bonuses(
+            promotions=levers.rest, tiers=levers.tiers, visit=visit, holder=holder,
             program_id=program.id,
-        ):  # fmt: skip
+        )  # fmt: skip
+        last = len(levers.promotions)
+        in_row = {id(bonus) for _, bonus in timed}
+        for promotion, bonus in sorted(
+            [*timed, *later], key=lambda pair: levers.order.get(pair[1].promotion_id, last)
+        ):
             if promotion is not None and promotion.budget > 0:
                 spend = {"k_id": promotion.id, "n": bonus.stamps}
                 if not batch.conn.execute(_SPEND, spend).rowcount:
@@ -793,7 +843,8 @@ def _levers(
                 cmd, program.id, holder, kind=BONUS, delta=bonus.stamps, idempotency_key=None,
                 for_entry_id=entry_id, promotion_id=bonus.promotion_id,
             )  # fmt: skip
-            earned += bonus.stamps
+            if id(bonus) not in in_row:
+                earned += bonus.stamps
             granted.append(
                 {"promotion_id": bonus.promotion_id, "title": bonus.title, "stamps": bonus.stamps}
             )
@@ -818,12 +869,15 @@ def _moment(value: Any) -> Any:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _visit(batch: Batch, cmd: Command, program: Any, row: Any, levers: Levers) -> rules.Visit:
-    """The visit as the promotions and tiers see it: the card's state at the whole shop."""
+def _visit(
+    batch: Batch, cmd: Command, program: Any, row: Any, levers: Levers, early: int
+) -> rules.Visit:
+    """The visit as the promotions and tiers see it: the card's state at the whole shop before
+    it (the row holds the stamp and its `early` timed bonuses already)."""
     first_here = row.previous_visit_at is None
     first_visit_at = _moment(row.first_visit_at)
     previous = _moment(row.previous_visit_at)
-    status = row.status_stamps - cmd.count
+    status = row.status_stamps - cmd.count - early
     if levers.programs > 1:
         lapse = months_before(cmd.now, program.tier_lapse_months)
         for other in batch.conn.execute(
@@ -1155,6 +1209,12 @@ _SELECT_SHOPS = (
         merchant_table.c.slug,
         merchant_table.c.name.label("merchant_name"),
         merchant_table.c.tier_lapse_months,
+        # Whether there is anything to read for the levers (most shops have none of them).
+        exists().where(level_table.c.program_id == balance.c.program_id).label("has_levels"),
+        exists().where(tier_table.c.merchant_id == balance.c.merchant_id).label("has_tiers"),
+        exists()
+        .where(promotion_table.c.merchant_id == balance.c.merchant_id)
+        .label("has_promotions"),
     )
     .join(program_table, program_table.c.id == balance.c.program_id)
     .join(merchant_table, merchant_table.c.id == balance.c.merchant_id)
@@ -1169,9 +1229,9 @@ _SELECT_SHOPS = (
 def card_balances(db: Session | Connection, holders: Mapping[str, int]) -> list[Any]:
     """A card's balances at every merchant, given its holders (holder → merchant id), the latest
     visit first (closed programs left out): the balance's columns, then program_name,
-    stamps_required, reward_text, expire_months, archived_at, slug, merchant_name and
-    tier_lapse_months. Core statements, not the ORM: the open card page asks every few
-    seconds."""
+    stamps_required, reward_text, expire_months, archived_at, slug, merchant_name,
+    tier_lapse_months, has_levels, has_tiers and has_promotions. Core statements, not the ORM:
+    the open card page asks every few seconds."""
     if not holders:
         return []
     rows = db.execute(_SELECT_SHOPS, {"holders": list(holders)}).all()
@@ -1323,14 +1383,16 @@ class Ladder:
 
 
 def ladders(db: Session | Connection, balances: list[Any]) -> Ladder:
-    """The levels and tiers that card_balances' rows need (two indexed reads, none if empty)."""
+    """The levels and tiers that card_balances' rows need (an indexed read each, only where
+    there are any)."""
     levels: dict[int, list[Any]] = {}
     tiers: dict[int, list[Any]] = {}
-    if balances:
-        ids = sorted({b.program_id for b in balances})
+    ids = sorted({b.program_id for b in balances if b.has_levels})
+    if ids:
         for row in db.execute(_SELECT_LEVELS, {"ids": ids}):
             levels.setdefault(row.program_id, []).append(row)
-        ids = sorted({b.merchant_id for b in balances})
+    ids = sorted({b.merchant_id for b in balances if b.has_tiers})
+    if ids:
         for row in db.execute(_SELECT_MERCHANT_TIERS, {"ids": ids}):
             tiers.setdefault(row.merchant_id, []).append(row)
     return Ladder(levels, tiers)
@@ -1469,44 +1531,40 @@ def reward_levels(*, session: Session, program_ids: list[int]) -> dict[int, list
 
 # How long after a stamp the card page still shows the bonuses that came with it.
 BONUS_SHOWN_SECONDS = 600
-_SELECT_LATEST = select(
-    ledger.c.id, ledger.c.program_id, ledger.c.kind, ledger.c.delta, ledger.c.promotion_id,
-    ledger.c.voids_entry_id,
-).where(
-    ledger.c.merchant_id == bindparam("merchant_id"),
-    ledger.c.holder == bindparam("holder"),
-    ledger.c.created_at >= bindparam("since"),
+_SELECT_LATEST = (
+    select(
+        ledger.c.id, ledger.c.program_id, ledger.c.kind, ledger.c.delta, ledger.c.promotion_id,
+        ledger.c.voids_entry_id, promotion_table.c.title,
+    )
+    .outerjoin(promotion_table, promotion_table.c.id == ledger.c.promotion_id)
+    .where(
+        ledger.c.merchant_id == bindparam("merchant_id"),
+        ledger.c.holder == bindparam("holder"),
+        ledger.c.created_at >= bindparam("since"),
+    )
 )  # fmt: skip
-_SELECT_TITLES = select(promotion_table.c.id, promotion_table.c.title).where(
-    promotion_table.c.id.in_(bindparam("ids", expanding=True))
-)
 
 
 def latest_bonuses(
     db: Session | Connection, balances: list[Any], now: datetime
-) -> dict[tuple[int, int], list[tuple[int | None, int]]]:
+) -> dict[tuple[int, int], list[tuple[int | None, str | None, int]]]:
     """The bonuses that came with each balance's latest stamp, if it was minutes ago and not
-    undone: (promotion id or None for a tier's perk, stamps) by (merchant id, program id).
-    One indexed read per such balance; none for a card not stamped lately."""
-    out: dict[tuple[int, int], list[tuple[int | None, int]]] = {}
+    undone: (promotion id, its title; both None for a tier's perk; stamps) by (merchant id,
+    program id). One indexed read per such balance at a shop with promotions or tiers; none for
+    a card not stamped lately."""
+    out: dict[tuple[int, int], list[tuple[int | None, str | None, int]]] = {}
     recent = now - timedelta(seconds=BONUS_SHOWN_SECONDS)
     for b in balances:
-        if b.last_stamp_at < recent:
+        if b.last_stamp_at < recent or not (b.has_promotions or b.has_tiers):
             continue
         params = {"merchant_id": b.merchant_id, "holder": b.holder, "since": b.last_stamp_at}
         rows = db.execute(_SELECT_LATEST, params).all()
         undone = {r.voids_entry_id for r in rows if r.kind == "void"}
         found = [
-            (r.promotion_id, r.delta)
+            (r.promotion_id, r.title, r.delta)
             for r in rows
             if r.kind == BONUS and r.program_id == b.program_id and r.id not in undone
         ]
         if found:
             out[(b.merchant_id, b.program_id)] = found
     return out
-
-
-def promotion_titles(db: Session | Connection, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return {r.id: r.title for r in db.execute(_SELECT_TITLES, {"ids": sorted(ids)})}

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Kinds whose bonus depends on the visit's time (and the card's hold-out) alone.
+TIME_ONLY = frozenset({"multiplier", "campaign"})
 EVERY_DAY = 127
 
 

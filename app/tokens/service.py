@@ -119,9 +119,6 @@ def card_balances(
     """Each balance as the card page shows it: stamps, reward levels, tier, expiry."""
     ladder = ledger.ladders(db, shops)
     bonuses = ledger.latest_bonuses(db, shops, now)
-    titles = ledger.promotion_titles(
-        db, {p for found in bonuses.values() for p, _ in found if p is not None}
-    )
     out = []
     for s in shops:
         tiers = ladder.tiers.get(s.merchant_id, [])
@@ -132,10 +129,10 @@ def card_balances(
         shown = [
             BonusShown(
                 promotion_id=p,
-                title=titles.get(p, "") if p is not None else (tier.name if tier else ""),
+                title=title if title is not None else (tier.name if tier else ""),
                 stamps=n,
             )
-            for p, n in bonuses.get((s.merchant_id, s.program_id), [])
+            for p, title, n in bonuses.get((s.merchant_id, s.program_id), [])
         ]
         out.append(
             CardBalance(
