@@ -445,6 +445,15 @@ class Levers:
         return [p for p in self.promotions if p.kind in rules.TIME_ONLY and p.budget == 0]
 
     @cached_property
+    def timed_holdout(self) -> bool:
+        return any(p.holdout_percent > 0 for p in self.timed)
+
+    @cached_property
+    def timed_seen(self) -> dict[tuple[int, datetime, int], list[tuple[Any, rules.Bonus]]]:
+        """Timed bonuses by (program, second, count), for promotions without a hold-out."""
+        return {}
+
+    @cached_property
     def rest(self) -> list[Any]:
         """The promotions decided from the row the stamp wrote."""
         timed = {p.id for p in self.timed}
@@ -784,7 +793,21 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 
 def _timed_bonuses(cmd: Command, program: Any, levers: Levers) -> list[tuple[Any, rules.Bonus]]:
-    """The bonuses of the promotions that depend on the time alone (Levers.timed)."""
+    """The bonuses of the promotions that depend on the time alone (Levers.timed). Without a
+    hold-out they are the same for every card stamped in the same second with the same count:
+    a batch works them out once."""
+    if levers.timed_holdout:
+        return _timed(cmd, program, levers)
+    key = (program.id, cmd.now, cmd.count)
+    found = levers.timed_seen.get(key)
+    if found is None:
+        if len(levers.timed_seen) > 64:
+            levers.timed_seen.clear()
+        found = levers.timed_seen[key] = _timed(cmd, program, levers)
+    return list(found)
+
+
+def _timed(cmd: Command, program: Any, levers: Levers) -> list[tuple[Any, rules.Bonus]]:
     at = cmd.now.astimezone(_zone(program.timezone))
     visit = rules.Visit(
         at=at, count=cmd.count, first_here=False, first_visit_at=None, previous_visit_at=None,
