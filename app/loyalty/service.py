@@ -142,9 +142,8 @@ def change_program(
         session=session, merchant=merchant, program_id=program_id, now=now, name=name,
         stamps_required=stamps_required, reward_text=reward_text,
         max_stamps_per_scan=max_stamps_per_scan, cooldown_seconds=cooldown_seconds,
-        daily_cap=daily_cap,
+        daily_cap=daily_cap, expire_months=expire_months,
     )  # fmt: skip
-    set_expiry(session=session, merchant=merchant, program_id=program_id, months=expire_months)
     set_levels(session=session, merchant=merchant, program=program, levels=levels, now=now)
     return change
 

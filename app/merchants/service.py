@@ -300,9 +300,11 @@ def update_program(
     max_stamps_per_scan: int,
     cooldown_seconds: int,
     daily_cap: int,
+    expire_months: int | None = None,
 ) -> ProgramChange:
-    """Change a program's rules. Collected stamps are never lost: a lower goal makes rewards
-    due sooner; a higher goal scales every card's stamps up in proportion (see scaled_stamps)."""
+    """Change a program's rules (expire_months None: as it is). Collected stamps are never
+    lost: a lower goal makes rewards due sooner; a higher goal scales every card's stamps up in
+    proportion (see scaled_stamps)."""
     program = get_program(session=session, merchant=merchant, program_id=program_id)
     rules = validated(
         ProgramBase,
@@ -310,8 +312,8 @@ def update_program(
             "name": name.strip() or program.name, "stamps_required": stamps_required,
             "reward_text": reward_text.strip(), "max_stamps_per_scan": max_stamps_per_scan,
             "cooldown_seconds": cooldown_seconds, "daily_cap": daily_cap,
-            # Not on this form: kept as they are.
-            "expire_months": program.expire_months, "active": program.active,
+            "expire_months": program.expire_months if expire_months is None else expire_months,
+            "active": program.active,
         },
     )  # fmt: skip
     if not rules.reward_text:
