@@ -145,6 +145,29 @@ class CardRollup(SQLModel, table=True):
     recent: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
 
 
+class PromotionRollup(SQLModel, table=True):
+    """Visits at a shop while one of its promotions with a hold-out ran, per local day and group
+    (held_out 0: cards the promotion applies to, 1: the cards it leaves out), so the shop can see
+    whether the promotion changed behaviour. Counts only: no row names a card.
+
+    visits: card-days with stamps on `day`, from the promotion's first day to its last;
+    entered: those that were the card's first visit since the promotion began;
+    returned: visits on `day` (up to 30 days after the promotion's last day) whose previous
+    visit fell while the promotion ran and at most 30 days before.
+    """
+
+    __tablename__ = "analytics_promotion"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    promotion_id: int = Field(foreign_key="promotion.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    held_out: int = Field(primary_key=True)
+    visits: int = 0
+    entered: int = 0
+    returned: int = 0
+
+
 # Table handles for Core statements, shared by the write path (the ledger's projections) and the
 # dashboard's reads.
 activity_table = ActivityRollup.__table__  # type: ignore[attr-defined]
@@ -155,6 +178,7 @@ card_table = CardRollup.__table__  # type: ignore[attr-defined]
 hour_table = HourVisitRollup.__table__  # type: ignore[attr-defined]
 weekday_table = WeekdayVisitRollup.__table__  # type: ignore[attr-defined]
 device_table = DeviceCardRollup.__table__  # type: ignore[attr-defined]
+promotion_table = PromotionRollup.__table__  # type: ignore[attr-defined]
 # Rollups' single-count fields: their table, the key columns after merchant_id, the count.
 COUNTED = {
     "visits": (visit_table, ("day", "gap"), "visits"),
