@@ -798,7 +798,9 @@ def _timed_bonuses(cmd: Command, program: Any, levers: Levers) -> list[tuple[Any
     a batch works them out once."""
     if levers.timed_holdout:
         return _timed(cmd, program, levers)
-    key = (program.id, cmd.now, cmd.count)
+    # Multipliers and campaigns turn on and off at whole minutes (of the shop's day and date):
+    # the stamps of one minute share their bonuses.
+    key = (program.id, cmd.now.replace(second=0, microsecond=0), cmd.count)
     found = levers.timed_seen.get(key)
     if found is None:
         if len(levers.timed_seen) > 64:
@@ -837,9 +839,9 @@ def _levers(
     if not levers.any and not program.expire_months:
         return stamps, []
     early = sum(bonus.stamps for _, bonus in timed)
-    visit = _visit(batch, cmd, program, row, levers, early)
+    visit = _visit(batch, cmd, program, row, levers, early) if _decides(levers, row) else None
     # Stamps expire after months without a visit at the shop (in any of its programs).
-    away_since = visit.previous_visit_at or cmd.now
+    away_since = (visit.previous_visit_at if visit else _moment(row.previous_visit_at)) or cmd.now
     expired = (
         stamps - cmd.count - early
         if away_since < months_before(cmd.now, program.expire_months)
@@ -849,15 +851,20 @@ def _levers(
     earned = 0
     if levers.any:
         holder = str(cmd.holder)
-        later = rules.bonuses(
-            promotions=levers.rest, tiers=levers.tiers, visit=visit, holder=holder,
-            program_id=program.id,
-        )  # fmt: skip
-        last = len(levers.promotions)
-        in_row = {id(bonus) for _, bonus in timed}
-        for promotion, bonus in sorted(
-            [*timed, *later], key=lambda pair: levers.order.get(pair[1].promotion_id, last)
-        ):
+        later = (
+            rules.bonuses(
+                promotions=levers.rest, tiers=levers.tiers, visit=visit, holder=holder,
+                program_id=program.id,
+            )  # fmt: skip
+            if visit
+            else []
+        )
+        # (promotion, bonus, whether the upsert added it already), in the promotions' order.
+        found = [(p, b, True) for p, b in timed] + [(p, b, False) for p, b in later]
+        if len(found) > 1:
+            last = len(levers.promotions)
+            found.sort(key=lambda pair: levers.order.get(pair[1].promotion_id, last))
+        for promotion, bonus, in_row in found:
             if promotion is not None and promotion.budget > 0:
                 spend = {"k_id": promotion.id, "n": bonus.stamps}
                 if not batch.conn.execute(_SPEND, spend).rowcount:
@@ -866,7 +873,7 @@ def _levers(
                 cmd, program.id, holder, kind=BONUS, delta=bonus.stamps, idempotency_key=None,
                 for_entry_id=entry_id, promotion_id=bonus.promotion_id,
             )  # fmt: skip
-            if id(bonus) not in in_row:
+            if not in_row:
                 earned += bonus.stamps
             granted.append(
                 {"promotion_id": bonus.promotion_id, "title": bonus.title, "stamps": bonus.stamps}
@@ -882,6 +889,15 @@ def _levers(
         assert after is not None  # the stamp's own row, locked by this transaction
         stamps = after.stamps
     return stamps, granted
+
+
+def _decides(levers: Levers, row: Any) -> bool:
+    """Whether the promotions and tiers decided from the row can give this stamp anything: a
+    shop running only a welcome bonus (besides timed ones) has nothing to decide for a card
+    that has been here before, the most common stamp of all."""
+    if levers.tiers or levers.programs > 1:
+        return True
+    return any(p.kind != "welcome" or row.previous_visit_at is None for p in levers.rest)
 
 
 def _moment(value: Any) -> Any:
