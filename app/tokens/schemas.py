@@ -56,6 +56,10 @@ class CardBalance(BaseModel):
     program: ProgramRef
     stamps: int
     rewards_available: int
+    lifetime_stamps: int = Field(
+        default=0, description="Stamps earned here in this program, bonuses included, ever"
+    )
+    redeemed: int = Field(default=0, description="Rewards redeemed here in this program")
     last_visit_at: str
     levels: list[LevelOut] = Field(
         default_factory=list, description="Lower rewards on the way to the main one"

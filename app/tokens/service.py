@@ -8,9 +8,11 @@ from sqlalchemy import Connection, Row, bindparam, delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from app.analytics.rollups import local_slot, zone
 from app.errors import NotFound
 from app.feedback import service as feedback
 from app.ledger import service as ledger
+from app.ledger.projections import record_card_made
 from app.loyalty import rules
 from app.merchants.models import Merchant
 from app.tokens import crypto, qr
@@ -46,6 +48,17 @@ def create_card(
     session.add(Card(ref=ref, created_day=today, last_seen_day=today, printed=printed))
     session.flush()
     return NewCard(crypto.sign_card(keyring, card_id), card_id)
+
+
+def count_poster_card(*, session: Session, slug: str, now: datetime) -> None:
+    """One more card made from this shop's page (what its poster opens) on its local day.
+
+    A count only, and written in a transaction of its own after the card's: a shared one would
+    tie the card row to the shop by its transaction id (privacy model 3)."""
+    merchant = session.exec(select(Merchant).where(Merchant.slug == slug)).first()
+    if merchant is not None and merchant.id is not None:
+        day, _ = local_slot(now, zone(merchant.timezone))
+        record_card_made(session.connection(), merchant_id=merchant.id, day=day)
 
 
 def restore_card(*, session: Session, keyring: Keyring, recovery_code: str) -> NewCard:
@@ -145,6 +158,9 @@ def card_balances(
                 ),
                 stamps=s.stamps,
                 rewards_available=s.stamps // s.stamps_required,
+                # With these the card page tells a stamp, a redemption and their undoing apart.
+                lifetime_stamps=s.lifetime_stamps,
+                redeemed=s.redeemed,
                 last_visit_at=s.last_visit_at.isoformat(),
                 levels=[
                     LevelOut(

@@ -7,15 +7,17 @@ offline use and remembering the card.
 """
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from babel import Locale
 from babel.dates import tokenize_pattern
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session, col, select
+from starlette.background import BackgroundTask
 
 from app.claims import service as claims
-from app.db import SessionDep, WriteSessionDep
+from app.db import SessionDep, WriteSessionDep, engine_of, in_write_session
 from app.dependencies import ClockDep, now_of
 from app.errors import AppError, NotFound
 from app.inputs import Line, Text
@@ -42,17 +44,32 @@ def _programs(session: Session, merchant_ids: list[int]) -> dict[int, list[Progr
     return found
 
 
-def date_format(language: str) -> dict[str, Any]:
-    """How the page's script writes a day ("6. Jan. 2027", "Jan 6, 2027"): Babel's pattern for
-    the language as a template ("{d}. {MMM} {y}") and its abbreviated month names."""
-    locale = Locale.parse(language)
-    parts = tokenize_pattern(locale.datetime_skeletons["yMMMd"].pattern)
-    # A field ("d", "MMM", "y") becomes a placeholder; the characters between stay as they are.
-    template = "".join(
-        "{" + value[0] * value[1] + "}" if isinstance(value, tuple) else value for _, value in parts
+def _template(pattern: str) -> str:
+    """A Babel pattern as a template for the page's script: a field ("d", "MMM", "HH", "a")
+    becomes a placeholder ("{d}"); the characters between stay as they are."""
+    return "".join(
+        "{" + value[0] * value[1] + "}" if isinstance(value, tuple) else value
+        for _, value in tokenize_pattern(pattern)
     )
+
+
+def date_format(locale_name: str) -> dict[str, Any]:
+    """How the page's script writes a day and a time in the visitor's locale, as Babel does:
+    "6. Dez. 2026, 22:49" (de-AT), "6 Dec 2026, 22:49" (en-GB), "Dec 6, 2026, 10:49 PM"
+    (en-US). Templates of the patterns, the abbreviated month names and the day periods."""
+    locale = Locale.parse(locale_name)
     months = locale.months["format"]["abbreviated"]
-    return {"pattern": template, "months": [months[m] for m in range(1, 13)]}
+    periods = locale.day_periods["format"]["abbreviated"]
+    joined = str(locale.datetime_formats["medium"])  # "{1}, {0}": the day, then the time
+    joined = joined.replace("{1}", "{date}").replace("{0}", "{time}")
+    return {
+        "pattern": _template(locale.datetime_skeletons["yMMMd"].pattern),
+        "time": _template(locale.time_formats["short"].pattern),
+        "joined": joined,
+        "months": [months[m] for m in range(1, 13)],
+        "am": periods["am"],
+        "pm": periods["pm"],
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -61,10 +78,24 @@ def home(request: Request) -> Response:
 
 
 @router.post("/cards/new", dependencies=[Depends(rate_limited("cards"))])
-def new_card(session: WriteSessionDep, keyring: KeyringDep, clock: ClockDep) -> Response:
-    """One tap, no form: a new card, then its page (which keeps it in this browser)."""
-    card = cards.create_card(session=session, keyring=keyring, now=clock())
-    return RedirectResponse(f"/c/{card.token}#new", status_code=303)
+def new_card(
+    request: Request, session: WriteSessionDep, keyring: KeyringDep, clock: ClockDep,
+    shop: Line = "",
+) -> Response:  # fmt: skip
+    """One tap, no form: a new card, then its page (which keeps it in this browser). `shop`:
+    the slug of the shop page it was made from (its poster), counted for that shop once the
+    card's own transaction has committed."""
+    now = clock()
+    card = cards.create_card(session=session, keyring=keyring, now=now)
+    counted = None
+    if shop:
+        counted = BackgroundTask(
+            in_write_session, engine_of(request), cards.count_poster_card, slug=shop, now=now
+        )
+    # The shop travels in the fragment, which never reaches a server: the card page shows that
+    # shop's (empty) card at once, and no record ties the new card to the shop.
+    fragment = f"#new&shop={quote(shop, safe='')}" if shop else "#new"
+    return RedirectResponse(f"/c/{card.token}{fragment}", status_code=303, background=counted)
 
 
 @router.get("/card", response_class=HTMLResponse)
@@ -80,7 +111,23 @@ def merchant_page(slug: str, request: Request, session: SessionDep) -> Response:
     if merchant is None or merchant.id is None:
         raise NotFound("There is no shop at this address.", title="Shop not found")
     programs = _programs(session, [merchant.id]).get(merchant.id, [])
-    return render(request, "customer/merchant.html", merchant=merchant, programs=programs)
+    return render(
+        request, "customer/merchant.html", merchant=merchant, programs=programs,
+        shop_data=shop_data(merchant, programs),
+    )  # fmt: skip
+
+
+def shop_data(merchant: Merchant, programs: list[Program]) -> dict[str, Any]:
+    """What the page shows of a shop anyway, in the card view's shape: a card page opened from
+    here draws this shop's empty card from it before the card has a stamp here."""
+    return {
+        "merchant": {"slug": merchant.slug, "name": merchant.name},
+        "programs": [
+            {"id": p.id, "name": p.name, "stamps_required": p.stamps_required,
+             "reward": p.reward_text}
+            for p in programs
+        ],
+    }  # fmt: skip
 
 
 @router.get("/merchants", response_class=HTMLResponse)
@@ -132,7 +179,7 @@ def card_page(token: str, request: Request, session: SessionDep) -> Response:
         view=view.model_dump(),
         recovery_code=view.recovery_code,
         as_of=now_of(request).isoformat(),
-        date_format=date_format(i18n.choose_language(request)),
+        date_format=date_format(i18n.choose_locale(request)),
     )
 
 

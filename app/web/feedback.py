@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from babel.dates import format_date, format_datetime, format_timedelta
+from babel.dates import format_date, format_timedelta
 from babel.numbers import format_decimal, format_percent
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,7 +24,7 @@ from app.ratelimit import first_click
 from app.tokens.cards import load_card, parse_card
 from app.tokens.dependencies import KeyringDep, keyring_of
 from app.web import render
-from app.web.i18n import activate, choose_language, current_language
+from app.web.i18n import activate, choose_language, current_language, format_day, format_moment
 from app.web.i18n import gettext as _
 
 router = APIRouter(include_in_schema=False)
@@ -64,12 +64,13 @@ def comment_html(text: str) -> Markup:
 
 def page_helpers(merchant: Merchant) -> dict[str, Any]:
     zone = merchant_zone(merchant)
-    locale = current_language()
 
     def when(moment: datetime | None) -> str:
+        # Day and time as the reader's locale writes them ("6. Dez. 2026, 22:49", "Dec 6, 2026,
+        # 10:49 PM"), read when the page is rendered, which knows the reader's region.
         if moment is None:
             return ""
-        return format_datetime(moment, "d MMM y, HH:mm", tzinfo=zone, locale=locale)
+        return format_moment(moment.replace(tzinfo=moment.tzinfo or UTC), zone)
 
     def day_of(moment: datetime) -> date:
         # The shop sees a feedback's day, never its time (privacy model 6).
@@ -78,7 +79,7 @@ def page_helpers(merchant: Merchant) -> dict[str, Any]:
     return {
         "when": when,
         "day_of": day_of,
-        "on_day": lambda moment: format_date(day_of(moment), "d MMM y", locale=locale),
+        "on_day": lambda moment: format_day(day_of(moment)),
         "tag_label": tag_label,
         "comment_html": comment_html,
         "rating_word": lambda n: _(RATING_WORDS[n]),

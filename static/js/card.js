@@ -1,12 +1,14 @@
-// The card page: keeps the card in this browser, draws a stamp card per shop, shows a new stamp
-// within about two seconds (polling while the page is visible), works offline (says so), and
-// the "save your card" tools. Words come from the page (#texts) via say().
-import { api, cards, say } from "./customer.js";
+// The card page: keeps the card in this browser, draws a stamp card per shop (the shop the
+// customer is at first, right under the QR), shows a change within about two seconds (polling
+// while the page is visible) and says in words what it was, works offline (says so), and the
+// "save your card" tools. Words come from the page (#texts) via say().
+import { api, cards, onDevice, say } from "./customer.js";
 
 const data = JSON.parse(document.getElementById("card-data").textContent);
 const token = data.token;
 const list = document.getElementById("stamp-cards");
-const lang = document.documentElement.lang || "en";
+const calm = window.matchMedia("(prefers-reduced-motion: reduce)");
+const HERE_HOURS = 24; // a shop's empty card, from its poster, is shown this long without a stamp
 const FAST = 1500; // ms between polls while someone may be standing at the till
 const CALM = 5000; // after five minutes without a change
 const OFFLINE = 8000;
@@ -39,13 +41,28 @@ function programLine(program) {
 // --- dates, as Babel formats them for the page's language (card-data.date_format) -----------
 const DATE_FORMAT = data.date_format;
 
-/** "2027-01-06" → "6. Jan. 2027" / "Jan 6, 2027": the server's pattern and month names. */
+const fill = (template, parts) =>
+  template.replace(/\{(\w+)\}/g, (whole, key) => (key in parts ? String(parts[key]) : whole));
+const two = (n) => String(n).padStart(2, "0");
+
+/** "2027-01-06" → "6. Jan. 2027" / "6 Jan 2027" / "Jan 6, 2027": the server's pattern and month names. */
 function day(iso) {
   if (!DATE_FORMAT) return iso;
   const [y, m, d] = iso.split("-").map(Number);
-  const parts = { y, yyyy: y, M: m, MM: String(m).padStart(2, "0"), MMM: DATE_FORMAT.months[m - 1],
-    d, dd: String(d).padStart(2, "0") };
-  return DATE_FORMAT.pattern.replace(/\{(\w+)\}/g, (whole, key) => (key in parts ? String(parts[key]) : whole));
+  return fill(DATE_FORMAT.pattern, { y, yyyy: y, M: m, MM: two(m), MMM: DATE_FORMAT.months[m - 1], d, dd: two(d) });
+}
+
+/** A moment with its day and time, on this phone's clock, as Babel writes them for the page's
+ * locale: "6. Dez. 2026, 22:49", "6 Dec 2026, 22:49", "Dec 6, 2026, 10:49 PM". */
+function when(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime()) || !DATE_FORMAT) return "";
+  const iso = `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())}`;
+  const H = date.getHours();
+  const h = H % 12 || 12;
+  const time = fill(DATE_FORMAT.time, { H, HH: two(H), h, hh: two(h), m: date.getMinutes(),
+    mm: two(date.getMinutes()), a: H < 12 ? DATE_FORMAT.am : DATE_FORMAT.pm });
+  return fill(DATE_FORMAT.joined, { date: day(iso), time });
 }
 
 /** Whole days from today (this phone's date) to a "YYYY-MM-DD" day. */
@@ -160,66 +177,148 @@ function tierLines(c) {
   return lines;
 }
 
+// --- the shop the customer is at ------------------------------------------------------------
+// A card opened from a shop's poster page shows that shop's card at once, empty until its first
+// stamp. Which shop that was is kept on this phone only (the server never learns it): the page
+// came with #…shop=slug, and the shop's programs are what its public page shows.
+let here = onDevice.get("here", token);
+if (here && Date.now() - here.at > HERE_HOURS * 3600000) {
+  here = null;
+  onDevice.set("here", token, null);
+}
+
+function placeholders(balances) {
+  if (!here) return [];
+  const slug = here.merchant.slug;
+  if (balances.some((c) => c.merchant.slug === slug)) return []; // stamped there: the real card
+  return here.programs.map((program) => ({ merchant: here.merchant, program, stamps: 0,
+    rewards_available: 0, lifetime_stamps: 0, redeemed: 0, last_visit_at: null, empty: true }));
+}
+
+async function arrivedFrom(slug) {
+  let shop = null;
+  try {
+    // The poster page left what it showed in this tab (customer.js), else ask for that page.
+    shop = JSON.parse(sessionStorage.getItem("treu.shop-page") || "null");
+  } catch {
+    shop = null;
+  }
+  if (!shop || shop.merchant.slug !== slug) {
+    try {
+      const response = await fetch(`/m/${encodeURIComponent(slug)}`, { headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      shop = JSON.parse(page.getElementById("shop-data").textContent);
+    } catch {
+      return;
+    }
+  }
+  if (!shop || !Array.isArray(shop.programs)) return;
+  here = { merchant: shop.merchant, programs: shop.programs, at: Date.now() };
+  onDevice.set("here", token, here);
+  shown = null; // draw again, with this shop first
+  render(latest, false);
+}
+
+// The shop the customer most likely stands in comes first: the latest visit, or the poster
+// page just opened if that was later.
 function byShop(balances) {
   const shops = new Map();
   for (const c of balances) {
-    if (!shops.has(c.merchant.slug)) shops.set(c.merchant.slug, { merchant: c.merchant, cards: [] });
-    shops.get(c.merchant.slug).cards.push(c);
+    if (!shops.has(c.merchant.slug)) shops.set(c.merchant.slug, { merchant: c.merchant, cards: [], at: 0 });
+    const shop = shops.get(c.merchant.slug);
+    shop.cards.push(c);
+    shop.at = Math.max(shop.at, c.last_visit_at ? Date.parse(c.last_visit_at) : 0);
+  }
+  if (here && shops.has(here.merchant.slug)) {
+    const shop = shops.get(here.merchant.slug);
+    shop.at = Math.max(shop.at, here.at);
   }
   // A shop's programs as its till lists them: running ones first, each in the order made.
   for (const shop of shops.values()) shop.cards.sort((a, b) => a.ended - b.ended || a.program.id - b.program.id);
-  return [...shops.values()];
+  return [...shops.values()].sort((a, b) => b.at - a.at);
 }
 
 let shown = null;
-let known = new Map(); // program key → stamps last drawn
+let latest = data.view.cards;
+let known = new Map(); // program key → what was last drawn: stamps, earned, redeemed
 
-// Draw the balances; returns the stamps gained since the last drawing (for the announcement).
 // What a drawing shows, independent of the order of keys in the JSON it came from.
-const signature = (balances) => JSON.stringify(balances.map((c) => [
+const signature = (balances) => JSON.stringify([here && here.merchant.slug, balances.map((c) => [
   c.merchant.slug, c.merchant.name, c.program.id, c.program.name, c.program.stamps_required,
-  c.program.reward, c.stamps, c.rewards_available, c.ended, c.expires_on,
+  c.program.reward, c.stamps, c.rewards_available, c.lifetime_stamps, c.redeemed, c.ended, c.expires_on,
   c.levels.map((l) => [l.id, l.stamps, l.reward, l.available]),
   c.tier && [c.tier.name, c.tier.perk], c.next_tier && [c.next_tier.name, c.next_tier.lifetime_stamps_needed],
-  c.bonus.map((b) => [b.promotion_id, b.title, b.stamps])]));
+  c.bonus.map((b) => [b.promotion_id, b.title, b.stamps])])]);
 
-/** A view from an older server (or an older cached copy) lacks the loyalty fields. */
+/** A view from an older server (or an older cached copy) lacks the loyalty fields; without the
+ * earned and redeemed counts, a change is told from the stamps alone. */
 function complete(c) {
-  return { levels: [], tier: null, next_tier: null, expires_on: null, ended: false, bonus: [], ...c };
+  return { levels: [], tier: null, next_tier: null, expires_on: null, ended: false, bonus: [],
+    lifetime_stamps: null, redeemed: null, ...c };
+}
+
+const stateOf = (c) => ({ stamps: c.stamps, earned: c.lifetime_stamps, redeemed: c.redeemed });
+
+/** The ledger changes between two drawings of one program's card, from its counts: stamps
+ * earned (bonuses included) or taken back, rewards redeemed or given back. */
+function changesOf(c, before) {
+  const found = [];
+  if (c.earned === null || before.earned === null || c.redeemed === null || before.redeemed === null) {
+    if (c.stamps > before.stamps) found.push({ kind: "stamp", n: c.stamps - before.stamps });
+    return found;
+  }
+  const earned = c.earned - before.earned;
+  const redeemed = c.redeemed - before.redeemed;
+  if (earned > 0) found.push({ kind: "stamp", n: earned });
+  if (earned < 0) found.push({ kind: "stamp_undone", n: -earned });
+  // What a redemption took: the stamps that went without being taken back as earned ones.
+  const spent = earned - (c.stamps - before.stamps);
+  if (redeemed > 0) found.push({ kind: "redeemed", n: redeemed, spent });
+  if (redeemed < 0) found.push({ kind: "redemption_undone", n: -redeemed });
+  return found;
 }
 
 function render(received, animate) {
-  const balances = received.map(complete);
+  latest = received;
+  const real = received.map(complete);
+  const balances = [...real, ...placeholders(real).map(complete)];
   const text = signature(balances);
-  if (text === shown) return [];
+  if (text === shown) return null;
   shown = text;
-  const gained = [];
+  const changes = [];
   list.replaceChildren();
-  for (const shop of byShop(balances)) {
-    const article = el("article", "panel shop-card");
+  byShop(balances).forEach((shop, index) => {
+    const article = el("article", index === 0 ? "panel shop-card here" : "panel shop-card");
     article.id = `m-${shop.merchant.slug}`;
     article.append(el("h3", "", shop.merchant.name));
     // The status is the shop's, the same on each of its programs' cards.
     article.append(...tierLines(shop.cards[0]));
     for (const c of shop.cards) {
-      const before = known.has(keyOf(c)) ? known.get(keyOf(c)) : animate ? 0 : null;
-      const grew = before !== null && c.stamps > before;
-      article.append(stampCard(c, grew ? before : null, shop.cards.length > 1));
-      if (grew) gained.push({ c, n: c.stamps - before });
+      const now = stateOf(c);
+      const before = known.get(keyOf(c)) || (animate ? { stamps: 0, earned: 0, redeemed: 0 } : null);
+      const found = before && !c.empty ? changesOf(now, before) : [];
+      const grew = found.some((f) => f.kind === "stamp") && c.stamps > before.stamps;
+      const box = stampCard(c, grew ? before.stamps : null, shop.cards.length > 1);
+      // The reward moment: a stamp that made a reward ready.
+      const wasReady = before ? Math.floor(before.stamps / c.program.stamps_required) : 0;
+      if (grew && c.rewards_available > wasReady) box.classList.add("reward-moment");
+      article.append(box);
+      for (const change of found) changes.push({ c, box, ...change });
     }
     const slot = el("div", "feedback");
     slot.dataset.feedback = shop.merchant.slug;
     article.append(slot);
-    if (gained.some((g) => g.c.merchant.slug === shop.merchant.slug)) article.classList.add("bump");
+    if (changes.some((g) => g.c.merchant.slug === shop.merchant.slug)) article.classList.add("bump");
     list.append(article);
-  }
-  known = new Map(balances.map((c) => [keyOf(c), c.stamps]));
+  });
+  known = new Map(balances.filter((c) => !c.empty).map((c) => [keyOf(c), stateOf(c)]));
   document.getElementById("no-stamps").hidden = balances.length > 0;
   showFeedback();
-  return gained;
+  return changes;
 }
 
-// --- telling about a new stamp ------------------------------------------------------------
+// --- telling what changed -------------------------------------------------------------------
 const live = el("p", "visually-hidden");
 live.setAttribute("aria-live", "polite");
 document.body.append(live);
@@ -244,29 +343,51 @@ function stampedLine({ c, n }) {
     : say("stamped", { n, shop, stamps: c.stamps, required: c.program.stamps_required });
 }
 
-function announce(gained) {
-  if (!gained.length) return;
-  const lines = gained.map(stampedLine);
+/** The reward a redemption took the stamps for: a level's or the program's own. */
+function rewardOf(c, spent) {
+  const level = c.levels.find((l) => l.stamps === spent);
+  return level ? level.reward : c.program.reward;
+}
+
+/** One line per ledger change, in words that match it. */
+function lineOf(change) {
+  const { c } = change;
+  const values = { shop: c.merchant.name, stamps: c.stamps, required: c.program.stamps_required };
+  switch (change.kind) {
+    case "stamp":
+      return stampedLine(change);
+    case "stamp_undone":
+      return say(change.n === 1 ? "stamp_undone_one" : "stamp_undone", { ...values, n: change.n });
+    case "redeemed":
+      return say("redeemed", { ...values, reward: rewardOf(c, change.spent) });
+    default:
+      return say(c.rewards_available > 0 ? "redemption_undone_ready" : "redemption_undone", values);
+  }
+}
+
+function announce(changes) {
+  if (changes === null) return; // nothing new drawn: what is said still holds
+  clearTimeout(toastTimer);
+  if (!changes.length) {
+    // The figures changed without a change to tell (an expiry, a program's new goal): no
+    // earlier note may stay over numbers it no longer matches.
+    toast.hidden = true;
+    return;
+  }
+  const lines = changes.map(lineOf);
   live.textContent = lines.join(" ");
   toast.textContent = lines.join("\n");
   toast.hidden = false;
   toast.classList.remove("show");
   void toast.offsetWidth; // restart the slide-in
   toast.classList.add("show");
-  clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { toast.hidden = true; }, 6000);
+  // Bring the card that changed into view, clear of the note at the bottom.
+  changes[0].box.scrollIntoView({ block: "nearest", behavior: calm.matches ? "auto" : "smooth" });
 }
 
 // --- offline ------------------------------------------------------------------------------
 const offlineNote = document.getElementById("offline");
-
-function when(value) {
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) return "";
-  const today = new Date().toDateString() === date.toDateString();
-  const options = today ? { timeStyle: "short" } : { dateStyle: "medium", timeStyle: "short" };
-  return new Intl.DateTimeFormat(lang, options).format(date);
-}
 
 function showOffline(asOf) {
   if (asOf === false) {
@@ -321,10 +442,10 @@ async function poll() {
   const offline = response.headers.get("X-Treu-Offline") === "1";
   const view = await response.json();
   showOffline(offline ? response.headers.get("Date") || data.as_of : false);
-  const gained = render(view.cards, true);
-  if (gained.length) {
+  const changes = render(view.cards, true);
+  announce(changes);
+  if (changes && changes.length) {
     lastChange = Date.now();
-    announce(gained);
     loadFeedback();
   }
   schedule(offline ? OFFLINE : Date.now() - lastChange > 300000 ? CALM : FAST);
@@ -409,14 +530,37 @@ async function saveImage() {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
 
-document.getElementById("save-image").addEventListener("click", () => saveImage().catch(() => {}));
-document.getElementById("print").addEventListener("click", () => window.print());
+// Once the card was saved one of these ways, this phone remembers it and the section shrinks
+// to its heading (still one tap away) on the next visit; "I noted it" folds it at once.
+const saveBox = document.getElementById("save");
+
+function saved(fold) {
+  onDevice.set("saved", token, { at: Date.now() });
+  document.getElementById("saved-mark").hidden = false;
+  document.getElementById("welcome").hidden = true;
+  if (fold) saveBox.open = false;
+}
+
+if (onDevice.get("saved", token)) {
+  saveBox.open = false;
+  document.getElementById("saved-mark").hidden = false;
+}
+
+document.getElementById("save-image").addEventListener("click", () => {
+  saveImage().then(() => saved(false), () => {});
+});
+document.getElementById("print").addEventListener("click", () => {
+  window.print();
+  saved(false);
+});
+document.getElementById("noted").addEventListener("click", () => saved(true));
 
 const copyStatus = document.getElementById("copy-status");
 document.getElementById("copy-code").addEventListener("click", async () => {
   try {
     await navigator.clipboard.writeText(recoveryCode);
     copyStatus.textContent = say("copied");
+    saved(false);
   } catch {
     copyStatus.textContent = say("copy_failed");
   }
@@ -472,22 +616,28 @@ function start() {
   }
   if (claimed && location.hash === "#claimed") {
     // Just claimed a till's code: draw the stamps it brought as new ones.
-    for (const c of data.view.cards) {
+    for (const c of data.view.cards.map(complete)) {
+      const state = stateOf(c);
       if (c.merchant.slug === claimed.slug && c.program.id === claimed.program) {
         // The code's stamps and the bonuses they brought are the new ones.
-        const extra = (c.bonus || []).reduce((sum, b) => sum + b.stamps, 0);
-        known.set(keyOf(c), Math.max(c.stamps - claimed.count - extra, 0));
-      } else {
-        known.set(keyOf(c), c.stamps);
+        const n = claimed.count + c.bonus.reduce((sum, b) => sum + b.stamps, 0);
+        state.stamps = Math.max(c.stamps - n, 0);
+        if (state.earned !== null) state.earned = Math.max(state.earned - n, 0);
       }
+      known.set(keyOf(c), state);
     }
     announce(render(data.view.cards, false));
   } else {
     render(data.view.cards, false);
   }
-  const notice = { "#new": "welcome", "#restored": "restored" }[location.hash];
-  if (notice) document.getElementById(notice).hidden = false;
+  // #new, #restored, #claimed; "&shop=slug" (or "#shop=slug"): opened from that shop's page.
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const notice = hash.has("new") ? "welcome" : hash.has("restored") ? "restored" : null;
+  if (notice && !(notice === "welcome" && onDevice.get("saved", token))) {
+    document.getElementById(notice).hidden = false;
+  }
   if (location.hash) history.replaceState(null, "", location.pathname);
+  if (hash.get("shop")) arrivedFrom(hash.get("shop"));
   loadFeedback();
   poll();
 }

@@ -45,7 +45,24 @@ export const cards = {
     const rest = cards.all().filter((t) => t !== token);
     write(ALL, JSON.stringify(rest));
     if (cards.current() === token) write(CURRENT, rest[0] || null);
+    for (const name of DEVICE_NOTES) onDevice.set(name, token, null);
     forgetCached(token);
+  },
+};
+
+// What this phone remembers about one of its cards, for itself only: "saved" (the card was
+// backed up), "here" (the shop whose poster page it came from). Never sent anywhere.
+const DEVICE_NOTES = ["saved", "here"];
+export const onDevice = {
+  get(name, token) {
+    try {
+      return JSON.parse(read(`treu.${name}.${token}`) || "null");
+    } catch {
+      return null;
+    }
+  },
+  set(name, token, value) {
+    write(`treu.${name}.${token}`, value === null ? null : JSON.stringify(value));
   },
 };
 
@@ -130,9 +147,21 @@ function openPage() {
 }
 
 function merchantPage() {
-  // A poster scanned by someone who already has a card: straight to the card.
+  // What the page shows of the shop, for the card page that comes next in this tab: it draws
+  // this shop's card at once, before the first stamp (card.js).
+  const shop = document.getElementById("shop-data");
+  let slug = "";
+  if (shop) {
+    try {
+      sessionStorage.setItem("treu.shop-page", shop.textContent);
+      slug = JSON.parse(shop.textContent).merchant.slug;
+    } catch {
+      /* the card page asks for the shop's page instead */
+    }
+  }
+  // A poster scanned by someone who already has a card: straight to the card, this shop first.
   const token = cards.current();
-  if (token) location.replace(`/c/${token}`);
+  if (token) location.replace(`/c/${token}${slug ? `#shop=${encodeURIComponent(slug)}` : ""}`);
 }
 
 function claimMessage(result) {
