@@ -89,6 +89,8 @@ DEMO_MERCHANTS = (
             PromotionSpec(kind="multiplier", title="Happy Hour", factor=2, weekdays=TUE_TO_THU,
                           from_minute=14 * 60, to_minute=16 * 60),
             PromotionSpec(kind="welcome", title="Willkommen", stamps=1),
+            # A trial with a hold-out: the dashboard's "did the promotion work?" compares.
+            PromotionSpec(kind="campaign", title="Treue-Test", stamps=1, holdout_percent=30),
         ),
     ),
     DemoShop(

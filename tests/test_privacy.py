@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Engine, Integer, inspect, text
 
+from app.analytics.rollups import FUNNEL_STEPS, SOURCES
 from app.config import Settings
 from app.loyalty import service as loyalty
 from app.loyalty.models import Promotion
@@ -285,6 +286,20 @@ def test_records_at_two_shops_cannot_be_joined_even_with_the_keys(story: Story) 
     x = story.cards[0]
     assert crypto.holder_for(keyring, x.card_id, a) in stored_holders
     assert crypto.card_ref(keyring, x.card_id) in refs
+
+
+def test_the_way_in_is_counts_per_shop_and_day_only(story: Story) -> None:
+    """The funnel and the sources (analytics_funnel) hold counts per shop, day and step, no
+    card; a card's rollup row adds only which steps it reached and how it came (small codes),
+    nothing that is the same for one card at two shops beyond what its visit days already are."""
+    tables = dump(story.engine)
+    rows = tables["analytics_funnel"]
+    assert {row["merchant_id"] for row in rows} == {story.a.merchant_id, story.b.merchant_id}
+    assert all(set(row) == {"merchant_id", "day", "step", "cards"} for row in rows)
+    assert all(row["step"] in (*FUNNEL_STEPS, *SOURCES) for row in rows)
+    cards = tables["analytics_card"]
+    assert cards and all(row["steps"] in range(4) for row in cards)
+    assert all(row["source"] in (0, *SOURCES) for row in cards)
 
 
 def _keyed(key: bytes, person: bytes, message: bytes) -> str:

@@ -1,4 +1,6 @@
-"""Did a promotion work: visits per promotion, day and group (treated or held out).
+"""Did a promotion work: visits per promotion, day and group (treated or held out), and the
+bonus stamps each promotion gave per day. Filled from existing ledgers by the next revision's
+rebuild (which runs after the funnel's columns exist).
 
 Revision ID: 0012_promotion_effect
 Revises: 0011_loyalty
@@ -27,6 +29,7 @@ def upgrade() -> None:
         sa.Column("visits", sa.Integer(), nullable=False),
         sa.Column("entered", sa.Integer(), nullable=False),
         sa.Column("returned", sa.Integer(), nullable=False),
+        sa.Column("bonus_stamps", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["merchant_id"], ["merchant.id"]),
         sa.ForeignKeyConstraint(["promotion_id"], ["promotion.id"]),
         sa.PrimaryKeyConstraint("merchant_id", "promotion_id", "day", "held_out"),

@@ -10,13 +10,13 @@ the question is whether the shop saw its customers more often.
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
-from app.analytics.rollups import day_number
 from app.loyalty.rules import held_out
 
+# Counts per (promotion, day, held out): VISITS, ENTERED, RETURNED, and BONUS (bonus stamps
+# given; for every promotion, held_out 0).
+PROMOTION_FIELDS = ("visits", "entered", "returned", "bonus_stamps")
+VISITS, ENTERED, RETURNED, BONUS = range(len(PROMOTION_FIELDS))
 # A return counts when the card comes back within this many days of a visit during the
 # promotion, so also up to this long after the promotion's last day.
 RETURN_DAYS = 30
@@ -24,7 +24,9 @@ RETURN_DAYS = 30
 
 @dataclass(frozen=True)
 class Trial:
-    """A promotion with a hold-out, as its rollup needs it: its days and its group key."""
+    """A promotion with a hold-out, as its rollup needs it: its days (local days since
+    1970-01-01, as app.analytics.rollups counts them) and its group key; made from the
+    promotion's row by app.ledger.projections.trials."""
 
     promotion_id: int
     key: str
@@ -39,37 +41,6 @@ class Trial:
         return self.first_day <= day and (
             self.last_day is None or day <= self.last_day + RETURN_DAYS
         )
-
-
-def trials(promotions: Iterable[Any], tz: ZoneInfo) -> list[Trial]:
-    """The promotions with a hold-out, from their rows (any that ended, too)."""
-    out = []
-    for p in promotions:
-        if p.holdout_percent <= 0:
-            continue
-        first = p.starts_on or _local_date(p.created_at, tz)
-        last = p.ends_on
-        if p.ended_at is not None:
-            ended = _local_date(p.ended_at, tz)
-            last = ended if last is None else min(last, ended)
-        out.append(
-            Trial(
-                promotion_id=p.id,
-                key=p.holdout_key,
-                percent=p.holdout_percent,
-                first_day=day_number(first),
-                last_day=None if last is None else day_number(last),
-            )
-        )
-    return out
-
-
-def _local_date(moment: Any, tz: ZoneInfo) -> Any:
-    if isinstance(moment, str):  # SQLite's text, as a Prepared row returns it
-        moment = datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
-    return moment.astimezone(tz).date()
 
 
 def visit_counts(

@@ -10,16 +10,29 @@ with the equations that hold between them (a total and its parts); `suppress` hi
 until no equation has exactly one hidden member.
 """
 
+import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.analytics.rollups import month_of, month_start
 
-# A card is "active" in the month-sized windows the lifecycle uses.
+# The headline's "active cards" windows.
 MONTH_DAYS = 30
 QUARTER_DAYS = 90
+# The purchase cycle: the median days between a card's visits over the year up to the end of
+# the period, kept between a week and half a year (so the windows below hold enough cards to
+# be shown); half a month (the old 30/60-day windows) until k cards have come back in that year.
+CYCLE_YEAR = 365
+DEFAULT_CYCLE_DAYS = 15
+MIN_CYCLE_DAYS, MAX_CYCLE_DAYS = 7, 180
+# A card is active while its last visit is less than two cycles ago; "at risk" from two to four
+# cycles, "lapsed" after four.
+ACTIVE_CYCLES = 2
+# The quarter-over-quarter view: the quarter the period ends in (to its end) and those before
+# (back to the shop's first card).
+QUARTERS = 5
 # A device is flagged on a day with more than this many times its usual (median) daily scans
 # over the previous four weeks (given at least a week of them) ...
 VOLUME_FACTOR = 3
@@ -83,11 +96,9 @@ def all_visits(lo: int, hi: int) -> Window:
     return Window(lo, hi)
 
 
-def loyal_cards(r: int) -> Window:
-    """Cards that visited in the 30 days before r and in the 30 days before those."""
-    return Window(
-        r - MONTH_DAYS, r, first=False, prev_lo=r - 2 * MONTH_DAYS, prev_hi=r - MONTH_DAYS
-    )
+def loyal_cards(r: int, days: int = MONTH_DAYS) -> Window:
+    """Cards that visited in the `days` days before r and in the `days` days before those."""
+    return Window(r - days, r, first=False, prev_lo=r - 2 * days, prev_hi=r - days)
 
 
 def count(rows: Iterable[tuple[int, int, int]], window: Window) -> int:
@@ -163,8 +174,96 @@ def bucket_counts(
     ]
 
 
-def windows_needed(period: Period) -> set[Window]:
+# --- purchase cycle, retention and churn --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """The shop's purchase cycle in days: what the owner set, else what the visits say."""
+
+    days: int  # what the windows use
+    derived: int | None = None  # from the visits; None: fewer than k cards came back
+    chosen: int | None = None  # confirmed or set by the owner
+
+    @property
+    def source(self) -> str:
+        return "set" if self.chosen else "derived" if self.derived else "default"
+
+    @property
+    def active_days(self) -> int:
+        """A card is active while its last visit is less than this many days ago."""
+        return ACTIVE_CYCLES * self.days
+
+
+def purchase_cycle(
+    gaps: Mapping[int, int], returning_cards: int, k: int, chosen: int | None = None
+) -> Cycle:
+    """The cycle from a year's returning visits by gap (median, rounded up, kept in bounds),
+    when at least k different cards made them (returning_cards: how many, or at least k); the
+    owner's choice wins."""
+    middle = median(gaps) if returning_cards >= k else None
+    derived = None
+    if middle is not None:
+        derived = min(max(math.ceil(middle), MIN_CYCLE_DAYS), MAX_CYCLE_DAYS)
+    return Cycle(chosen or derived or DEFAULT_CYCLE_DAYS, derived, chosen)
+
+
+def cycle_year(period: Period) -> Period:
+    """The days the cycle is derived from: the year up to the end of the period."""
+    return Period(period.end - CYCLE_YEAR, period.end)
+
+
+def retention_window(cycle: Cycle, span: Period) -> int:
+    """Days of the active window for the retention of a span: the cycle's, but at least the
+    span's length, so every new card of the span is still active at its end and "active at
+    the end less the new cards" are the cards kept from before."""
+    return max(cycle.active_days, span.days)
+
+
+@dataclass(frozen=True)
+class SpanWindows:
+    """What retention and churn of a span [a, b) count, with active window w."""
+
+    at_start: Window  # active at a: a visit in [a - w, a)
+    at_end: Window  # active at b: a visit in [b - w, b)
+    either: Window  # a visit in [a - w, b): active at a, or since
+    new: Window  # first visit in [a, b)
+
+
+def span_windows(span: Period, cycle: Cycle) -> SpanWindows:
+    w = retention_window(cycle, span)
+    a, b = span.start, span.end
+    return SpanWindows(
+        active_cards(a - w, a), active_cards(b - w, b), active_cards(a - w, b), new_cards(a, b)
+    )
+
+
+def quarters(period: Period, n: int = QUARTERS) -> list[Period]:
+    """Calendar quarters, oldest first: the one the period ends in (up to the period's end)
+    and the n - 1 before it."""
+    month = month_of(period.end - 1)
+    first = month - month % 3  # months count from January 1970: quarters start at 0, 3, 6 …
+    spans = [Period(month_start(first), period.end)]
+    for _ in range(n - 1):
+        first -= 3
+        spans.append(Period(month_start(first), month_start(first + 3)))
+    return spans[::-1]
+
+
+def months_of(span: Period) -> list[Period]:
+    """The calendar months of a span (the last one cut at its end)."""
+    out, lo = [], span.start
+    while lo < span.end:
+        hi = min(month_start(month_of(lo) + 1), span.end)
+        out.append(Period(lo, hi))
+        lo = hi
+    return out
+
+
+def windows_needed(period: Period, cycle: Cycle | None = None) -> set[Window]:
     """The windows compute() reads from Inputs.windows."""
+    cycle = cycle or Cycle(DEFAULT_CYCLE_DAYS)
+    w = cycle.active_days
     wanted = set()
     for p in (period, period.previous()):
         r = p.end
@@ -172,9 +271,15 @@ def windows_needed(period: Period) -> set[Window]:
             active_cards(p.start, p.end),
             active_cards(r - MONTH_DAYS, r),
             active_cards(r - QUARTER_DAYS, r),
-            new_cards(r - MONTH_DAYS, r),
-            loyal_cards(r),
+            active_cards(r - w, r),
+            active_cards(r - 2 * w, r),
+            new_cards(r - w, r),
+            loyal_cards(r, w),
+            *vars(span_windows(p, cycle)).values(),
         }
+    for q in quarters(period):
+        wanted |= set(vars(span_windows(q, cycle)).values())
+        wanted |= {new_cards(m.start, m.end) for m in months_of(q)}
     return wanted
 
 
@@ -212,6 +317,25 @@ class Outstanding:
     cards_with_rewards: int = 0
 
 
+@dataclass(frozen=True)
+class ProgramDue:
+    """Rewards due now in one program, the cards holding them, and the owner's reward value."""
+
+    program_id: int
+    rewards: int
+    cards: int
+    reward_value: int | None = None  # cents
+
+
+@dataclass(frozen=True)
+class Money:
+    """What the owner entered (cents): the mean over the programs that have a value."""
+
+    currency: str = "EUR"
+    average_ticket: int | None = None
+    reward_value: int | None = None
+
+
 @dataclass
 class Inputs:
     period: Period
@@ -244,6 +368,11 @@ class Inputs:
     # (first_month, month, cards).
     cohorts: Sequence[tuple[int, int, int]]
     outstanding: Outstanding
+    # The shop's purchase cycle (it decides the windows above), rewards due per program, and
+    # the money the owner entered.
+    cycle: Cycle = field(default_factory=lambda: Cycle(DEFAULT_CYCLE_DAYS))
+    program_dues: Sequence[ProgramDue] = ()
+    money: Money = field(default_factory=Money)
 
 
 # --- suppression --------------------------------------------------------------------------------
@@ -371,10 +500,26 @@ class DeviceRow:
 
 
 @dataclass
+class QuarterRow:
+    """Retention and churn of one calendar quarter (partial: the quarter is not over yet)."""
+
+    start: int
+    end: int
+    partial: bool
+    active_start: Figure
+    active_end: Figure
+    new: Figure
+    lost: Figure
+    retention_rate: Figure
+    churn_rate: Figure
+
+
+@dataclass
 class Dashboard:
     period: Period
     previous: Period
     k: int
+    cycle: Cycle
     headline: dict[str, Pair]
     visit_steps: list[Step]
     new_steps: list[Step]
@@ -387,6 +532,17 @@ class Dashboard:
     hours: list[int]
     heat: list[list[Figure]]
     devices: list[DeviceRow]
+    # Retention of the period and the one before: active at start and end, new, lost.
+    retention: dict[str, Pair] = field(default_factory=dict)
+    quarters: list[QuarterRow] = field(default_factory=list)
+    # Estimates from the money the owner entered (empty without an average ticket), and what
+    # the owner entered.
+    money: dict[str, Pair] = field(default_factory=dict)
+    entered: Money = field(default_factory=Money)
+    # Too few cards in the period for most figures: the page leads with first steps, and
+    # what can be shown (cards so far, stamps on the period's last day).
+    starting: bool = False
+    first_figures: dict[str, Figure] = field(default_factory=dict)
 
 
 def median(histogram: Mapping[int, int]) -> float | None:
@@ -424,6 +580,7 @@ class _Builder:
         self.p = inputs.period
         self.q = inputs.period.previous()
         self.cells = Cells(inputs.k)
+        self._hidden: set[Hashable] = set()
 
     # Figures are built in two passes: register cells and equations, then read them back.
     def build(self) -> Dashboard:
@@ -436,7 +593,12 @@ class _Builder:
         weekdays, heat, hours = self._hour_cells(facts["current"]["visits"])
         devices = self._device_cells(facts["current"]["visits"])
         outstanding = self._outstanding_cells()
+        spans = {name: self._span_cells(p) for name, p in periods.items()}
+        quarter_keys = [(q, self._span_cells(q, months=True)) for q in quarters(self.p)]
+        dues = self._due_cells(outstanding[1])
+        last_day = self._last_day_cells()
         hidden = cells.hidden()
+        self._hidden = hidden
 
         def fig(key: Hashable, value: float | None = None) -> Figure:
             if key in hidden:
@@ -470,6 +632,33 @@ class _Builder:
             derived(median(i.gaps), facts["current"]["repeat"]),
             derived(median(i.previous_gaps), facts["previous"]["repeat"]),
         )
+
+        def rates(keys: Mapping[str, Hashable]) -> tuple[Figure, Figure]:
+            v, start = cells.values, keys["at_start"]
+            kept = derived(_ratio(v[keys["kept"]], v[start]), start, keys["kept"], keys["at_end"])
+            lost = derived(_ratio(v[keys["lost"]], v[start]), start, keys["lost"])
+            return kept, lost
+
+        spans_shown = {name: rates(keys) for name, keys in spans.items()}
+        headline["retention_rate"] = _pair(*(spans_shown[p][0] for p in periods))
+        headline["churn_rate"] = _pair(*(spans_shown[p][1] for p in periods))
+        retention = {
+            name: _pair(*(fig(spans[p][key]) for p in periods))
+            for name, key in (
+                ("active_start", "at_start"), ("active_end", "at_end"), ("new", "new"),
+                ("lost", "lost"),
+            )
+        }  # fmt: skip
+        quarter_rows = [
+            QuarterRow(
+                q.start, q.end, q.end == self.p.end and q.end != month_start(month_of(q.start) + 3),
+                fig(keys["at_start"]), fig(keys["at_end"]), fig(keys["new"]),
+                fig(keys["lost"]), *rates(keys),
+            )
+            for q, keys in quarter_keys
+            # Quarters before the shop's first card are left out.
+            if any(cells.values[keys[name]] for name in ("at_start", "at_end", "new"))
+        ]  # fmt: skip
         rewards = {
             "earned": _pair(*(fig(facts[p]["earned"]) for p in periods)),
             "redeemed": _pair(*(fig(facts[p]["redeemed"]) for p in periods)),
@@ -501,10 +690,28 @@ class _Builder:
             device_rows.append(
                 DeviceRow(device_id, label, cards, scans, stamps, visits, repeats, voids, flags)
             )
+        money = self._money(headline, facts, spans_shown, derived)
+        if "clv" in money:
+            headline["clv"] = money.pop("clv")
+        outstanding_value = derived(dues[0], *([outstanding[1]] if len(dues[1]) < 2 else dues[1]))
+        if dues[0] is None:
+            outstanding_value = Figure(None)
+        first_figures = {
+            "cards_so_far": fig(segments["current"]["ever"]),
+            "stamps": fig(last_day),
+        }
+        cards_now = cells.values[facts["current"]["cards"]]
         return Dashboard(
             period=self.p,
             previous=self.q,
             k=i.k,
+            cycle=i.cycle,
+            retention=retention,
+            quarters=quarter_rows,
+            money=money,
+            entered=i.money,
+            starting=cards_now < i.k,
+            first_figures=first_figures,
             headline=headline,
             visit_steps=[Step(s.start, s.end, fig(now), fig(then)) for s, now, then in steps[0]],
             new_steps=[Step(s.start, s.end, fig(now), fig(then)) for s, now, then in steps[1]],
@@ -533,6 +740,7 @@ class _Builder:
                 "rewards": fig(outstanding[1], i.outstanding.rewards),
                 "cards_with_stamps": fig(outstanding[0]),
                 "cards_with_rewards": fig(outstanding[1]),
+                "value": outstanding_value,
             },
             weekdays=[fig(w) for w in weekdays],
             hours=hours,
@@ -591,27 +799,132 @@ class _Builder:
         return visits, new
 
     def _segment_cells(self, r: int) -> dict[str, Hashable]:
-        """New, returning, loyal, at risk, lapsed at the end r of a period (they add up)."""
-        w, c = self.i.windows, self.cells
+        """New, returning, loyal, at risk, lapsed at the end r of a period (they add up).
+
+        Active (new, returning, loyal): a visit in the last two purchase cycles; at risk: the
+        last visit two to four cycles ago; lapsed: longer ago."""
+        w, c, days = self.i.windows, self.cells, self.i.cycle.active_days
         ever = self.i.ever if r == self.p.end else self.i.previous_ever
-        a30 = w[active_cards(r - MONTH_DAYS, r)]
-        a90 = w[active_cards(r - QUARTER_DAYS, r)]
-        new = w[new_cards(r - MONTH_DAYS, r)]
-        loyal = w[loyal_cards(r)]
+        active = w[active_cards(r - days, r)]
+        active_2 = w[active_cards(r - 2 * days, r)]
+        new = w[new_cards(r - days, r)]
+        loyal = w[loyal_cards(r, days)]
         keys = {
-            "new": c.add(("new", r - MONTH_DAYS, r), new),
-            "loyal": c.add(("loyal", r), loyal),
-            "returning": c.add(("returning", r), a30 - new - loyal),
-            "at_risk": c.add(("at_risk", r), a90 - a30),
-            "lapsed": c.add(("lapsed", r), ever - a90),
+            "new": c.add(("new", r - days, r), new),
+            "loyal": c.add(("loyal", r, days), loyal),
+            "returning": c.add(("returning", r, days), active - new - loyal),
+            "at_risk": c.add(("at_risk", r, days), active_2 - active),
+            "lapsed": c.add(("lapsed", r, days), ever - active_2),
             "ever": c.add(("ever", r), ever),
-            "a30": ("active", r - MONTH_DAYS, r),
-            "a90": ("active", r - QUARTER_DAYS, r),
+            # The totals of the segment table: hidden for a segment's sake only as a last resort.
+            "a30": c.add(("active", r - days, r), active, keep=True),
+            "a90": c.add(("active", r - 2 * days, r), active_2, keep=True),
         }
         c.sum(keys["a30"], [keys["new"], keys["returning"], keys["loyal"]])
         c.sum(keys["a90"], [keys["a30"], keys["at_risk"]])
         c.sum(keys["ever"], [keys["a90"], keys["lapsed"]])
         return keys
+
+    def _span_cells(self, span: Period, *, months: bool = False) -> dict[str, Hashable]:
+        """Retention and churn of a span: active at its start and end, its new cards, those
+        kept from before (active at the end, not new) and those lost (active at the start or
+        since, not at the end). months: the new cards add up to its months' (the cohorts')."""
+        w, c = self.i.windows, self.cells
+        sw = span_windows(span, self.i.cycle)
+        start, end, either, new = (w[x] for x in (sw.at_start, sw.at_end, sw.either, sw.new))
+        keys = {
+            "at_start": c.add(("active", sw.at_start.lo, sw.at_start.hi), start, keep=True),
+            "at_end": c.add(("active", sw.at_end.lo, sw.at_end.hi), end, keep=True),
+            "either": c.add(("active", sw.either.lo, sw.either.hi), either),
+            "new": c.add(("new", span.start, span.end), new, keep=True),
+            "kept": c.add(("kept", span.start, span.end, sw.at_end.lo), end - new),
+            "lost": c.add(("lost", span.start, span.end, sw.at_end.lo), either - end),
+        }
+        c.sum(keys["at_end"], [keys["kept"], keys["new"]])
+        c.sum(keys["either"], [keys["at_end"], keys["lost"]])
+        # Those active at the start either stayed or were lost; the kept ones stayed or came
+        # back after a long time away: neither group is shown, but each is about cards.
+        stayed = c.add(("stayed", span.start, span.end, sw.at_end.lo), start - (either - end))
+        back = c.add(
+            ("back", span.start, span.end, sw.at_end.lo), end - new - (start - either + end)
+        )
+        c.sum(keys["at_start"], [stayed, keys["lost"]])
+        c.sum(keys["kept"], [stayed, back])
+        if months:
+            parts = [
+                c.add(("new", m.start, m.end), w[new_cards(m.start, m.end)])
+                for m in months_of(span)
+            ]
+            c.sum(keys["new"], parts)
+        return keys
+
+    def _due_cells(self, due_key: Hashable) -> tuple[float | None, list[Hashable]]:
+        """The entered value of the rewards due now (currency units; None: not every program
+        with rewards due has a value),
+        and the per-program cards it is about: with two programs or more, the value would
+        tell how the rewards due split between them."""
+        c, value, keys = self.cells, 0, []
+        # Only a complete value: every program with rewards due has a reward value.
+        valued = self.i.money.reward_value is not None
+        for due in self.i.program_dues:
+            if due.cards:
+                keys.append(c.add(("due", due.program_id), due.cards))
+            if due.reward_value is None:
+                valued = valued and not due.rewards
+            else:
+                value += due.rewards * due.reward_value
+        if len(keys) > 1:
+            c.sum(due_key, keys)
+        return (value / 100 if valued else None), keys
+
+    def _last_day_cells(self) -> Hashable:
+        """Stamps on the period's last day (today, for a preset), about that day's cards."""
+        last = self.p.end - 1
+        day = next((d for d in self.i.days if d.day == last), DayActivity(last))
+        return self.cells.add(("stamps", last, last + 1), day.stamps, day.visits)
+
+    def _money(
+        self,
+        headline: Mapping[str, Pair],
+        facts: Mapping[str, Mapping[str, Hashable]],
+        spans_shown: Mapping[str, tuple[Figure, Figure]],
+        derived: Callable[..., Figure],
+    ) -> dict[str, Pair]:
+        """Estimates from the average ticket and reward value the owner entered (currency
+        units): lifetime value per card, reward cost and the program's net effect."""
+        ticket, reward = self.i.money.average_ticket, self.i.money.reward_value
+        if ticket is None:
+            return {}
+        v, out = self.cells.values, {}
+        periods = {"current": self.p, "previous": self.q}
+        parts: dict[str, list[Figure]] = defaultdict(list)
+        for name, p in periods.items():
+            f = facts[name]
+            visits, cards = v[f["visits"]], v[f["cards"]]
+            per_year = _ratio(visits * CYCLE_YEAR, cards * p.days)
+            churn = spans_shown[name][1]
+            lifetime = None
+            if churn.value is not None and per_year is not None:
+                yearly = 1 - (1 - churn.value) ** (CYCLE_YEAR / p.days)
+                lifetime = 1 / yearly if yearly > 0 else None
+            basis = (f["visits"], f["cards"])
+            parts["visits_per_year"].append(derived(per_year, *basis))
+            parts["lifetime_years"].append(
+                Figure(None, hidden=True) if churn.hidden else Figure(lifetime)
+            )
+            clv = None if lifetime is None or per_year is None else ticket * per_year * lifetime
+            hidden_clv = churn.hidden or any(b in self._hidden for b in basis)
+            parts["clv"].append(Figure(None, hidden=True) if hidden_clv else _money(clv))
+            cost = None if reward is None else reward * v[f["redeemed"]]
+            parts["reward_cost"].append(derived(_cents(cost), f["redeemed"]))
+            takings = ticket * (visits - v[f["new_cards"]])
+            net = takings - (cost or 0)
+            parts["net_effect"].append(
+                derived(_cents(net), f["visits"], f["new_cards"], f["redeemed"])
+            )
+        for name, (now, before) in parts.items():
+            out[name] = _pair(now, before)
+        return out
 
     def _cohort_cells(self) -> list[tuple[int, Hashable, list[Hashable | None]]]:
         """Cohorts of the twelve months up to the period's last: size, then cards still visiting."""
@@ -738,6 +1051,14 @@ def device_flags(
         if repeats / d.scans > max(REPEAT_SHARE, REPEAT_FACTOR * usual_repeats):
             flags.append({"reason": "repeats", "day": d.day, "scans": d.scans, "repeats": repeats})
     return flags
+
+
+def _cents(value: float | None) -> float | None:
+    return None if value is None else round(value) / 100
+
+
+def _money(cents: float | None) -> Figure:
+    return Figure(_cents(cents))
 
 
 def _pair(current: Figure, previous: Figure) -> Pair:

@@ -143,6 +143,13 @@ class CardRollup(SQLModel, table=True):
     # The last visit day per weekday-hour and the last day per device, the gaps of the tables
     # above are counted from (app.analytics.rollups.CardState.recent: compact JSON).
     recent: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
+    # The funnel steps the card has reached here beyond its visits (bits: 1 a first reward,
+    # 2 a first redemption), so that each step is counted once, when it happens.
+    steps: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # How the card came to this shop (app.analytics.rollups.SOURCES; 0: not known, e.g. rows
+    # from before sources were counted): the ledger does not say, so a rebuild keeps it, and
+    # deleting the card takes it out of its source's count.
+    source: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PromotionRollup(SQLModel, table=True):
@@ -153,7 +160,8 @@ class PromotionRollup(SQLModel, table=True):
     visits: card-days with stamps on `day`, from the promotion's first day to its last;
     entered: those that were the card's first visit since the promotion began;
     returned: visits on `day` (up to 30 days after the promotion's last day) whose previous
-    visit fell while the promotion ran and at most 30 days before.
+    visit fell while the promotion ran and at most 30 days before;
+    bonus_stamps: what the promotion gave on `day` (any promotion, with or without a hold-out).
     """
 
     __tablename__ = "analytics_promotion"
@@ -166,6 +174,27 @@ class PromotionRollup(SQLModel, table=True):
     visits: int = 0
     entered: int = 0
     returned: int = 0
+    bonus_stamps: int = 0  # given on `day` (for every promotion, held_out 0)
+
+
+class FunnelRollup(SQLModel, table=True):
+    """The way in, counted when each step happens (app.analytics.rollups: FUNNEL_STEPS, SOURCES).
+
+    Funnel steps (1 first visit here, 2 a second visit, 3 a first reward, 4 a first redemption):
+    `day` is the local day of the cards' first visit here, so a month's funnel is a sum of days.
+    Sources (11 and up): `day` is the day it happened: a card made from the shop's page (poster),
+    or a card's first visit here, by how it came (claim code, printed card, an older card, a card
+    made that day). One table, so a batch of stamps adds to both with one statement.
+    Counts only: no row names a card.
+    """
+
+    __tablename__ = "analytics_funnel"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    day: int = Field(primary_key=True)
+    step: int = Field(primary_key=True)
+    cards: int = 0
 
 
 # Table handles for Core statements, shared by the write path (the ledger's projections) and the
@@ -179,6 +208,7 @@ hour_table = HourVisitRollup.__table__  # type: ignore[attr-defined]
 weekday_table = WeekdayVisitRollup.__table__  # type: ignore[attr-defined]
 device_table = DeviceCardRollup.__table__  # type: ignore[attr-defined]
 promotion_table = PromotionRollup.__table__  # type: ignore[attr-defined]
+funnel_table = FunnelRollup.__table__  # type: ignore[attr-defined]
 # Rollups' single-count fields: their table, the key columns after merchant_id, the count.
 COUNTED = {
     "visits": (visit_table, ("day", "gap"), "visits"),
@@ -187,12 +217,14 @@ COUNTED = {
     "hours": (hour_table, ("day", "hour", "gap"), "visits"),
     "weekdays": (weekday_table, ("day", "gap"), "visits"),
     "devices": (device_table, ("day", "device_id", "gap"), "cards"),
+    "funnel": (funnel_table, ("day", "step"), "cards"),
 }
 # The distinct-card counts by slot of the week and by device: their gaps chain one card's
 # visits together, on a quiet weekday hour or device.
 CHAINED = ("hours", "weekdays", "devices")
 ROLLUP_TABLES = (
     activity_table,
+    promotion_table,
     *(table for table, _, _ in COUNTED.values()),
     card_table,
 )

@@ -20,13 +20,33 @@ any visit (`visits`), a visit at the same weekday and hour (`hours`), on the sam
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
+from app.analytics.holdout import BONUS, PROMOTION_FIELDS, Trial, visit_counts
+
 EPOCH = date(1970, 1, 1)
+# The funnel's steps (FunnelRollup.step): a card's first visit at the shop, its second, the first
+# time its lifetime stamps there reached a program's goal, its first redemption there.
+FIRST_VISIT, SECOND_VISIT, FIRST_REWARD, FIRST_REDEMPTION = 1, 2, 3, 4
+FUNNEL_STEPS = {
+    FIRST_VISIT: "first_visit",
+    SECOND_VISIT: "second_visit",
+    FIRST_REWARD: "first_reward",
+    FIRST_REDEMPTION: "redeemed",
+}
+# CardState.steps: the funnel steps past the visits that a card has reached.
+REWARDED, REDEEMED = 1, 2
+# Where cards come from (FunnelRollup steps from 11). POSTER is counted when a card is made from
+# the shop's page; the others when a card arrives for its first visit at the shop, exactly one
+# each: through a claim code, else as a printed card, else as a card made on an earlier day (at
+# the shop's poster, the front page or another shop), else as a card made that same day.
+POSTER, PRINTED, CLAIM, EXISTING, NEW = 11, 12, 13, 14, 15
+SOURCES = {POSTER: "poster", PRINTED: "printed", CLAIM: "claim", EXISTING: "existing", NEW: "new"}
+ARRIVALS = (PRINTED, CLAIM, EXISTING, NEW)
 # The order of the counters in ActivityRollup (and of Rollups.activity's lists).
 ACTIVITY_FIELDS = ("scans", "stamps", "visits", "redemptions", "voids", "rewards_earned")
 SCANS, STAMPS, VISITS, REDEMPTIONS, VOIDS, REWARDS = range(len(ACTIVITY_FIELDS))
@@ -43,6 +63,7 @@ class Entry:
     device_id: int | None
     created_at: datetime
     voids_entry_id: str | None = None
+    promotion_id: int | None = None  # a bonus's promotion
 
 
 @dataclass
@@ -57,6 +78,7 @@ class CardState:
     # per device (0: none): what the per-slot and per-device gaps are counted from.
     slots: dict[int, int] = field(default_factory=dict)
     devices: dict[int, int] = field(default_factory=dict)
+    steps: int = 0  # REWARDED | REDEEMED once reached
 
     def recent(self) -> str:
         """slots and devices as stored in the card's rollup row (compact JSON)."""
@@ -88,6 +110,10 @@ def _counts() -> list[int]:
     return [0] * len(ACTIVITY_FIELDS)
 
 
+def _promotion_counts() -> list[int]:
+    return [0] * len(PROMOTION_FIELDS)
+
+
 def _counter() -> defaultdict[tuple[int, ...], int]:
     return defaultdict(int)
 
@@ -111,6 +137,14 @@ class Rollups:
     weekdays: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
     # (day, device, gap since the card was last seen at that device) -> cards seen.
     devices: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
+    # (day of the cards' first visit, funnel step) -> cards that reached it; and (day, source)
+    # -> cards, which the ledger's projections add (a card's entries do not say its source).
+    funnel: defaultdict[tuple[int, ...], int] = field(default_factory=_counter)
+    # (promotion, day, held out) -> PROMOTION_FIELDS: the visits of a promotion's treated and
+    # held-out cards (app.analytics.holdout), and the bonus stamps it gave.
+    promotions: defaultdict[tuple[int, int, int], list[int]] = field(
+        default_factory=lambda: defaultdict(_promotion_counts)
+    )
 
     def hold(self, program_id: int, before: int, after: int) -> None:
         """A card's stamps in a program went from before to after (0: holds none)."""
@@ -121,14 +155,16 @@ class Rollups:
                 self.holdings[(program_id, after)] += 1
 
     def counters(self) -> dict[str, defaultdict[tuple[int, ...], int]]:
-        """The single-count tables by field name (all but activity)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "activity"}
+        """The single-count tables by field name (all but activity and promotions)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in SEVERAL}
 
     def merge(self, other: "Rollups", sign: int = 1) -> None:
-        for key, counts in other.activity.items():
-            mine = self.activity[key]
-            for i, n in enumerate(counts):
-                mine[i] += sign * n
+        for name in SEVERAL:
+            into = getattr(self, name)
+            for key, counts in getattr(other, name).items():
+                mine = into[key]
+                for i, n in enumerate(counts):
+                    mine[i] += sign * n
         for name, counter in other.counters().items():
             into = getattr(self, name)
             for counted, n in counter.items():
@@ -137,10 +173,27 @@ class Rollups:
     def nonzero(self) -> "Rollups":
         """The same counts without the keys that add up to nothing."""
         out = Rollups()
-        out.activity.update({k: v for k, v in self.activity.items() if any(v)})
+        for name in SEVERAL:
+            getattr(out, name).update({k: v for k, v in getattr(self, name).items() if any(v)})
         for name, counter in self.counters().items():
             getattr(out, name).update({k: v for k, v in counter.items() if v})
         return out
+
+
+# The tables with several counts per key (lists), the others have one.
+SEVERAL = ("activity", "promotions")
+
+
+def arrival_source(*, via_claim: bool, printed: bool | None, created: date | None, on: date) -> int:
+    """How a card came to a shop for its first visit there, on date `on` (the card row's dates
+    are UTC dates, and so is `on`); 0 when the stamp did not say what the card row holds."""
+    if via_claim:
+        return CLAIM
+    if printed is None or created is None:
+        return 0
+    if printed:
+        return PRINTED
+    return EXISTING if created < on else NEW
 
 
 # --- local calendar -----------------------------------------------------------------------------
@@ -205,8 +258,12 @@ class CardTally:
         required: Mapping[int, int],
         tz: ZoneInfo,
         out: Rollups,
+        holder: str = "",
+        trials: Sequence[Trial] = (),
     ) -> None:
         self.state = state
+        self.holder = holder  # the card at this merchant, for the hold-out groups of `trials`
+        self.trials = trials
         self.lifetime = lifetime  # lifetime stamps per program before the next entry
         self.required = required
         self.tz = tz
@@ -223,6 +280,7 @@ class CardTally:
             self._bonus(entry)
         elif entry.kind == "redemption":
             self.out.activity[self.slot(entry)][REDEMPTIONS] += 1
+            self._reached(REDEEMED, FIRST_REDEMPTION, entry)
 
     def undone(self, target: Entry) -> None:
         # A bonus is undone with its stamp: one undo, counted once.
@@ -236,11 +294,27 @@ class CardTally:
         self.lifetime[entry.program_id] = after
         goal = self.required.get(entry.program_id, 0)
         if goal > 0:
-            counts[REWARDS] += after // goal - before // goal
+            earned = after // goal - before // goal
+            counts[REWARDS] += earned
+            if earned > 0:
+                self._reached(REWARDED, FIRST_REWARD, entry)
+
+    def _reached(self, flag: int, step: int, entry: Entry) -> None:
+        """A funnel step past the visits, counted the first time the card reaches it."""
+        state = self.state
+        if state.steps & flag:
+            return
+        state.steps |= flag
+        # A bonus can sort before its own stamp (same second): the day is that stamp's.
+        first = state.first_day if state.first_day is not None else self.slot(entry)[0]
+        self.out.funnel[(first, step)] += 1
 
     def _bonus(self, entry: Entry) -> None:
         """Bonus stamps count as stamps given and towards rewards; they are no scan or visit."""
-        self._earned(entry, self.out.activity[self.slot(entry)])
+        key = self.slot(entry)
+        self._earned(entry, self.out.activity[key])
+        if entry.promotion_id is not None:
+            self.out.promotions[(entry.promotion_id, key[0], 0)][BONUS] += entry.delta
 
     def _stamp(self, entry: Entry) -> None:
         key = self.slot(entry)
@@ -256,6 +330,13 @@ class CardTally:
             return
         counts[VISITS] += 1
         self.out.visits[(day, _gap(day, state.last_day))] += 1
+        for key, (visit, entered, returned) in visit_counts(
+            self.trials, self.holder, day, state.last_day
+        ):
+            tried = self.out.promotions[key]
+            tried[0] += visit
+            tried[1] += entered
+            tried[2] += returned
         weekday = weekday_of(day)
         slot = weekday * 24 + hour
         # Every visit is in one slot, so the last on this weekday is the latest of its slots.
@@ -265,8 +346,10 @@ class CardTally:
         state.slots[slot] = day
         if state.first_day is None:
             state.first_day = day
+            self.out.funnel[(day, FIRST_VISIT)] += 1
         elif state.visits == 1:
             state.second_day = day
+            self.out.funnel[(state.first_day, SECOND_VISIT)] += 1
         month = month_of(day)
         if state.last_day is None or month_of(state.last_day) != month:
             self.out.cohorts[(month_of(state.first_day), month)] += 1
@@ -284,14 +367,23 @@ def in_order(entries: Iterable[Entry]) -> list[Entry]:
 
 
 def replay(
-    entries: Iterable[Entry], *, required: Mapping[int, int], tz: ZoneInfo
+    entries: Iterable[Entry],
+    *,
+    required: Mapping[int, int],
+    tz: ZoneInfo,
+    holder: str = "",
+    trials: Sequence[Trial] = (),
 ) -> tuple[Rollups, CardState]:
-    """One card's whole share of the rollups, from its whole history at one merchant."""
+    """One card's whole share of the rollups, from its whole history at one merchant (the card
+    is `holder` there, for the hold-out groups of the merchant's `trials`)."""
     history = in_order(entries)
     by_id = {e.id: e for e in history}
     undone = {e.voids_entry_id for e in history if e.kind == "void"}
     out = Rollups()
-    tally = CardTally(state=CardState(), lifetime={}, required=required, tz=tz, out=out)
+    tally = CardTally(
+        state=CardState(), lifetime={}, required=required, tz=tz, out=out, holder=holder,
+        trials=trials,
+    )  # fmt: skip
     for entry in history:
         if entry.kind == "void":
             target = by_id.get(entry.voids_entry_id or "")

@@ -7,26 +7,33 @@ dashboard never reads the ledger itself.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlmodel import Session
 
+from app.analytics import effect, funnel
 from app.analytics.exceptions import PeriodError
 from app.analytics.kpis import (
     BASELINE_DAYS,
     COHORT_MONTHS,
     BucketCount,
+    Cycle,
     Dashboard,
     DayActivity,
     DeviceDay,
     Inputs,
+    Money,
     Outstanding,
     Period,
+    ProgramDue,
     Window,
     active_cards,
     buckets,
     compute,
+    cycle_year,
+    purchase_cycle,
     windows_needed,
 )
 from app.analytics.models import (
@@ -39,10 +46,19 @@ from app.analytics.models import (
     visit_table,
     weekday_table,
 )
-from app.analytics.rollups import ACTIVITY_FIELDS, day_date, day_number, month_of, zone
+from app.analytics.rollups import (
+    ACTIVITY_FIELDS,
+    day_date,
+    day_number,
+    month_of,
+    month_start,
+    zone,
+)
 from app.feedback import service as feedback
 from app.merchants.models import Device, Merchant, Program
 
+# Money the owner enters is in cents of this currency (merchants have no currency of their own).
+CURRENCY = "EUR"
 _program = Program.__table__  # type: ignore[attr-defined]
 _device = Device.__table__  # type: ignore[attr-defined]
 _c = card_table.c
@@ -80,7 +96,12 @@ def daily_rows(
     )
     for row in new:
         days.setdefault(row.day, {})["new_cards"] = row.visits
-    order = ("visits", "new_cards", "scans", "stamps", "redemptions", "voids", "rewards_earned")
+    for day, counts in funnel.daily_sources(
+        session=session, merchant_id=merchant_id, lo=lo, hi=hi
+    ).items():
+        days.setdefault(day, {}).update(counts)
+    order = ("visits", "new_cards", "scans", "stamps", "redemptions", "voids", "rewards_earned",
+             *funnel.SOURCE_NAMES)  # fmt: skip
     return [
         {"day": day_date(day), **{name: days[day].get(name, 0) for name in order}}
         for day in sorted(days)
@@ -126,6 +147,8 @@ class OwnerDashboard:
     period: Period
     figures: Dashboard
     feedback: dict[str, Any]
+    way_in: funnel.WayIn
+    promotions: list[effect.PromotionEffect]
 
 
 def owner_dashboard(
@@ -141,31 +164,54 @@ def owner_dashboard(
     """The dashboard (page and KPI API) for the period the owner chose (see choose_period)."""
     today = today_of(merchant, now)
     period = choose_period(choice=choice, today=today, start=start, end=end)
+    mine = merchant.id or 0
     return OwnerDashboard(
         today=today,
         period=period,
         figures=dashboard(session=session, merchant=merchant, period=period, k=k),
         feedback=feedback.period_figures(session=session, merchant=merchant, period=period, k=k),
+        way_in=funnel.way_in(session=session, merchant_id=mine, period=period, k=k),
+        promotions=effect.promotion_effects(session=session, merchant_id=mine, k=k),
     )
 
 
 def dashboard(*, session: Session, merchant: Merchant, period: Period, k: int) -> Dashboard:
     """Every KPI of the dashboard for one merchant and period (from rollups, never the ledger)."""
     assert merchant.id is not None
-    return compute(gather(session=session, merchant_id=merchant.id, period=period, k=k))
+    return compute(
+        gather(
+            session=session, merchant_id=merchant.id, period=period, k=k,
+            chosen_cycle=merchant.purchase_cycle_days,
+        )
+    )  # fmt: skip
 
 
-def gather(*, session: Session, merchant_id: int, period: Period, k: int) -> Inputs:
+def purchase_cycle_of(*, session: Session, merchant: Merchant, today: date, k: int) -> Cycle:
+    """The shop's purchase cycle as of today: the owner's, or derived from the year's visits."""
+    assert merchant.id is not None
+    last = day_number(today)
+    year = cycle_year(Period(last, last + 1))
+    *_, gaps, active = _gaps(session, merchant.id, year, year, year)
+    came_back = _came_back(session, merchant.id, year, active, k)
+    return purchase_cycle(gaps, came_back, k, merchant.purchase_cycle_days)
+
+
+def gather(
+    *, session: Session, merchant_id: int, period: Period, k: int, chosen_cycle: int | None = None
+) -> Inputs:
     """Read the rollup rows compute() needs: a handful of indexed, grouped queries."""
     previous = period.previous()
     steps = buckets(period)
     shifted = [s.shifted(-period.days) for s in steps]
     periods = (previous, period)
     counted, cards = _step_counts(session, merchant_id, [*shifted, *steps], periods)
-    gaps = _gaps(session, merchant_id, previous, period)
+    year = cycle_year(period)
     single, previous_single, ever, previous_ever = _card_counts(session, merchant_id, period)
+    *gaps, year_gaps, year_cards = _gaps(session, merchant_id, previous, period, year)
+    came_back = _came_back(session, merchant_id, year, year_cards, k)
+    cycle = purchase_cycle(year_gaps, came_back, k, chosen_cycle)
     # The periods' own distinct cards came with the steps; the rest are near the periods' ends.
-    at_ends = windows_needed(period) - set(cards)
+    at_ends = windows_needed(period, cycle) - set(cards)
     days, devices = _days_and_devices(
         session, merchant_id, min(previous.start, period.start - BASELINE_DAYS), period.end
     )
@@ -189,6 +235,9 @@ def gather(*, session: Session, merchant_id: int, period: Period, k: int) -> Inp
         device_labels=_device_labels(session, merchant_id),
         cohorts=_cohorts(session, merchant_id, month_of(period.end - 1) - COHORT_MONTHS + 1),
         outstanding=_outstanding(session, merchant_id),
+        cycle=cycle,
+        program_dues=_program_dues(session, merchant_id),
+        money=_money(session, merchant_id),
     )
 
 
@@ -245,76 +294,162 @@ def _step_counts(
 
 
 def _gaps(
-    session: Session, merchant_id: int, previous: Period, period: Period
-) -> tuple[dict[int, int], dict[int, int]]:
-    """Returning visits by days since the card's previous visit, in each period."""
+    session: Session, merchant_id: int, previous: Period, period: Period, year: Period
+) -> tuple[dict[int, int], dict[int, int], dict[int, int], int]:
+    """Returning visits by days since the card's previous visit, in each period and in the
+    year the purchase cycle is derived from; and the distinct cards with a visit in that year.
+    One grouped pass: a few rows per gap."""
     v = visit_table.c
-    later = v.day >= period.start
+    flags = (
+        (v.day >= period.start).label("in_period"),
+        (v.day >= previous.start).label("in_previous"),
+        (v.day >= year.start).label("in_year"),
+        ((v.gap == 0) | (v.day - v.gap < year.start)).label("first_in_year"),
+    )
     rows = session.execute(
-        select(later.label("in_period"), v.gap, func.sum(v.visits))
+        select(v.gap, *flags, func.sum(v.visits))
         .where(
             v.merchant_id == merchant_id,
-            v.day >= previous.start,
+            v.day >= min(previous.start, year.start),
             v.day < period.end,
-            v.gap > 0,
         )
-        .group_by("in_period", v.gap)
+        .group_by(v.gap, *(f.name for f in flags))
     )
-    out: tuple[dict[int, int], dict[int, int]] = ({}, {})
-    for is_later, gap, visits in rows:
-        out[1 if is_later else 0][gap] = int(visits)
-    return out
+    before: dict[int, int] = {}
+    now: dict[int, int] = {}
+    in_year: dict[int, int] = {}
+    cards = 0
+    for gap, is_now, is_before, is_year, first, visits in rows:
+        n = int(visits)
+        if is_year and first:
+            cards += n
+        if not gap:
+            continue
+        for hist, counted in (
+            (now, is_now),
+            (before, is_before and not is_now),
+            (in_year, is_year),
+        ):
+            if counted:
+                hist[gap] = hist.get(gap, 0) + n
+    return before, now, in_year, cards
 
 
-def _window_sql(window: Window) -> Any:
-    v = visit_table.c
-    prev = v.day - v.gap
-    returning = [v.gap > 0]
-    if window.prev_lo is not None:
-        returning.append(prev >= window.prev_lo)
-    if window.prev_hi is not None:
-        returning.append(prev < window.prev_hi)
-    kinds = []
-    if window.first:
-        kinds.append(v.gap == 0)
-    if window.returning:
-        kinds.append(and_(*returning))
-    return and_(v.day >= window.lo, v.day < window.hi, or_(*kinds))
+# Below every window bound (a previous visit longer ago than any window looks), and the mark of
+# a card's first visit.
+_LONG_AGO, _FIRST = -(10**9), -(2 * 10**9)
 
 
 def _window_counts(session: Session, merchant_id: int, windows: set[Window]) -> dict[Window, int]:
-    """Each window's count, in one pass over the days the windows span."""
+    """Each window's count, in one grouped pass over the days the windows span.
+
+    Every bound of every window is a breakpoint: visits are summed by the breakpoint interval
+    their day falls in and the one their previous visit falls in (or "first visit"), a few
+    hundred rows however many visits; each window is a sum of some of them.
+    """
     if not windows:
         return {}
     v = visit_table.c
-    ordered = sorted(windows, key=lambda w: (w.lo, w.hi, w.prev_lo or 0, w.prev_hi or 0, w.first))
-    spans = or_(*[and_(v.day >= w.lo, v.day < w.hi) for w in ordered])
-    sums = [func.sum(case((_window_sql(w), v.visits), else_=0)) for w in ordered]
-    row = session.execute(select(*sums).where(v.merchant_id == merchant_id, spans)).one()
-    return {w: int(n or 0) for w, n in zip(ordered, row, strict=True)}
+    points = sorted(
+        {b for w in windows for b in (w.lo, w.hi, w.prev_lo, w.prev_hi) if b is not None}
+    )
+    lo, hi = min(w.lo for w in windows), max(w.hi for w in windows)
+    day_at = _start_of(v.day, [p for p in points if lo <= p <= hi])
+    prev_at = case((v.gap == 0, _FIRST), else_=_start_of(v.day - v.gap, [_LONG_AGO, *points]))
+    rows = session.execute(
+        select(day_at.label("day_at"), prev_at.label("prev_at"), func.sum(v.visits))
+        .where(v.merchant_id == merchant_id, v.day >= lo, v.day < hi)
+        .group_by("day_at", "prev_at")
+    ).all()
+    out = {}
+    for w in windows:
+        total = 0
+        for day, prev, visits in rows:
+            if not w.lo <= day < w.hi:
+                continue
+            if prev == _FIRST:
+                ok = w.first
+            else:
+                ok = (
+                    w.returning
+                    and (w.prev_lo is None or prev >= w.prev_lo)
+                    and (w.prev_hi is None or prev < w.prev_hi)
+                )
+            total += int(visits) if ok else 0
+        out[w] = total
+    return out
 
 
 def _card_counts(session: Session, merchant_id: int, period: Period) -> tuple[int, int, int, int]:
     """Cards first seen in each period with no second visit by its end; cards seen before each
-    period's end."""
-    c = card_table.c
+    period's end.
+
+    Each "once" count is a range of the card rollup's (first_day, second_day) index, counted
+    where it lies; the cards seen before a day come from the cohorts' sizes (one row a month)
+    and the first visits of the month it falls in: with a ledger of 10 million entries a pass
+    over every card row cost more than the rest of the dashboard together.
+    """
     s, e = period.start, period.end
-    prev_start = period.previous().start
+    ever, ever_before = _seen_before(session, merchant_id, (e, s))
+    once = partial(_once, session, merchant_id)
+    return once(s, e), once(period.previous().start, s), ever, ever_before
 
-    def once_by(end: int) -> Any:
-        return or_(c.second_day.is_(None), c.second_day >= end)
 
-    row = session.execute(
-        select(
-            func.sum(case((and_(c.first_day >= s, c.first_day < e, once_by(e)), 1), else_=0)),
-            func.sum(
-                case((and_(c.first_day >= prev_start, c.first_day < s, once_by(s)), 1), else_=0)
-            ),
-            func.sum(case((c.first_day < e, 1), else_=0)),
-            func.sum(case((c.first_day < s, 1), else_=0)),
-        ).where(c.merchant_id == merchant_id)
-    ).one()
-    return tuple(int(n or 0) for n in row)  # type: ignore[return-value]
+def _once(session: Session, merchant_id: int, lo: int, hi: int) -> int:
+    """Cards first seen in [lo, hi) with no second visit by hi: a range of the card rollup's
+    (first_day, second_day) index."""
+    c = card_table.c
+    found = session.execute(
+        select(func.count()).where(
+            c.merchant_id == merchant_id, c.first_day >= lo, c.first_day < hi,
+            or_(c.second_day.is_(None), c.second_day >= hi),
+        )
+    ).scalar_one()  # fmt: skip
+    return int(found or 0)
+
+
+def _came_back(session: Session, merchant_id: int, year: Period, active: int, k: int) -> int:
+    """Cards that came back in the year (a visit there after an earlier one), or at least k of
+    them: what the purchase cycle needs to know. k cards whose last visit lies in the year and
+    is not their first are found after a few rows; only a shop with fewer is counted exactly
+    (its cards active in the year less those first seen then that did not come back)."""
+    c = card_table.c
+    quick = (
+        select(literal(1))
+        .where(
+            c.merchant_id == merchant_id, c.second_day.is_not(None), c.second_day < year.end,
+            c.last_day >= year.start, c.last_day < year.end,
+        )
+        .limit(k)
+    )  # fmt: skip
+    found = int(session.execute(select(func.count()).select_from(quick.subquery())).scalar_one())
+    return found if found >= k else active - _once(session, merchant_id, year.start, year.end)
+
+
+def _seen_before(session: Session, merchant_id: int, days: Sequence[int]) -> list[int]:
+    """Cards whose first visit was before each of the days: the cohorts of the months before
+    the day's month, and the first visits of its month up to the day."""
+    k = cohort_table.c
+    sizes = dict(
+        session.execute(
+            select(k.first_month, k.cards).where(
+                k.merchant_id == merchant_id, k.first_month == k.month
+            )
+        ).all()
+    )
+    v = visit_table.c
+    lo = min(month_start(month_of(d)) for d in days)
+    firsts = session.execute(
+        select(v.day, v.visits).where(
+            v.merchant_id == merchant_id, v.day >= lo, v.day < max(days), v.gap == 0
+        )
+    ).all()
+    out = []
+    for d in days:
+        month = month_of(d)
+        before = sum(int(n) for m, n in sizes.items() if m < month)
+        out.append(before + sum(int(n) for day, n in firsts if month_start(month) <= day < d))
+    return out
 
 
 def _days_and_devices(
@@ -426,6 +561,39 @@ def program_holding(*, session: Session, merchant_id: int, program_id: int) -> t
         ).where(h.merchant_id == merchant_id, h.program_id == program_id, h.stamps > 0)
     ).one()
     return int(cards), int(stamps)
+
+
+def _program_dues(session: Session, merchant_id: int) -> list[ProgramDue]:
+    """Rewards due now per program, the cards holding them, and the program's reward value."""
+    h, p = holding_table.c, _program.c
+    rows = session.execute(
+        select(h.program_id, h.stamps, h.cards, p.stamps_required, p.reward_value_cents)
+        .select_from(holding_table.join(_program, p.id == h.program_id))
+        .where(h.merchant_id == merchant_id, h.cards > 0, h.stamps >= p.stamps_required)
+    )
+    dues: dict[int, list[Any]] = {}
+    for program_id, held, cards, goal, value in rows:
+        due = dues.setdefault(program_id, [0, 0, value])
+        due[0] += held // goal * cards
+        due[1] += cards
+    return [ProgramDue(pid, *dues[pid]) for pid in sorted(dues)]
+
+
+def _money(session: Session, merchant_id: int) -> Money:
+    """The average ticket and reward value the owner entered: the mean over the programs (not
+    closed) that have one, in cents."""
+    p = _program.c
+    rows = session.execute(
+        select(p.average_ticket_cents, p.reward_value_cents).where(
+            p.merchant_id == merchant_id, p.closed_at.is_(None)
+        )
+    ).all()
+
+    def mean(values: list[int | None]) -> int | None:
+        given = [v for v in values if v is not None]
+        return round(sum(given) / len(given)) if given else None
+
+    return Money(CURRENCY, mean([r[0] for r in rows]), mean([r[1] for r in rows]))
 
 
 def _outstanding(session: Session, merchant_id: int) -> Outstanding:

@@ -305,7 +305,12 @@ _SELECT_DEVICE = Prepared(
 @cache
 def _select_cards(size: int) -> Prepared:
     return Prepared(
-        select(card_table.c.ref, card_table.c.deleted_day).where(in_list(card_table.c.ref, size))
+        select(
+            card_table.c.ref,
+            card_table.c.deleted_day,
+            card_table.c.printed,
+            card_table.c.created_day,
+        ).where(in_list(card_table.c.ref, size))
     )
 
 
@@ -364,11 +369,13 @@ _SELECT_DEFAULT_PROGRAM = Prepared(
     .order_by(program_table.c.active.desc(), program_table.c.id)
     .limit(1)
 )
+# The running promotions, and those with a hold-out whatever their state (their trial counts
+# returns for a while after they end: app.analytics.holdout).
 _SELECT_PROMOTIONS = (
     select(promotion_table)
     .where(
         promotion_table.c.merchant_id == bindparam("merchant_id"),
-        promotion_table.c.ended_at.is_(None),
+        or_(promotion_table.c.ended_at.is_(None), promotion_table.c.holdout_percent > 0),
     )
     .order_by(promotion_table.c.id)
 )
@@ -433,6 +440,7 @@ class Levers:
     promotions: list[Any]
     tiers: list[Any]
     programs: int
+    held: list[Any] = field(default_factory=list)  # with a hold-out, ended ones too
 
     @property
     def any(self) -> bool:
@@ -493,7 +501,7 @@ class Batch:
         refs = sorted({c.card_ref for c in commands if c.card_ref is not None})
         if refs:
             for row in _cards(self.conn, refs):
-                self.cards[row.ref] = row.deleted_day
+                self.cards[row.ref] = row
         # Ledger entries never change, so the entries that voids name can be read up front.
         entry_ids = sorted({c.entry_id for c in commands if c.entry_id is not None})
         if entry_ids:
@@ -539,8 +547,10 @@ class Batch:
         found = self.levers_of.get(merchant_id)
         if found is None:
             params = {"merchant_id": merchant_id}
+            rows = list(self.conn.execute(_SELECT_PROMOTIONS, params))
             found = Levers(
-                promotions=list(self.conn.execute(_SELECT_PROMOTIONS, params)),
+                promotions=[p for p in rows if p.ended_at is None],
+                held=[p for p in rows if p.holdout_percent > 0],
                 tiers=list(self.conn.execute(_SELECT_TIERS, params)),
                 programs=int(self.conn.execute(_COUNT_PROGRAMS, params).scalar() or 0),
             )
@@ -609,7 +619,8 @@ class Batch:
             entries = list(self.entries.values())
             _INSERT_ENTRY.many(self.conn, entries)
             # The dashboard's rollups move with the ledger, in the same transaction.
-            record_entries(self.conn, entries, self.programs.values())
+            held = {m: levers.held for m, levers in self.levers_of.items()}
+            record_entries(self.conn, entries, self.programs.values(), held)
             self.entries = {}
         if self.records:
             _INSERT_IDEMPOTENCY.many(self.conn, self.records)
@@ -668,11 +679,11 @@ class Batch:
             raise UnknownCard()
         if card_ref not in self.cards:
             rows = _cards(self.conn, [card_ref])
-            self.cards[card_ref] = rows[0].deleted_day if rows else _MISSING
-        deleted = self.cards[card_ref]
-        if deleted is _MISSING:
+            self.cards[card_ref] = rows[0] if rows else _MISSING
+        card = self.cards[card_ref]
+        if card is _MISSING:
             raise UnknownCard()
-        if deleted is not None:
+        if card.deleted_day is not None:
             raise CardDeleted()
 
     def program(self, merchant_id: int, program_id: int | None) -> Any:
@@ -779,7 +790,12 @@ def _stamp(batch: Batch, cmd: Command) -> Outcome:
     )
     if row is None:
         raise _why_refused(conn, key, program, cmd)
-    entry_id = batch.add_entry(cmd, program.id, str(cmd.holder), kind="stamp", delta=cmd.count)
+    # What the card row says, for the rollups' source of a first visit here (not inserted).
+    card = batch.cards[str(cmd.card_ref)]
+    entry_id = batch.add_entry(
+        cmd, program.id, str(cmd.holder), kind="stamp", delta=cmd.count,
+        card_printed=card.printed, card_created_day=card.created_day,
+    )  # fmt: skip
     stamps, granted = _levers(batch, cmd, program, row, entry_id, levers, timed)
     outcome = _result(entry_id, "stamp", program, stamps, cmd.count)
     outcome.body["bonus"] = granted
@@ -851,14 +867,12 @@ def _levers(
     earned = 0
     if levers.any:
         holder = str(cmd.holder)
-        later = (
-            rules.bonuses(
+        later: list[tuple[Any, rules.Bonus]] = []
+        if visit:
+            later = rules.bonuses(
                 promotions=levers.rest, tiers=levers.tiers, visit=visit, holder=holder,
                 program_id=program.id,
             )  # fmt: skip
-            if visit
-            else []
-        )
         # (promotion, bonus, whether the upsert added it already), in the promotions' order.
         found = [(p, b, True) for p, b in timed] + [(p, b, False) for p, b in later]
         if len(found) > 1:

@@ -349,6 +349,44 @@ def set_tier_lapse(*, session: Session, merchant: Merchant, months: int) -> Merc
     return merchant
 
 
+# What the owner tells the dashboard (app.analytics reads it): the shop's purchase cycle, and per
+# program what a visit brings in and a reward costs. Money in cents (EUR).
+CYCLE_DAYS = (7, 180)
+MAX_CENTS = 100_000_000
+
+
+def set_purchase_cycle(*, session: Session, merchant: Merchant, days: int | None) -> Merchant:
+    """Confirm or set the shop's purchase cycle in days (None: derive it from the visits)."""
+    if days is not None and not CYCLE_DAYS[0] <= days <= CYCLE_DAYS[1]:
+        raise MerchantError(
+            f"A purchase cycle is {CYCLE_DAYS[0]} to {CYCLE_DAYS[1]} days.", status=422
+        )
+    merchant.purchase_cycle_days = days
+    session.add(merchant)
+    session.flush()
+    return merchant
+
+
+def set_program_values(
+    *,
+    session: Session,
+    merchant: Merchant,
+    program_id: int,
+    average_ticket_cents: int | None,
+    reward_value_cents: int | None,
+) -> Program:
+    """The program's average ticket and reward value in cents (None: not given)."""
+    program = get_program(session=session, merchant=merchant, program_id=program_id)
+    for cents in (average_ticket_cents, reward_value_cents):
+        if cents is not None and not 0 <= cents <= MAX_CENTS:
+            raise MerchantError("An amount is 0 to 1,000,000.", status=422)
+    program.average_ticket_cents = average_ticket_cents
+    program.reward_value_cents = reward_value_cents
+    session.add(program)
+    session.flush()
+    return program
+
+
 # --- promotions ----------------------------------------------------------------------------------
 
 

@@ -16,7 +16,11 @@ from app.analytics.kpis import suppress
 
 DAILY_COLUMNS = (
     "day", "visits", "new_cards", "scans", "stamps", "redemptions", "voids", "rewards_earned",
+    "poster", "printed", "claim", "existing", "new",
 )  # fmt: skip
+# A day's first visits by source (app.analytics.rollups.SOURCES) add up to its new cards, less
+# any whose source was not recorded: their sum is taken as known.
+ARRIVALS = ("printed", "claim", "existing", "new")
 # A visit is a card-day: a day's visits are its distinct cards, and its scans and stamps are
 # about those cards. The other counts are about at most as many cards as they count.
 ABOUT_THE_DAYS_CARDS = ("visits", "scans", "stamps")
@@ -63,16 +67,19 @@ def suppressed_days(rows: Sequence[Mapping[str, Any]], k: int) -> list[dict[str,
     sensitive: set[Hashable] = set()
     for n, row in enumerate(rows):
         for name in figures:
-            value = int(row[name])
+            value = int(row.get(name, 0))
             about = int(row["visits"]) if name in ABOUT_THE_DAYS_CARDS else value
             values[(n, name)] = value
             if about < k and value:
                 sensitive.add((n, name))
-    equations = []
+    equations: list[tuple[Hashable, list[Hashable]]] = []
     for name in figures:
         total = ("total", name)
         values[total] = sum(values[(n, name)] for n in range(len(rows)))
         equations.append((total, [(n, name) for n in range(len(rows))]))
+    for n, row in enumerate(rows):
+        values[(n, "arrived")] = sum(int(row.get(name, 0)) for name in ARRIVALS)
+        equations.append(((n, "arrived"), [(n, name) for name in ARRIVALS]))
     totals = {total for total, _ in equations}
     hidden = suppress(values, sensitive, equations, keep=totals)
     out = []

@@ -17,6 +17,9 @@ class MerchantBase(SQLModel):
     # Regulars' status lapses after this many months without a visit (it starts again from
     # the next stamp); 0: never.
     tier_lapse_months: int = Field(default=0, ge=0, le=60)
+    # The shop's purchase cycle in days as the owner confirmed or set it (the dashboard's "at
+    # risk" and "lapsed" follow it); None: derived from the visits (app.analytics.kpis).
+    purchase_cycle_days: int | None = Field(default=None, ge=7, le=180)
 
 
 class Merchant(MerchantBase, table=True):
@@ -35,6 +38,10 @@ class ProgramBase(SQLModel):
     # Stamps expire after this many months without a visit at the shop; 0: never.
     expire_months: int = Field(default=0, ge=0, le=60)
     active: bool = True
+    # What the owner says a visit brings in and a reward costs, in cents of EUR (optional):
+    # only the dashboard's estimates (lifetime value, reward cost, liability) use them.
+    average_ticket_cents: int | None = Field(default=None, ge=0, le=100_000_000)
+    reward_value_cents: int | None = Field(default=None, ge=0, le=100_000_000)
 
 
 class Program(ProgramBase, table=True):

@@ -31,12 +31,13 @@ templates.globals["language_name"] = i18n.language_name
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render a page in the visitor's language."""
-    language = i18n.choose_language(request)
-    i18n.activate(language)
+    """Render a page in the visitor's language (and its dates in the visitor's region)."""
+    language, locale = i18n.choose_language(request), i18n.choose_locale(request)
+    i18n.activate(language, locale)
     html = templates.get_template(template).render(
-        request=request, lang=language, static=static_url, **context
-    )
+        request=request, lang=language, lang_tag=i18n.locale_tag(locale), static=static_url,
+        **context,
+    )  # fmt: skip
     response = HTMLResponse(html, status_code=status_code)
     if request.query_params.get("lang") in i18n.LANGUAGES:
         response.set_cookie(

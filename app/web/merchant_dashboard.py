@@ -5,26 +5,32 @@ draws them. The merchant comes from the owner's session, so an owner sees only t
 """
 
 import math
+import re
 from collections.abc import Callable
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 from babel.dates import format_date, get_day_names
-from babel.numbers import format_decimal, format_percent
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from babel.numbers import format_currency, format_decimal, format_percent
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
+from sqlmodel import Session
 
 from app.analytics import charts, kpis, service
 from app.analytics.exceptions import PeriodError
 from app.analytics.rollups import day_date, month_date, month_of
 from app.db import SessionDep
 from app.dependencies import ClockDep, SettingsDep
+from app.errors import AppError
 from app.inputs import parse_day
+from app.loyalty import service as loyalty
 from app.merchants.auth import CurrentMerchant
+from app.merchants.models import Merchant
 from app.web import i18n, render
 from app.web.i18n import gettext as _
+from app.web.merchant import OwnerForm, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,16 +52,38 @@ def dashboard_page(
     period: str = service.DEFAULT_PERIOD,
     start: str = "",
     end: str = "",
+    done: str = "",
 ) -> HTMLResponse:
     """KPIs of the owner's shop for a period, beside the period before it."""
+    notice = _("Your numbers were saved.") if done == "numbers" else None
+    return _dashboard(
+        request, session, merchant, clock, settings, period, start, end, notice=notice
+    )
+
+
+def _dashboard(
+    request: Request,
+    session: Session,
+    merchant: Merchant,
+    clock: ClockDep,
+    settings: SettingsDep,
+    period: str = service.DEFAULT_PERIOD,
+    start: str = "",
+    end: str = "",
+    *,
+    notice: str | None = None,
+    status_code: int = 200,
+    numbers_error: str | None = None,
+) -> HTMLResponse:
     language = i18n.choose_language(request)
     i18n.activate(language)
     k = settings.k_anonymity
     shown = partial(service.owner_dashboard, session=session, merchant=merchant, now=clock(), k=k)
-    notice = None
+    notice_kind = "ok"
     try:
         chosen = shown(choice=period, start=_parse_day(start), end=_parse_day(end))
     except PeriodError:
+        notice_kind = "bad"
         notice = _(
             "That period cannot be shown: choose a start date on or before the end date, "
             "not in the future and at most two years long. Showing the last 30 days instead."
@@ -63,10 +91,75 @@ def dashboard_page(
         period = service.DEFAULT_PERIOD
         chosen = shown()
     choice = period if period in PERIOD_CHOICES else service.DEFAULT_PERIOD
-    return render(
-        request, "merchant/dashboard.html", merchant=merchant, notice=notice, notice_kind="bad",
-        choice=choice, **_shown(chosen, Words(language, k)),
+    response = render(
+        request, "merchant/dashboard.html", status_code=status_code, merchant=merchant,
+        notice=notice, notice_kind=notice_kind, choice=choice, numbers_error=numbers_error,
+        programs=[p for p in loyalty.programs(session=session, merchant=merchant)
+                  if p.closed_at is None],
+        **_shown(chosen, Words(language, k)),
     )  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+_AMOUNT = re.compile(r"\s*(\d{1,7})(?:[.,](\d{1,2}))?\s*(?:€|EUR)?\s*", re.IGNORECASE)
+
+
+def parse_cents(text: str) -> int | None:
+    """An amount as an owner types it ("3,50", "3.5", "12 €"; empty: none) in cents; raises
+    ValueError for anything else."""
+    if not text.strip():
+        return None
+    match = _AMOUNT.fullmatch(text)
+    if not match:
+        raise ValueError(text)
+    whole, fraction = match.group(1), (match.group(2) or "").ljust(2, "0")
+    return int(whole) * 100 + int(fraction)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    # The program fields are named by program id: read them all (the route runs in a thread).
+    return {name: str(value) for name, value in (await request.form()).items()}
+
+
+@router.post("/merchant/dashboard/numbers", response_model=None)
+def save_numbers(
+    request: Request,
+    post: OwnerForm,
+    clock: ClockDep,
+    settings: SettingsDep,
+    form: Annotated[dict[str, str], Depends(_form_fields)],
+) -> Response:
+    """The owner's purchase cycle (empty: derive it) and each program's average ticket and
+    reward value, from the dashboard's small form."""
+    cycle_text = str(form.get("cycle", "")).strip()
+    try:
+        days = int(cycle_text) if cycle_text else None
+        values = {
+            p.id: (
+                parse_cents(str(form.get(f"ticket-{p.id}", ""))),
+                parse_cents(str(form.get(f"reward-{p.id}", ""))),
+            )
+            for p in loyalty.programs(session=post.write, merchant=post.mine)
+            if p.closed_at is None
+        }
+        loyalty.set_purchase_cycle(session=post.write, merchant=post.mine, days=days)
+        for program_id, (ticket, reward) in values.items():
+            loyalty.set_program_values(
+                session=post.write, merchant=post.mine, program_id=program_id or 0,
+                average_ticket_cents=ticket, reward_value_cents=reward,
+            )  # fmt: skip
+    except (ValueError, AppError):
+        post.write.rollback()
+        error = _(
+            "Those numbers cannot be saved: a purchase cycle is %(lo)s to %(hi)s days (or empty), "
+            "an amount is like 3,50 (or empty)."
+        ) % {"lo": loyalty.CYCLE_DAYS[0], "hi": loyalty.CYCLE_DAYS[1]}
+        return _dashboard(
+            request, post.read, post.merchant, clock, settings, notice=error,
+            status_code=422, numbers_error=error,
+        )  # fmt: skip
+    return see_other("/merchant/dashboard?done=numbers#numbers")
 
 
 def _shown(chosen: service.OwnerDashboard, words: "Words") -> dict[str, Any]:
@@ -80,9 +173,11 @@ def _shown(chosen: service.OwnerDashboard, words: "Words") -> dict[str, Any]:
         "w": words,
         "charts": draw(chosen.figures, words),
         "segment_labels": segment_labels(),
-        "segment_definitions": segment_definitions(),
+        "segment_definitions": segment_definitions(chosen.figures.cycle),
         "flag_text": flag_text,
         "step_label": step_label,
+        "way_in": chosen.way_in,
+        "promotions": chosen.promotions,
     }
 
 
@@ -123,6 +218,10 @@ class Words:
     def long_day(self, day: int) -> str:
         return str(format_date(day_date(day), "medium", locale=self.language))
 
+    def quarter(self, day: int) -> str:
+        """The calendar quarter a day is in, e.g. "Q4 2026"."""
+        return str(format_date(day_date(day), "QQQ yyyy", locale=self.language))
+
     def month(self, month: int) -> str:
         return str(format_date(month_date(month), "MMM yy", locale=self.language))
 
@@ -159,9 +258,20 @@ class Words:
             ).format(text, short)
         return self.show(figure, kind)
 
+    def money(self, value: float, currency: str = service.CURRENCY) -> str:
+        return str(format_currency(value, currency, locale=self.language))
+
+    def cents(self, cents: int | None) -> str:
+        """An entered amount as the form shows it again ("3,50"); empty for none."""
+        if cents is None:
+            return ""
+        return str(format_decimal(cents / 100, format="0.00", locale=self.language))
+
     def format(self, value: float, kind: str) -> str:
         if kind == "percent":
             return self.percent(value)
+        if kind == "money":
+            return self.money(value)
         if kind == "decimal":
             return str(format_decimal(value, format="#,##0.0", locale=self.language))
         return self.number(value)
@@ -177,6 +287,8 @@ class Words:
         if kind == "percent":
             text = format_decimal(round(delta * 100, 1), format="#,##0.#", locale=self.language)
             text = _("%(n)s points") % {"n": text}
+        elif kind == "money":
+            text = self.money(abs(delta))
         else:
             text = self.format(abs(delta), "decimal" if kind == "decimal" else "number")
         if delta == 0:
@@ -254,8 +366,8 @@ def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
             chart_id="chart-cohorts",
             title=_("Retention by cohort"),
             desc=_(
-                "Each row is the month of the cards' first visit; each column the months after "
-                "it; a cell is the share of those cards that visited in that month."
+                "Each row is the month of the cards' first visit; column n is month n after "
+                "it; a cell is the share of those cards that came back in that month."
             ),
             rows=cohort_rows,
             columns=[str(n) for n in range(1, kpis.COHORT_MONTHS)],
@@ -263,7 +375,7 @@ def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
             fmt=percent,
             hidden_label=hidden,
             cell_text=lambda v: str(round(v * 100)),
-            top_label=_("Months after the first visit (%)"),
+            top_label=_("Came back in month n after the first visit (%)"),
             relative=True,
         ),
         "weekdays": charts.bar_chart(
@@ -301,13 +413,15 @@ def segment_labels() -> dict[str, str]:
     }
 
 
-def segment_definitions() -> dict[str, str]:
+def segment_definitions(cycle: kpis.Cycle) -> dict[str, str]:
+    """The segments in days of the shop's purchase cycle (two cycles: active; four: lapsed)."""
+    days = {"n": cycle.active_days, "m": 2 * cycle.active_days}
     return {
-        "new": _("First visit in the last 30 days."),
-        "returning": _("Visited in the last 30 days, after more than 30 days away."),
-        "loyal": _("Visited in the last 30 days and in the 30 days before."),
-        "at_risk": _("Last visit 31 to 90 days ago."),
-        "lapsed": _("Last visit more than 90 days ago."),
+        "new": _("First visit in the last %(n)s days.") % days,
+        "returning": _("Visited in the last %(n)s days, after more than %(n)s days away.") % days,
+        "loyal": _("Visited in the last %(n)s days and in the %(n)s days before.") % days,
+        "at_risk": _("Last visit %(n)s to %(m)s days ago.") % days,
+        "lapsed": _("Last visit more than %(m)s days ago.") % days,
     }
 
 

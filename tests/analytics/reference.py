@@ -5,7 +5,7 @@ test_service.py holds the two equal on a database, test_kpis.py feeds hand-made 
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
@@ -76,10 +76,16 @@ def inputs(
     k: int,
     required: int = 10,
     outstanding: kpis.Outstanding | None = None,
+    cycle: int | None = kpis.DEFAULT_CYCLE_DAYS,
+    **more: object,
 ) -> kpis.Inputs:
+    """cycle: the purchase cycle as if the owner had set it (None: derived from the visits)."""
     period = kpis.Period(day_number(start), day_number(start) + days)
     total, states = rollups(events, required)
-    return from_rollups(total, list(states.values()), period=period, k=k, outstanding=outstanding)
+    cards = list(states.values())
+    return from_rollups(
+        total, cards, period=period, k=k, outstanding=outstanding, chosen_cycle=cycle, **more
+    )
 
 
 def from_rollups(
@@ -90,6 +96,9 @@ def from_rollups(
     k: int,
     outstanding: kpis.Outstanding | None = None,
     device_labels: dict[int, str] | None = None,
+    chosen_cycle: int | None = None,
+    program_dues: Sequence[kpis.ProgramDue] = (),
+    money: kpis.Money | None = None,
 ) -> kpis.Inputs:
     """What gather() reads from the rollup tables, computed from rollups in memory."""
     previous = period.previous()
@@ -145,10 +154,13 @@ def from_rollups(
             for n, value in enumerate((scans, stamps, visits, voids)):
                 d[n] += value
     first_cohort = month_of(period.end - 1) - kpis.COHORT_MONTHS + 1
+    year = kpis.cycle_year(period)
+    returning = kpis.count(rows, kpis.active_cards(year.start, year.end)) - once(year)
+    cycle = kpis.purchase_cycle(gaps(year), returning, k, chosen_cycle)
     return kpis.Inputs(
         period=period,
         k=k,
-        windows={w: kpis.count(rows, w) for w in kpis.windows_needed(period)},
+        windows={w: kpis.count(rows, w) for w in kpis.windows_needed(period, cycle)},
         steps=kpis.bucket_counts(rows, steps),
         previous_steps=kpis.bucket_counts(rows, shifted),
         gaps=gaps(period),
@@ -170,4 +182,7 @@ def from_rollups(
         device_labels=device_labels or {},
         cohorts=sorted((f, m, n) for (f, m), n in total.cohorts.items() if f >= first_cohort and n),
         outstanding=outstanding or kpis.Outstanding(),
+        cycle=cycle,
+        program_dues=program_dues,
+        money=money or kpis.Money(),
     )

@@ -4,8 +4,9 @@ from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from app.analytics.holdout import RETURN_DAYS, Trial, trials, visit_counts
+from app.analytics.holdout import RETURN_DAYS, Trial, visit_counts
 from app.analytics.rollups import day_number
+from app.ledger.projections import trials
 from app.loyalty.rules import held_out
 
 KEY = "00" * 32

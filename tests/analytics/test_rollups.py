@@ -345,7 +345,7 @@ def test_adding_batch_by_batch_through_the_stored_state_equals_the_replay(
         out, state, lifetime = Rollups(), CardState(), dict[int, int]()
         for lo, hi in zip([0, *cuts], [*cuts, len(ordered)], strict=True):
             stored_as = (state.first_day, state.second_day, state.last_day, state.visits)
-            state = CardState(*stored_as, *decode_recent(state.recent()))
+            state = CardState(*stored_as, *decode_recent(state.recent()), state.steps)
             tally = CardTally(state=state, lifetime=lifetime, required={1: 3}, tz=UTC_ZONE, out=out)
             for entry in ordered[lo:hi]:
                 tally.add(entry)

@@ -83,6 +83,7 @@ def test_sql_reads_what_the_reference_reads(
                 k=3,
                 outstanding=got.outstanding,
                 device_labels=got.device_labels,
+                program_dues=got.program_dues,
             )
             assert _plain(got) == _plain(expected), choice
             assert sum(s.visits for s in got.steps) > 0, choice

@@ -23,11 +23,13 @@ from tests.helpers.rollups import assert_consistent
 from tests.helpers.shops import Shop, make_shop
 
 # Each kind of card by the days (before "today") of its visits, and the segment it ends in
-# (the dashboard's default period: the 30 days up to today).
+# (the dashboard's default period: the 30 days up to today; both shops' purchase cycle is set
+# to 15 days, so active is a visit in the last 30 days, at risk 30 to 60, lapsed before).
+CYCLE_DAYS = 15
 KINDS = {
     "lapsed_once": ((200,), "lapsed"),
     "lapsed_twice": ((200, 150), "lapsed"),
-    "at_risk": ((60,), "at_risk"),
+    "at_risk": ((45,), "at_risk"),
     "loyal": ((45, 10), "loyal"),
     "returning": ((100, 3), "returning"),
     "new_once": ((5,), "new"),
@@ -48,6 +50,15 @@ def visit_all(
             if day in KINDS[kind][0]:
                 clock.advance(1)
                 assert stamp(client, shop, token).status_code == 201
+
+
+def set_cycle(app: FastAPI, shop: Shop) -> None:
+    with Session(app.state.engine) as session:
+        merchant = session.get(Merchant, shop.merchant_id)
+        assert merchant is not None
+        merchant.purchase_cycle_days = CYCLE_DAYS
+        session.add(merchant)
+        session.commit()
 
 
 def figures(app: FastAPI, shop: Shop, now: datetime) -> Dashboard:
@@ -72,6 +83,8 @@ def test_deleting_cards_takes_them_out_of_every_segment(
 ) -> None:
     today = clock.now
     shop, reference = make_shop(app, "Café Sonne"), make_shop(app, "Café Spiegel")
+    set_cycle(app, shop)
+    set_cycle(app, reference)
     cards = [(kind, new_card(client)) for kind in KINDS for _ in range(CARDS)]
     leaving = [
         (kind, token)

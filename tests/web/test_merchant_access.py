@@ -61,6 +61,7 @@ FORM_POSTS = {
     "/merchant/regulars": {"name": "Sneaky", "lifetime_stamps": "5"},
     "/merchant/regulars/lapse": {"months": "1"},
     "/merchant/promotions": {"kind": "campaign", "stamps": "5"},
+    "/merchant/dashboard/numbers": {"cycle": "20"},
 }  # fmt: skip
 
 
