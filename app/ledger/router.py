@@ -33,7 +33,7 @@ from app.merchants.dependencies import (
 from app.merchants.exceptions import DeviceRevoked
 from app.merchants.service import till_programs
 from app.tokens.cards import load_card, scanned_card
-from app.tokens.crypto import holder_for, request_fingerprint
+from app.tokens.crypto import holder_for, request_fingerprint, shop_code
 from app.tokens.dependencies import KeyringDep, keyring_of
 
 router = APIRouter(prefix="/api/v1", tags=["ledger"])
@@ -197,4 +197,6 @@ def till_card(
         session=session, merchant_id=device.merchant_id, holder=holder, now=clock()
     )
     shown = TillTierOut(name=tier.name, perk=tier.perk_text) if tier is not None else None
-    return TillCardOut(token=key.token, balances=balances, tier=shown)
+    return TillCardOut(
+        token=key.token, balances=balances, tier=shown, code=shop_code(keyring, holder)
+    )

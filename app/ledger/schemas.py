@@ -74,3 +74,6 @@ class TillCardOut(BaseModel):
     token: str
     balances: list[CardBalanceOut]
     tier: TillTierOut | None = None
+    code: str = Field(
+        description="The card's short code at this shop: 4 base32 characters, per shop"
+    )

@@ -184,6 +184,13 @@ def holder_for(keyring: Keyring, card_id: bytes, merchant_id: int) -> str:
     return keyed_hash(keyring.holder_key, person, card_id).hex()
 
 
+def shop_code(keyring: Keyring, holder: str) -> str:
+    """The card's short code at one shop (4 base32 characters), shown on the till and on the
+    card page so a cashier sees the right card was scanned. Derived from the per-shop holder,
+    so it differs from shop to shop and nothing new is stored."""
+    return b32encode(keyed_hash(keyring.holder_key, b"shop-code", bytes.fromhex(holder), 3))[:4]
+
+
 def card_ref(keyring: Keyring, card_id: bytes) -> str:
     """What the card table is keyed by: a keyed hash, never the card id itself."""
     return keyed_hash(keyring.card_ref_key, b"card-ref", card_id).hex()

@@ -53,6 +53,10 @@ class BonusShown(BaseModel):
 
 class CardBalance(BaseModel):
     merchant: MerchantRef
+    code: str = Field(
+        default="",
+        description="The card's short code at this shop: 4 base32 characters, per shop",
+    )
     program: ProgramRef
     stamps: int
     rewards_available: int

@@ -119,7 +119,7 @@ def read_card(
     shops = card_shops(db, keyring, key.card_id)
     sealed = wallet_update(keyring, key, card, {s.merchant_id for s in shops}, today)
     view = CardView(
-        cards=card_balances(db, shops, now),
+        cards=card_balances(db, shops, now, keyring=keyring),
         recovery_code=crypto.recovery_code(key.card_id),
         card_url=qr.card_url(base_url, key.token),
     )
@@ -127,7 +127,7 @@ def read_card(
 
 
 def card_balances(
-    db: Session | Connection, shops: list[Row[Any]], now: datetime
+    db: Session | Connection, shops: list[Row[Any]], now: datetime, *, keyring: Keyring
 ) -> list[CardBalance]:
     """Each balance as the card page shows it: stamps, reward levels, tier, expiry."""
     ladder = ledger.ladders(db, shops)
@@ -150,6 +150,7 @@ def card_balances(
         out.append(
             CardBalance(
                 merchant=MerchantRef(slug=s.slug, name=s.merchant_name),
+                code=crypto.shop_code(keyring, s.holder),
                 program=ProgramRef(
                     id=s.program_id,
                     name=s.program_name,

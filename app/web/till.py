@@ -98,7 +98,12 @@ def _messages(request: Request) -> dict[str, str]:
         "undo_what": _("Undo {0}"),
         "undo_what_redeem": _("Undo redemption"),
         "previous_card": _("previous card"),
-        "ago": _("{0} ago"),
+        "just_now": _("just now"),
+        "seconds_ago": _("{0} seconds ago"),
+        "minute_ago": _("1 minute ago"),
+        "minutes_ago": _("{0} minutes ago"),
+        # the card's short code at this shop: which card was scanned, without any identity
+        "card_code": _("Card …{0}"),
         "card_ok": _("Genuine card ✓"),
         "online": _("Online"),
         "offline": _("Offline"),

@@ -245,7 +245,7 @@ let known = new Map(); // program key → what was last drawn: stamps, earned, r
 
 // What a drawing shows, independent of the order of keys in the JSON it came from.
 const signature = (balances) => JSON.stringify([here && here.merchant.slug, balances.map((c) => [
-  c.merchant.slug, c.merchant.name, c.program.id, c.program.name, c.program.stamps_required,
+  c.merchant.slug, c.merchant.name, c.code, c.program.id, c.program.name, c.program.stamps_required,
   c.program.reward, c.stamps, c.rewards_available, c.lifetime_stamps, c.redeemed, c.ended, c.expires_on,
   c.levels.map((l) => [l.id, l.stamps, l.reward, l.available]),
   c.tier && [c.tier.name, c.tier.perk], c.next_tier && [c.next_tier.name, c.next_tier.lifetime_stamps_needed],
@@ -292,6 +292,10 @@ function render(received, animate) {
     const article = el("article", index === 0 ? "panel shop-card here" : "panel shop-card");
     article.id = `m-${shop.merchant.slug}`;
     article.append(el("h3", "", shop.merchant.name));
+    // The card's short code at this shop: what the till shows after a scan ("Card …K7QF").
+    const code = shop.cards.map((c) => c.code).find(Boolean);
+    const label = list.dataset.codeLabel; // absent on a page cached before this
+    if (code && label) article.append(el("p", "shop-code muted small", fill(label, { code })));
     // The status is the shop's, the same on each of its programs' cards.
     article.append(...tierLines(shop.cards[0]));
     for (const c of shop.cards) {

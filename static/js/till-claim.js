@@ -1,5 +1,6 @@
 // Claim codes for shops without camera or scanner: the till shows a one-time QR for N stamps,
 // the customer scans it with the phone, the till watches until it is claimed.
+import { sensibleCounts } from "./till-rewards.js";
 import { beep } from "./till-sound.js";
 import { T, fmt, newKey, problemText } from "./till-text.js";
 
@@ -24,7 +25,7 @@ export function setupClaims(deps) {
 function open() {
   const p = till.program();
   $("till-claim-counts").replaceChildren(
-    ...Array.from({ length: Math.min(p ? p.max_stamps_per_scan : 1, till.maxButtons) }, (_, i) => {
+    ...Array.from({ length: Math.min(p ? sensibleCounts(p) : 1, till.maxButtons) }, (_, i) => {
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = `${i + 1}`;

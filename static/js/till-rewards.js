@@ -47,3 +47,12 @@ export function redeemLabel(reward) {
   if ((p.levels || []).length) return fmt(T.redeem_level, reward.text, reward.stamps);
   return fmt(T.redeem, reward.text);
 }
+
+/**
+ * The largest count a +N button offers in program `p`: never more than one whole reward's
+ * worth (no +5 on a 3-stamp card) nor the program's limit per scan. Digit keys still reach the
+ * limit per scan.
+ */
+export function sensibleCounts(p) {
+  return Math.max(1, Math.min(p.max_stamps_per_scan, p.stamps_required));
+}

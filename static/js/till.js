@@ -4,7 +4,7 @@ import { Keys, findCard } from "./till-card.js";
 import { setupClaims } from "./till-claim.js";
 import { keepForOffline } from "./till-offline.js";
 import * as queue from "./till-queue.js";
-import { dueRewards, nextGoal, redeemLabel, stampWords } from "./till-rewards.js";
+import { dueRewards, nextGoal, redeemLabel, sensibleCounts, stampWords } from "./till-rewards.js";
 import { Camera, KeyboardWedge } from "./till-scan.js";
 import { beep, soundOn, toggleSound } from "./till-sound.js";
 import {
@@ -150,14 +150,18 @@ async function updateWaiting() {
 function showSection(id) {
   for (const section of ["till-unpaired", "till-locked", "till-app"]) $(section).hidden = section !== id;
   $("till-status").hidden = id !== "till-app";
+  $("till-where").hidden = id !== "till-app";
   $("till-sound").hidden = id !== "till-app";
 }
 
-function result(kind, text) {
+/** Show what happened; `code` (the card's short code here) says which card it happened to. */
+function result(kind, text, code = "") {
   const box = $("till-result");
   box.hidden = false;
   box.className = `till-result ${kind}`;
   $("till-result-text").textContent = text;
+  $("till-result-card").hidden = !code;
+  $("till-result-card").textContent = code ? fmt(T.card_code, code) : "";
   // Restart the flash, so the same message twice still visibly arrives.
   box.classList.remove("flash");
   void box.offsetWidth;
@@ -206,7 +210,7 @@ function renderPrograms() {
 function renderPlusButtons() {
   const p = program();
   const row = $("till-plusn");
-  const max = p && !p.ended ? Math.min(p.max_stamps_per_scan, PLUS_BUTTONS) : 0;
+  const max = p && !p.ended ? Math.min(sensibleCounts(p), PLUS_BUTTONS) : 0;
   row.replaceChildren();
   for (let n = 2; n <= max; n += 1) {
     const button = document.createElement("button");
@@ -228,6 +232,9 @@ function renderCard() {
   if (!p) return;
   renderPrograms();
   renderTier();
+  const code = $("till-card-code");
+  code.hidden = !card.code;
+  code.textContent = card.code ? fmt(T.card_code, card.code) : "";
   const b = balance();
   const required = p.stamps_required;
   const count = $("till-count-text");
@@ -323,15 +330,25 @@ function renderLast() {
   bar.hidden = false;
   $("till-undo").textContent =
     last.kind === "redemption" ? T.undo_what_redeem : fmt(T.undo_what, stampWords(last.delta, last.bonus));
-  const seconds = Math.round((Date.now() - last.at) / 1000);
-  const ago = fmt(T.ago, seconds < 60 ? `${seconds} s` : `${Math.floor(seconds / 60)} min`);
+  const ago = agoText(Math.round((Date.now() - last.at) / 1000));
   // Undo acts on the last action, which may belong to the customer before this one.
   const elsewhere = state.card && state.card.token !== last.token;
   $("till-last-when").textContent = elsewhere ? `${T.previous_card}, ${ago}` : ago;
 }
 
+/** "just now", "25 seconds ago", "3 minutes ago": as a person says it, not "0 s ago". */
+function agoText(seconds) {
+  if (seconds < 10) return T.just_now;
+  if (seconds < 60) return fmt(T.seconds_ago, seconds);
+  const minutes = Math.floor(seconds / 60);
+  return minutes === 1 ? T.minute_ago : fmt(T.minutes_ago, minutes);
+}
+
 function renderSound() {
-  $("till-sound").setAttribute("aria-pressed", String(soundOn()));
+  const button = $("till-sound");
+  const on = soundOn();
+  button.setAttribute("aria-pressed", String(on));
+  button.title = on ? button.dataset.titleOn : button.dataset.titleOff;
 }
 
 // ------------------------------------------------------------------ a scan arrives
@@ -364,7 +381,9 @@ async function onScan(text, source) {
 
 async function openCard(found, { keepResult = false } = {}) {
   const seq = ++state.cardSeq;
-  state.card = { token: found.token, verified: found.verified, balances: null, tier: null, stale: false };
+  state.card = {
+    token: found.token, verified: found.verified, balances: null, tier: null, stale: false, code: "",
+  };
   if (!keepResult) clearResult();
   renderCard();
   renderLast();
@@ -385,6 +404,7 @@ async function openCard(found, { keepResult = false } = {}) {
       data.balances.map((b) => [b.program_id, { ...b, until: now + b.cooldown_remaining * 1000 }]),
     );
     state.card.tier = data.tier || null;
+    state.card.code = data.code || "";
     state.card.stale = response.headers.get("X-Treu-Offline") === "1";
     for (const entry of data.balances) {
       const p = programs().find((q) => q.id === entry.program_id);
@@ -459,7 +479,7 @@ async function stamp(count) {
     const said = bonus.length
       ? fmt(T.stamped_bonus, stampWords(count, bonus), data.stamps, p.stamps_required)
       : fmt(count === 1 ? T.stamped : T.stamped_many, count, data.stamps, p.stamps_required);
-    result("ok", named(p, said));
+    result("ok", named(p, said), card.code);
   } finally {
     state.busy = false;
     renderCard();
@@ -489,7 +509,7 @@ async function keepForLater(card, p, body, key) {
   state.stampedAt.set(`${card.token}/${p.id}`, now);
   // No bonus is promised: the server decides it when the stamp arrives (sync() learns it then).
   state.last = { kind: "stamp", delta: body.count, bonus: [], token: card.token, programId: p.id, at: now, seq };
-  result("queued", named(p, fmt(T.queued, body.count)));
+  result("queued", named(p, fmt(T.queued, body.count)), card.code);
   await updateWaiting();
 }
 
@@ -548,7 +568,7 @@ async function redeem(reward) {
       kind: "redemption", delta: 1, token: card.token, at: Date.now(), programId: p.id,
       entryId: data.entry_id, reward,
     };
-    result("ok", named(p, fmt(T.redeemed, reward.text, data.stamps)));
+    result("ok", named(p, fmt(T.redeemed, reward.text, data.stamps)), card.code);
   } finally {
     state.busy = false;
     renderCard();
@@ -593,8 +613,10 @@ async function undo() {
     }
     state.last = null;
     if (last.kind === "stamp") state.stampedAt.delete(`${last.token}/${data.program.id}`);
-    if (state.card && state.card.token === last.token) setBalance(state.card, data);
-    result("ok", named(programs().find((p) => p.id === data.program.id), undoneText(last, data)));
+    const same = state.card && state.card.token === last.token;
+    if (same) setBalance(state.card, data);
+    result("ok", named(programs().find((p) => p.id === data.program.id), undoneText(last, data)),
+      same ? state.card.code : "");
   } finally {
     state.busy = false;
     renderCard();
