@@ -6,7 +6,8 @@ draws them. The merchant comes from the owner's session, so an owner sees only t
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
 from sqlmodel import Session
 
-from app.analytics import charts, kpis, service
+from app.analytics import charts, funnel, kpis, service
 from app.analytics.exceptions import PeriodError
 from app.analytics.rollups import day_date, month_date, month_of
 from app.db import SessionDep
@@ -26,6 +27,7 @@ from app.dependencies import ClockDep, SettingsDep
 from app.errors import AppError
 from app.inputs import parse_day
 from app.loyalty import service as loyalty
+from app.merchants import service as merchants
 from app.merchants.auth import CurrentMerchant
 from app.merchants.models import Merchant
 from app.web import i18n, render
@@ -36,6 +38,40 @@ router = APIRouter(include_in_schema=False)
 
 PERIOD_CHOICES = ("30d", "90d", "12m", "custom")
 EN_DASH, MINUS = " \u2013 ", "\u2212"
+# Set once the owner has read why small figures are hidden: the note then stays folded away.
+NOTE_COOKIE = "treu_privacy_note"
+
+
+@dataclass(frozen=True)
+class FirstStep:
+    """One item of a new shop's checklist, ticked from what the shop already has."""
+
+    name: str  # "poster", "till", "stamp"
+    done: bool
+
+
+def first_steps(
+    *, session: Session, merchant: Merchant, figures: kpis.Dashboard
+) -> list[FirstStep]:
+    """The first-day checklist: a card made from the poster's page, a till paired, a stamp.
+
+    Nothing here is finer than what the owner already sees: "cards so far" reads 0 or "fewer
+    than k", the devices page lists the paired tills, and the poster's cards are a yes or no.
+    """
+    mine = merchant.id or 0
+    by_day = funnel.daily_sources(session=session, merchant_id=mine, lo=0, hi=figures.period.end)
+    ever = figures.first_figures.get("cards_so_far")
+    return [
+        FirstStep("poster", any(day.get("poster") for day in by_day.values())),
+        FirstStep(
+            "till",
+            any(
+                d.revoked_at is None
+                for d in merchants.list_devices(session=session, merchant=merchant)
+            ),
+        ),
+        FirstStep("stamp", ever is not None and (ever.hidden or bool(ever.value))),
+    ]
 
 
 def _parse_day(text: str) -> date | None:
@@ -91,14 +127,30 @@ def _dashboard(
         period = service.DEFAULT_PERIOD
         chosen = shown()
     choice = period if period in PERIOD_CHOICES else service.DEFAULT_PERIOD
+    steps = (
+        first_steps(session=session, merchant=merchant, figures=chosen.figures)
+        if chosen.figures.starting
+        else []
+    )
     response = render(
         request, "merchant/dashboard.html", status_code=status_code, merchant=merchant,
         notice=notice, notice_kind=notice_kind, choice=choice, numbers_error=numbers_error,
         programs=[p for p in loyalty.programs(session=session, merchant=merchant)
                   if p.closed_at is None],
+        first_steps=steps, note_dismissed=request.cookies.get(NOTE_COOKIE) == "read",
         **_shown(chosen, Words(language, k)),
     )  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/merchant/dashboard/privacy-note", response_model=None)
+def dismiss_privacy_note(post: OwnerForm) -> Response:
+    """The owner has read why small figures are hidden: fold the note away in this browser."""
+    response = see_other("/merchant/dashboard")
+    response.set_cookie(
+        NOTE_COOKIE, "read", max_age=365 * 86400, path="/merchant", samesite="lax", httponly=True
+    )
     return response
 
 
@@ -178,6 +230,11 @@ def _shown(chosen: service.OwnerDashboard, words: "Words") -> dict[str, Any]:
         "step_label": step_label,
         "way_in": chosen.way_in,
         "promotions": chosen.promotions,
+        # Axis titles sit above their heat maps (inside, they ran into the column labels).
+        "axis_titles": {
+            "cohorts": _("Came back in month n after the first visit (%)"),
+            "hours": _("Hour of the day"),
+        },
     }
 
 
@@ -310,8 +367,37 @@ def step_label(words: Words, d: kpis.Dashboard, step: kpis.Step) -> str:
     return words.day(step.start)
 
 
+def nothing_to_draw(values: Sequence[float | None], words: Words) -> Markup | None:
+    """A short empty state for a chart without a single figure above 0 to draw (a new shop's
+    charts would be all hatching or a flat line); None when there is something."""
+    if any(v for v in values):
+        return None
+    text = (
+        _("Not drawn yet: each point would be about fewer than %(k)s cards.") % {"k": words.k}
+        if any(v is None for v in values)
+        else _("Nothing to draw yet: no visits in this period.")
+    )
+    return Markup('<p class="empty-chart">{}</p>').format(text)
+
+
 def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
-    """Every chart of the page as SVG."""
+    """Every chart of the page as SVG, or a short empty state where there is nothing to draw."""
+    charts_drawn = _draw(d, words)
+    shown = {
+        "visits": [s.current for s in d.visit_steps] + [s.previous for s in d.visit_steps],
+        "new_cards": [s.current for s in d.new_steps] + [s.previous for s in d.new_steps],
+        "segments": [s.current for s in d.segments] + [s.previous for s in d.segments],
+        "weekdays": list(d.weekdays),
+        "hours": [f for row in d.heat for f in row],
+    }
+    for name, figures in shown.items():
+        empty = nothing_to_draw(_values(figures), words)
+        if empty is not None:
+            charts_drawn[name] = empty
+    return charts_drawn
+
+
+def _draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
     hidden = words.chart_hidden()
     this, before = _("This period"), _("Previous period")
     span = words.span(d.period.start, d.period.end)
@@ -375,7 +461,6 @@ def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
             fmt=percent,
             hidden_label=hidden,
             cell_text=lambda v: str(round(v * 100)),
-            top_label=_("Came back in month n after the first visit (%)"),
             relative=True,
         ),
         "weekdays": charts.bar_chart(
@@ -398,7 +483,6 @@ def draw(d: kpis.Dashboard, words: Words) -> dict[str, Markup]:
             values=[_values(row) for row in d.heat],
             fmt=words.number,
             hidden_label=hidden,
-            top_label=_("Hour of the day"),
         ),
     }
 
