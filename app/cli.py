@@ -3,6 +3,7 @@ demo, printed cards."""
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -280,8 +281,44 @@ def serve(ctx: Context, host: str, port: int) -> None:
     """Serve treu over HTTP (no access log: customer requests are never logged)."""
     from app.main import create_app
 
-    os.environ.setdefault("TREU_DATA_DIR", str(ctx.settings.data_dir))
-    run_server(create_app(ctx.settings, writer_process=True), host, port)
+    settings = _served(ctx.settings, host, port)
+    os.environ.setdefault("TREU_DATA_DIR", str(settings.data_dir))
+    if settings.base_url.startswith("https://"):
+        _warn_of_demo_logins(settings)
+    run_server(create_app(settings, writer_process=True), host, port)
+
+
+def _served(settings: Settings, host: str, port: int) -> Settings:
+    """The settings as served on host:port: without a TREU_PUBLIC_URL, QR codes and printed
+    URLs point to the port treu listens on (and to this machine when it listens on all)."""
+    if "public_url" in settings.model_fields_set:
+        return settings
+    name = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    name = f"[{name}]" if ":" in name else name
+    return settings.model_copy(update={"public_url": f"http://{name}:{port}"})
+
+
+def _warn_of_demo_logins(settings: Settings) -> None:
+    """A public treu with the demo's owners still on the published password: anyone can log in
+    to those shops. Said on stderr, where a person starting treu looks, and in the log."""
+    from app.demo import DEMO_PASSWORD, demo_logins_in_use
+
+    emails = demo_logins_in_use(settings)
+    if not emails:
+        return
+    rule = "!" * 78
+    click.echo(
+        f"{rule}\nWARNING: {settings.base_url} is public (https), and demo merchants log in with "
+        f"the published password '{DEMO_PASSWORD}':\n  {', '.join(emails)}\n"
+        'Use a database without the demo for real shops (README, "Your first real shop"), '
+        "or give them new passwords: treu merchant password --merchant SLUG\n"
+        f"{rule}",
+        err=True,
+    )
+    logging.getLogger("treu").warning(
+        "demo merchants with the published password on a public treu (%s): %s",
+        settings.base_url, ", ".join(emails),
+    )  # fmt: skip
 
 
 @cli.group()
@@ -880,6 +917,9 @@ def keys_rotate(ctx: Context) -> None:
     ctx.emit({"kid": kid}, f"new signing key {kid}; restart treu to use it")
 
 
+SERVED_HELP = "Where `treu serve` will listen: the printed URLs use it without TREU_PUBLIC_URL."
+
+
 @cli.command()
 @click.option("--cards", default=400, show_default=True, type=click.IntRange(1))
 @click.option("--months", default=4, show_default=True, type=click.IntRange(1, 120))
@@ -889,15 +929,21 @@ def keys_rotate(ctx: Context) -> None:
     "--if-empty", is_flag=True,
     help="If there are merchants already, write nothing and print the first run's logins.",
 )  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help=SERVED_HELP)
+@click.option("--port", default=8000, show_default=True, type=int, help=SERVED_HELP)
 @json_option
 @pass_ctx
-def demo(ctx: Context, cards: int, months: int, visits: int, seed: int, if_empty: bool) -> None:
+def demo(
+    ctx: Context, /, cards: int, months: int, visits: int, seed: int, if_empty: bool, host: str,
+    port: int,
+) -> None:  # fmt: skip
     """Seed demo merchants, devices and months of history; print logins and a demo card."""
     from app import demo as demo_data
 
     result = demo_data.seed(
-        ctx.settings, cards=cards, months=months, visits=visits, seed=seed, if_empty=if_empty
-    )
+        _served(ctx.settings, host, port), cards=cards, months=months, visits=visits, seed=seed,
+        if_empty=if_empty,
+    )  # fmt: skip
     ctx.emit(result, demo_data.describe(result))
 
 

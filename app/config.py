@@ -1,5 +1,6 @@
 """Settings from the environment (TREU_*), one instance per process."""
 
+import re
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,12 +42,30 @@ class Settings(BaseSettings):
     # one-tap card that no shop stamped may stay unseen before it is purged.
     maintenance_interval_seconds: int = 3600
     card_idle_days: int = 30
+    # Who runs this treu, for the imprint (/imprint) and the privacy notice (/privacy). The law
+    # of the operator's country (in Austria § 5 ECG and § 25 MedienG, in Germany § 5 DDG) says
+    # what must be given; the pages show a notice to the operator while the name is unset.
+    operator_name: str = ""
+    operator_address: str = ""  # postal address, lines separated by ";" or new lines
+    operator_email: str = ""
+    operator_phone: str = ""
+    operator_register: str = ""  # e.g. "FN 123456a, Handelsgericht Wien"
+    operator_vat_id: str = ""
+    operator_authority: str = ""  # the supervising authority or trade licence, if any
+    # Who answers privacy questions, if not the operator's address above (a data protection
+    # officer, say), and the supervisory authority a customer may complain to.
+    privacy_contact: str = ""
+    privacy_authority: str = ""  # e.g. "Österreichische Datenschutzbehörde, dsb.gv.at"
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'treu.db').resolve()}"
+
+    @property
+    def operator_address_lines(self) -> list[str]:
+        return [line.strip() for line in re.split(r"[;\n]", self.operator_address) if line.strip()]
 
     @property
     def keys_dir(self) -> Path:

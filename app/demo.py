@@ -6,6 +6,7 @@ ledger writer would write, balances equal to the sum of their entries. A million
 few minutes and little memory.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from app.clock import utcnow
@@ -35,7 +37,7 @@ from app.loyalty.models import Promotion, Tier
 from app.loyalty.rules import weekday_mask
 from app.loyalty.service import PromotionSpec
 from app.merchants import service as merchants
-from app.merchants.models import Merchant, Program
+from app.merchants.models import Merchant, Owner, Program
 from app.tokens import crypto
 from app.tokens.cards import import_cards
 from app.tokens.keys import load_keyring
@@ -89,7 +91,8 @@ DEMO_MERCHANTS = (
             PromotionSpec(kind="multiplier", title="Happy Hour", factor=2, weekdays=TUE_TO_THU,
                           from_minute=14 * 60, to_minute=16 * 60),
             PromotionSpec(kind="welcome", title="Willkommen", stamps=1),
-            # A trial with a hold-out: the dashboard's "did the promotion work?" compares.
+            # A trial with a hold-out, over and done two weeks ago (_levers dates it): the
+            # dashboard's "did the promotion work?" compares, and today's stamps get no +1.
             PromotionSpec(kind="campaign", title="Treue-Test", stamps=1, holdout_percent=30),
         ),
     ),
@@ -123,7 +126,20 @@ class DemoExists(AppError):
 
 
 def demo_file(settings: Settings) -> Path:
-    return settings.data_dir / "demo.json"
+    """Where the first run's logins for this database are kept: one file per database, so a
+    second database in the same data dir never shows (or overwrites) another's secrets."""
+    return settings.data_dir / f"demo-{database_key(settings.resolved_database_url)}.json"
+
+
+def database_key(url: str) -> str:
+    """A short name for a database: a hash of its SQLite file's full path, or of its server URL
+    without the password (a changed password is still the same database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        name = f"sqlite:{Path(str(parsed.database)).resolve()}"
+    else:
+        name = parsed.set(password=None).render_as_string(hide_password=False)
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def seed(
@@ -141,7 +157,7 @@ def seed(
         with Session(engine, expire_on_commit=False) as session:
             if session.exec(select(Merchant.id)).first() is not None:
                 if if_empty:
-                    return load_demo(settings) or {"skipped": True, "merchants": []}
+                    return load_demo(settings, session) or {"skipped": True, "merchants": []}
                 slugs = [shop.slug for shop in DEMO_MERCHANTS]
                 if session.exec(select(Merchant.id).where(col(Merchant.slug).in_(slugs))).first():
                     raise DemoExists(
@@ -168,21 +184,34 @@ def seed(
         "demo_card": {"token": demo_card, "card_url": f"{settings.base_url}/c/{demo_card}"},
         "public_url": settings.base_url,
     }
-    path = demo_file(settings)
+    _keep(demo_file(settings), result)
+    return result
+
+
+def _keep(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # It holds device secrets: readable by treu's user only.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(result, f, indent=2)
-    return result
 
 
-def load_demo(settings: Settings) -> dict[str, Any] | None:
-    """The logins, secrets and demo card of the first run, with URLs under today's public URL."""
+def load_demo(settings: Settings, session: Session) -> dict[str, Any] | None:
+    """The logins, secrets and demo card of this database's first run, with URLs under today's
+    public URL; None when they are not known here or this database does not take them."""
     path = demo_file(settings)
-    if not path.exists():
+    # An older treu kept one demo.json per data dir, whichever database it was for.
+    legacy = settings.data_dir / "demo.json"
+    kept = path if path.exists() else legacy if legacy.exists() else None
+    if kept is None:
         return None
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(kept.read_text())
+    # A database made again under the same URL (or another one, for the old file) has other
+    # secrets: print none that this database would refuse.
+    if not _secrets_work(session, data):
+        return None
+    if kept == legacy:
+        _keep(path, data)
     data["public_url"] = settings.base_url
     if "demo_card" in data:
         token = data["demo_card"]["token"]
@@ -190,10 +219,34 @@ def load_demo(settings: Settings) -> dict[str, Any] | None:
     return data
 
 
+def _secrets_work(session: Session, data: dict[str, Any]) -> bool:
+    secrets = [m.get("device_secret", "") for m in data.get("merchants", [])]
+    return bool(secrets) and all(
+        merchants.find_device(session=session, secret=secret) is not None for secret in secrets
+    )
+
+
+def demo_logins_in_use(settings: Settings) -> list[str]:
+    """The demo owners' e-mail addresses that still log in with the published demo password."""
+    emails = [f"owner@{shop.slug}.example" for shop in DEMO_MERCHANTS]
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine) as session:
+            owners = session.exec(select(Owner).where(col(Owner.email).in_(emails))).all()
+            return sorted(
+                o.email for o in owners if merchants.verify_password(o.password_hash, DEMO_PASSWORD)
+            )
+    finally:
+        engine.dispose()
+
+
 def describe(result: dict[str, Any]) -> str:
     """What `treu demo` and `make run` print: where to go, the demo logins and a demo card."""
     if not result.get("merchants"):
-        return "the database has merchants already: no demo data written"
+        return (
+            "the database has merchants already: no demo data written (and no demo logins for "
+            "this database are kept in the data dir)"
+        )
     base = result.get("public_url", "http://127.0.0.1:8000")
     lines = [
         f"treu: {base}   API docs: {base}/docs   health: {base}/healthz",
@@ -265,7 +318,7 @@ def _create_merchants(
                 levels=extra.levels, expire_months=extra.expire_months,
             )  # fmt: skip
             programs.append(_shop_program(session, made, extra))
-        promotions, tiers = _levers(session, merchant, spec, since)
+        promotions, tiers = _levers(session, merchant, spec, since, now)
         assert merchant.id is not None
         shops.append(
             Shop(merchant.id, spec.weight, [int(d.id or 0) for d, _ in devices], programs,
@@ -287,13 +340,23 @@ def _create_merchants(
     return created, shops
 
 
+# The demo's campaign trial ends this long before today.
+TRIAL_OVER = timedelta(days=14)
+
+
 def _levers(
-    session: Session, merchant: Merchant, spec: DemoShop, since: datetime
+    session: Session, merchant: Merchant, spec: DemoShop, since: datetime, now: datetime
 ) -> tuple[list[Promotion], list[Tier]]:
-    """The shop's promotions and tiers, running since the history's start."""
+    """The shop's promotions and tiers, running since the history's start (a campaign until
+    two weeks before today)."""
+    over = max(since, now - TRIAL_OVER).date()
+    dated = [
+        replace(p, starts_on=since.date(), ends_on=over) if p.kind == "campaign" else p
+        for p in spec.promotions
+    ]
     promotions = [
         loyalty.create_promotion(session=session, merchant=merchant, now=since, spec=p)
-        for p in spec.promotions
+        for p in dated
     ]
     tiers = [
         loyalty.create_tier(

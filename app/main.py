@@ -33,6 +33,7 @@ from app.web import (
     api_docs,
     customer,
     feedback,
+    legal,
     merchant,
     merchant_dashboard,
     merchant_loyalty,
@@ -135,6 +136,7 @@ def create_app(
 
     for web_router in (
         customer.router, till.router, merchant.router, merchant_loyalty.router, api_docs.router,
+        legal.router,
     ):  # fmt: skip
         app.include_router(web_router)
     mount_static(app)

@@ -56,7 +56,9 @@ def test_demo_makes_merchants_devices_owners_and_cards(treu: Treu, demo: dict[st
     assert 1400 <= stamps <= 1700  # the visits asked for, give or take rounding per card
     assert rows(url, "SELECT count(*) FROM ledger_entry WHERE kind = 'redemption'")[0][0] > 0
     # Logins and secrets are printed, and kept (mode 0600) for `make run` to show again.
-    assert (treu.data_dir / "demo.json").stat().st_mode & 0o077 == 0
+    # One file per database, so a second database never prints this one's secrets.
+    (kept,) = treu.data_dir.glob("demo-*.json")
+    assert kept.stat().st_mode & 0o077 == 0
     for m in demo["merchants"]:
         assert m["owner_email"] and m["owner_password"] and m["device_secret"]
 
