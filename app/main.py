@@ -22,6 +22,7 @@ from app.ledger.router import router as ledger_router
 from app.ledger.writer import LedgerWriter, WriterProcess
 from app.limits import BodyLimit
 from app.loyalty.router import router as loyalty_router
+from app.merchants.branding import MAX_LOGO_BYTES
 from app.merchants.dependencies import DeviceCache
 from app.merchants.router import router as till_router
 from app.merchants.throttle import FailedLogins, PasswordChecks
@@ -146,7 +147,10 @@ def create_app(
     app.add_middleware(InputPolicy)
     app.add_middleware(SecurityHeaders, https=https)
     app.add_middleware(DirectStamp, headers=api_headers(https))
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # A logo upload may be larger: a photo over the logo's limit is still read, and refused on
+    # the account page in words rather than as a bare 413.
+    logo_upload = {merchant.LOGO_UPLOAD_PATH: 8 * MAX_LOGO_BYTES}
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, larger=logo_upload)
     return app
 
 

@@ -1262,6 +1262,8 @@ _SELECT_SHOPS = (
         merchant_table.c.slug,
         merchant_table.c.name.label("merchant_name"),
         merchant_table.c.tier_lapse_months,
+        merchant_table.c.accent_color,
+        merchant_table.c.logo_version,
         # Whether there is anything to read for the levers (most shops have none of them).
         exists().where(level_table.c.program_id == balance.c.program_id).label("has_levels"),
         exists().where(tier_table.c.merchant_id == balance.c.merchant_id).label("has_tiers"),
@@ -1283,8 +1285,8 @@ def card_balances(db: Session | Connection, holders: Mapping[str, int]) -> list[
     """A card's balances at every merchant, given its holders (holder → merchant id), the latest
     visit first (closed programs left out): the balance's columns, then program_name,
     stamps_required, reward_text, expire_months, archived_at, slug, merchant_name,
-    tier_lapse_months, has_levels, has_tiers and has_promotions. Core statements, not the ORM:
-    the open card page asks every few seconds."""
+    tier_lapse_months, accent_color, logo_version, has_levels, has_tiers and has_promotions.
+    Core statements, not the ORM: the open card page asks every few seconds."""
     if not holders:
         return []
     rows = db.execute(_SELECT_SHOPS, {"holders": list(holders)}).all()

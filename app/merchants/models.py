@@ -3,7 +3,8 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlmodel import Field, SQLModel
+from sqlalchemy import LargeBinary
+from sqlmodel import Column, Field, SQLModel
 
 
 class MerchantBase(SQLModel):
@@ -24,6 +25,22 @@ class MerchantBase(SQLModel):
 
 class Merchant(MerchantBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+    # How the shop looks (app.merchants.branding): an accent colour ("#1b5e20") that passed the
+    # WCAG AA check, None: treu's green; and a short hash of the logo (in merchant_logo), the
+    # version in its URL so that a browser may keep it for a year.
+    accent_color: str | None = Field(default=None, max_length=7)
+    logo_version: str | None = Field(default=None, max_length=16)
+
+
+class MerchantLogo(SQLModel, table=True):
+    """A shop's logo, re-encoded by treu as PNG (at most 512 px a side, no metadata). Apart from
+    merchant so that the bytes are read only when the logo itself is asked for."""
+
+    __tablename__ = "merchant_logo"
+
+    merchant_id: int = Field(foreign_key="merchant.id", primary_key=True)
+    png: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime
 
 

@@ -19,6 +19,9 @@ class RestoreIn(BaseModel):
 class MerchantRef(BaseModel):
     slug: str
     name: str
+    # How the shop looks: its accent colour (#rrggbb) and logo address; None: treu's own.
+    accent_color: str | None = None
+    logo_url: str | None = None
 
 
 class ProgramRef(BaseModel):

@@ -14,6 +14,7 @@ from app.feedback import service as feedback
 from app.ledger import service as ledger
 from app.ledger.projections import record_card_made
 from app.loyalty import rules
+from app.merchants.branding import logo_url
 from app.merchants.models import Merchant
 from app.tokens import crypto, qr
 from app.tokens.cards import CardKey, existing
@@ -149,7 +150,12 @@ def card_balances(
         ]
         out.append(
             CardBalance(
-                merchant=MerchantRef(slug=s.slug, name=s.merchant_name),
+                merchant=MerchantRef(
+                    slug=s.slug,
+                    name=s.merchant_name,
+                    accent_color=s.accent_color,
+                    logo_url=logo_url(s.slug, s.logo_version),
+                ),
                 code=crypto.shop_code(keyring, s.holder),
                 program=ProgramRef(
                     id=s.program_id,

@@ -21,6 +21,7 @@ from app.db import SessionDep, WriteSessionDep, engine_of, in_write_session
 from app.dependencies import ClockDep, now_of
 from app.errors import AppError, NotFound
 from app.inputs import Line, Text
+from app.merchants import branding
 from app.merchants.models import Merchant, Program
 from app.ratelimit import rate_limited
 from app.tokens import service as cards
@@ -113,15 +114,57 @@ def merchant_page(slug: str, request: Request, session: SessionDep) -> Response:
     programs = _programs(session, [merchant.id]).get(merchant.id, [])
     return render(
         request, "customer/merchant.html", merchant=merchant, programs=programs,
-        shop_data=shop_data(merchant, programs),
+        shop_data=shop_data(merchant, programs), look_url=branding.look_url(merchant),
+        logo_url=branding.logo_url(merchant.slug, merchant.logo_version),
     )  # fmt: skip
+
+
+def _merchant_or_404(session: Session, slug: str) -> Merchant:
+    merchant = session.exec(select(Merchant).where(Merchant.slug == slug)).first()
+    if merchant is None:
+        raise NotFound("There is no shop at this address.", title="Shop not found")
+    return merchant
+
+
+# A versioned address never changes its answer: a browser may keep it for a year.
+_KEEP = "public, max-age=31536000, immutable"
+_REVALIDATE = "public, max-age=300"
+
+
+@router.get("/m/{slug}/logo.png")
+def merchant_logo(slug: str, session: SessionDep, v: str = "") -> Response:
+    """The shop's logo: always a PNG that treu drew itself (app.merchants.branding)."""
+    merchant = _merchant_or_404(session, slug)
+    png = branding.logo_png(session=session, merchant=merchant)
+    if png is None:
+        raise NotFound("This shop has no logo.", title="No logo")
+    keep = _KEEP if v and v == merchant.logo_version else _REVALIDATE
+    headers = {"Cache-Control": keep, "X-Content-Type-Options": "nosniff"}
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get("/m/{slug}/look.css")
+def merchant_look(slug: str, session: SessionDep, v: str = "") -> Response:
+    """The shop's accent colour as a stylesheet (the pages allow no inline style)."""
+    merchant = _merchant_or_404(session, slug)
+    if merchant.accent_color is None:
+        raise NotFound("This shop uses treu's colours.", title="No colour")
+    keep = _KEEP if v and "#" + v == merchant.accent_color else _REVALIDATE
+    headers = {"Cache-Control": keep, "X-Content-Type-Options": "nosniff"}
+    css = branding.look_css(merchant.accent_color)
+    return Response(css, media_type="text/css", headers=headers)
 
 
 def shop_data(merchant: Merchant, programs: list[Program]) -> dict[str, Any]:
     """What the page shows of a shop anyway, in the card view's shape: a card page opened from
     here draws this shop's empty card from it before the card has a stamp here."""
     return {
-        "merchant": {"slug": merchant.slug, "name": merchant.name},
+        "merchant": {
+            "slug": merchant.slug,
+            "name": merchant.name,
+            "accent_color": merchant.accent_color,
+            "logo_url": branding.logo_url(merchant.slug, merchant.logo_version),
+        },
         "programs": [
             {"id": p.id, "name": p.name, "stamps_required": p.stamps_required,
              "reward": p.reward_text}

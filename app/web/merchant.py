@@ -13,7 +13,8 @@ from functools import cached_property
 from typing import Annotated, Any
 
 from babel.dates import format_date, format_time, format_timedelta
-from fastapi import APIRouter, Depends, Form, Request
+from babel.numbers import format_decimal
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -28,7 +29,7 @@ from app.db import SessionDep, WriteSessionDep
 from app.dependencies import now_of, settings_of
 from app.errors import NotFound
 from app.inputs import FIRST_DAY, LAST_DAY, Id, Text
-from app.merchants import auth, exports, service
+from app.merchants import auth, branding, exports, service
 from app.merchants.models import Merchant, PairingCode, merchant_zone
 from app.merchants.pairing import create_pairing_code, display_code, hash_code
 from app.tokens import qr
@@ -248,8 +249,82 @@ def account_page(request: Request, login: auth.CurrentLogin, done: str = "") -> 
     notices = {
         "password": _("Your password was changed. Other browsers were logged out."),
         "others": _("Every other session was ended."),
+        "logo": _("Your logo was saved."),
+        "no-logo": _("Your logo was removed."),
+        "accent": _("Your colour was saved."),
     }
     return _account_page(request, login, notice=notices.get(done))
+
+
+# --- the shop's look: logo and accent colour ---------------------------------------------------
+
+LOGO_UPLOAD_PATH = "/merchant/account/logo"
+
+
+def _logo_refusal(reason: str) -> str:
+    if reason == "too-large":
+        return _(
+            "This file is larger than 2 MB. Save the logo smaller (it is shown at most 512 "
+            "pixels wide) and upload it again."
+        )
+    if reason == "too-many-pixels":
+        return _("This image has too many pixels. Save the logo smaller and upload it again.")
+    return _(
+        "This file is not a PNG, JPEG or WebP image, or it is damaged. Choose your logo as "
+        "one of these and upload it again."
+    )
+
+
+@router.post(LOGO_UPLOAD_PATH)
+def upload_logo(
+    login: auth.CurrentLogin, post: OwnerForm, logo: Annotated[UploadFile | None, File()] = None
+) -> Response:
+    if logo is None or not logo.filename:
+        error = _("Choose an image file first.")
+        return _account_page(post.request, login, status=400, logo_error=error)
+    try:
+        png = branding.reencode_logo(logo.file.read(branding.MAX_LOGO_BYTES + 1))
+    except branding.LogoRefused as refused:
+        error = _logo_refusal(refused.reason)
+        return _account_page(post.request, login, status=400, logo_error=error)
+    branding.set_logo(session=post.write, merchant=post.mine, png=png, now=post.now)
+    return see_other("/merchant/account?done=logo#look-h")
+
+
+@router.post("/merchant/account/logo/remove")
+def remove_logo(post: OwnerForm) -> RedirectResponse:
+    branding.remove_logo(session=post.write, merchant=post.mine)
+    return see_other("/merchant/account?done=no-logo#look-h")
+
+
+@router.post("/merchant/account/accent")
+def set_accent(
+    login: auth.CurrentLogin, post: OwnerForm, accent: FormText = "", reset: FormText = ""
+) -> Response:
+    if reset:
+        branding.set_accent(merchant=post.mine, color=None)
+        return see_other("/merchant/account?done=accent#look-h")
+    verdict = branding.check_accent(accent)
+    if verdict.color is None:
+        error = _accent_refusal(verdict)
+        return _account_page(
+            post.request, login, status=400, accent_error=error, accent_tried=accent
+        )
+    branding.set_accent(merchant=post.mine, color=verdict.color)
+    return see_other("/merchant/account?done=accent#look-h")
+
+
+def _accent_refusal(verdict: branding.AccentVerdict) -> str:
+    if verdict.problem == "not-a-colour":
+        return _("Give the colour as #rrggbb, for example #1b5e20.")
+    return _(
+        "This colour is too light to read: white text on it, or it as text on the page, has "
+        "a contrast of only %(ratio)s:1, and at least 4.5:1 is needed (WCAG AA). Try a darker "
+        "shade, such as %(shade)s."
+    ) % {
+        "ratio": format_decimal(verdict.contrast, "0.0", locale=i18n.current_locale()),
+        "shade": verdict.suggestion,
+    }
 
 
 @router.post("/merchant/account/password")
@@ -513,6 +588,8 @@ def poster(
     return page(
         request, "merchant/poster.html", merchant=merchant, size=size, url=url,
         qr=printing.inline_svg(qr.qr_svg(url)), program=program,
+        look_url=branding.look_url(merchant),
+        logo_url=branding.logo_url(merchant.slug, merchant.logo_version),
     )  # fmt: skip
 
 
@@ -530,6 +607,8 @@ def print_cards(post: OwnerForm, count: FormText = "10") -> HTMLResponse:
         request, "merchant/cards.html", merchant=post.merchant, count=number,
         sheets=printing.sheets(cards),
         restore=printing.restore_address(settings_of(request).base_url),
+        look_url=branding.look_url(post.merchant),
+        logo_src=branding.logo_url(post.merchant.slug, post.merchant.logo_version),
     )  # fmt: skip
     # The tokens are on this page only: no cache may keep them.
     response.headers["Cache-Control"] = "no-store"

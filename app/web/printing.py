@@ -2,6 +2,7 @@
 poster's QR. The card sheet is one template and one stylesheet (static/css/cards.css), used by
 the merchant area's print page and by `treu cards print` (a self-contained HTML file)."""
 
+import base64
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlmodel import Session
 
 from app.clock import utcnow
 from app.config import Settings
+from app.merchants import branding
 from app.merchants.models import Merchant
 from app.merchants.service import get_merchant
 from app.tokens import crypto, qr
@@ -60,6 +62,12 @@ def new_printed_cards(
     return cards
 
 
+def logo_data_url(session: Session, merchant: Merchant) -> str | None:
+    """The shop's logo inside the page itself: the card file is opened without a server."""
+    png = branding.logo_png(session=session, merchant=merchant)
+    return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
+
+
 def sheets(cards: list[PrintedCard]) -> list[list[PrintedCard]]:
     """The cards in pages of CARDS_PER_SHEET."""
     return [cards[i : i + CARDS_PER_SHEET] for i in range(0, len(cards), CARDS_PER_SHEET)]
@@ -74,10 +82,13 @@ def card_sheet(*, session: Session, settings: Settings, slug: str, count: int) -
         now=utcnow(), count=count,
     )  # fmt: skip
     css = (STATIC_DIR / "css" / "cards.css").read_text()
+    accent = merchant.accent_color
     return templates.get_template("merchant/cards_file.html").render(
         merchant=merchant,
         sheets=sheets(cards),
         css=Markup(css),
+        look=Markup(branding.look_css(accent)) if accent else "",
+        logo_src=logo_data_url(session, merchant),
         lang="en",
         restore=restore_address(settings.base_url),
     )

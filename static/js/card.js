@@ -239,13 +239,37 @@ function byShop(balances) {
   return [...shops.values()].sort((a, b) => b.at - a.at);
 }
 
+/** The shop's name, after its logo when it has one (the logo's text is the name beside it). */
+function shopHeading(merchant) {
+  const heading = el("h3", "shop-name", merchant.name);
+  if (merchant.logo_url) {
+    const logo = document.createElement("img");
+    logo.className = "shop-logo";
+    logo.src = merchant.logo_url;
+    logo.alt = "";
+    logo.width = 48;
+    logo.height = 48;
+    heading.prepend(logo);
+  }
+  return heading;
+}
+
+/** The shop's accent colour on its card only. Set through the CSS object model: the page's
+ * policy allows no style attribute in markup. */
+function lookOf(article, merchant) {
+  if (!merchant.accent_color) return;
+  article.classList.add("shop-look");
+  article.style.setProperty("--brand", merchant.accent_color);
+  article.style.setProperty("--shop-accent", merchant.accent_color);
+}
+
 let shown = null;
 let latest = data.view.cards;
 let known = new Map(); // program key → what was last drawn: stamps, earned, redeemed
 
 // What a drawing shows, independent of the order of keys in the JSON it came from.
 const signature = (balances) => JSON.stringify([here && here.merchant.slug, balances.map((c) => [
-  c.merchant.slug, c.merchant.name, c.code, c.program.id, c.program.name, c.program.stamps_required,
+  c.merchant.slug, c.merchant.name, c.merchant.accent_color, c.merchant.logo_url, c.code, c.program.id, c.program.name, c.program.stamps_required,
   c.program.reward, c.stamps, c.rewards_available, c.lifetime_stamps, c.redeemed, c.ended, c.expires_on,
   c.levels.map((l) => [l.id, l.stamps, l.reward, l.available]),
   c.tier && [c.tier.name, c.tier.perk], c.next_tier && [c.next_tier.name, c.next_tier.lifetime_stamps_needed],
@@ -291,7 +315,8 @@ function render(received, animate) {
   byShop(balances).forEach((shop, index) => {
     const article = el("article", index === 0 ? "panel shop-card here" : "panel shop-card");
     article.id = `m-${shop.merchant.slug}`;
-    article.append(el("h3", "", shop.merchant.name));
+    article.append(shopHeading(shop.merchant));
+    lookOf(article, shop.merchant);
     // The card's short code at this shop: what the till shows after a scan ("Card …K7QF").
     const code = shop.cards.map((c) => c.code).find(Boolean);
     const label = list.dataset.codeLabel; // absent on a page cached before this

@@ -28,7 +28,9 @@ def test_view_lists_stamps_per_merchant(client: TestClient, shop: Shop, card: st
     assert client.get(f"/api/v1/cards/{card}").json()["cards"] == []
     stamp(client, shop, card, count=2)
     (entry,) = client.get(f"/api/v1/cards/{card}").json()["cards"]
-    assert entry["merchant"] == {"slug": shop.slug, "name": "Café Sonne"}
+    assert entry["merchant"] == {
+        "slug": shop.slug, "name": "Café Sonne", "accent_color": None, "logo_url": None
+    }  # fmt: skip
     assert entry["program"]["stamps_required"] == 10
     assert entry["stamps"] == 2
     assert entry["rewards_available"] == 0

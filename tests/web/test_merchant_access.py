@@ -62,6 +62,10 @@ FORM_POSTS = {
     "/merchant/regulars/lapse": {"months": "1"},
     "/merchant/promotions": {"kind": "campaign", "stamps": "5"},
     "/merchant/dashboard/numbers": {"cycle": "20"},
+    "/merchant/dashboard/privacy-note": {},
+    "/merchant/account/logo": {},
+    "/merchant/account/logo/remove": {},
+    "/merchant/account/accent": {"accent": "#1b5e20"},
 }  # fmt: skip
 
 
