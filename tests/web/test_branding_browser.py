@@ -1,6 +1,6 @@
 """Each shop looks like itself, in real Chromium: the owner uploads a logo (in German) and picks
 a colour (in English; a too light one is refused first), and the shop's page and the
-customer's card show both, on a phone (390 px) and a desktop (1280 px). Screenshots:
+customer's card show both, on phones (320, 390 px), a tablet and a desktop. Screenshots:
 test-artifacts/branding-*.png."""
 
 import io
@@ -23,6 +23,9 @@ EMAIL, PASSWORD = "owner@baeckerei-korn.example", "korn-und-kruste-2026"
 ACCENT, ACCENT_RGB = "#1b5e20", "rgb(27, 94, 32)"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
+# Every screen the pages are checked on: small phone, phone, tablet, desktop.
+SCREENS = ({"width": 320, "height": 640}, PHONE, {"width": 1024, "height": 768}, DESKTOP)
+NO_OVERFLOW = "document.documentElement.scrollWidth <= window.innerWidth"
 
 
 def logo_file(tmp_path: Path) -> Path:
@@ -92,8 +95,10 @@ def test_the_owner_gives_the_shop_its_look_and_customers_see_it(
             ".get-card button", "b => getComputedStyle(b).backgroundColor"
         ) == ACCENT_RGB  # fmt: skip
         screenshot(page, "branding-shop-phone", full_page=True)
-        page.set_viewport_size(DESKTOP)
-        assert color_of(page, ".shop-intro h1") == ACCENT_RGB
+        for screen in SCREENS:
+            page.set_viewport_size(screen)
+            assert color_of(page, ".shop-intro h1") == ACCENT_RGB
+            assert page.evaluate(NO_OVERFLOW), screen
         screenshot(page, "branding-shop-desktop", full_page=True)
 
         # The customer's card: this shop's card in its colour, with its logo.
@@ -109,10 +114,10 @@ def test_the_owner_gives_the_shop_its_look_and_customers_see_it(
         assert filled == ACCENT_RGB
         page.locator(shop_card).scroll_into_view_if_needed()
         screenshot(page, "branding-card-phone")
-        page.set_viewport_size(DESKTOP)
-        assert color_of(page, f"{shop_card} h3") == ACCENT_RGB
-        no_overflow = "document.documentElement.scrollWidth <= window.innerWidth"
-        assert page.evaluate(no_overflow)
+        for screen in SCREENS:
+            page.set_viewport_size(screen)
+            assert color_of(page, f"{shop_card} h3") == ACCENT_RGB
+            assert page.evaluate(NO_OVERFLOW), screen
         screenshot(page, "branding-card-desktop")
     finally:
         context.close()
