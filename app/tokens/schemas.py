@@ -16,7 +16,7 @@ class RestoreIn(BaseModel):
     recovery_code: Text = Field(min_length=1, max_length=100)
 
 
-class MerchantRef(BaseModel):
+class CardShop(BaseModel):
     slug: str
     name: str
     # How the shop looks: its accent colour (#rrggbb) and logo address; None: treu's own.
@@ -55,7 +55,7 @@ class BonusShown(BaseModel):
 
 
 class CardBalance(BaseModel):
-    merchant: MerchantRef
+    merchant: CardShop
     code: str = Field(
         default="",
         description="The card's short code at this shop: 4 base32 characters, per shop",

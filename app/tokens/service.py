@@ -24,9 +24,9 @@ from app.tokens.models import Card
 from app.tokens.schemas import (
     BonusShown,
     CardBalance,
+    CardShop,
     CardView,
     LevelOut,
-    MerchantRef,
     NextTierOut,
     ProgramRef,
     TierOut,
@@ -150,7 +150,7 @@ def card_balances(
         ]
         out.append(
             CardBalance(
-                merchant=MerchantRef(
+                merchant=CardShop(
                     slug=s.slug,
                     name=s.merchant_name,
                     accent_color=s.accent_color,

@@ -4,8 +4,8 @@ German and in English: no violation of WCAG 2.x A/AA or axe's best practices.
 A customer's pages on a phone (a card with stamps at two shops, its data, feedback, restore,
 the shops, the imprint and the privacy notice), the owner's on a laptop (logged in: dashboard,
 inbox, program, regulars, promotions, devices, exports, print, account), the till on a tablet
-(pairing and the working till), and the pages anyone may land on (start, the problem types,
-not found). /docs is Swagger UI's own markup and is not held to this.
+(pairing and the working till), and the pages anyone may land on (start, the API reference,
+the problem types, not found).
 """
 
 import re
@@ -118,9 +118,13 @@ def test_the_till_and_the_reference_pages_have_no_axe_violations(
     context_of: Any, app: FastAPI, shop: Shop, locale: str
 ) -> None:
     page = context_of(locale, TABLET).new_page()
-    # (/docs is Swagger UI's own markup, not checked here: its operation rows nest buttons and
-    # its method badges are white on light colours.)
     found = check(page, ["/till/pair", "/problems", "/problems/404"])
+    # The API reference once Swagger UI has drawn it, with an operation and the schemas open.
+    found += check(page, ["/docs"], ready=".swagger-ui .opblock")
+    page.locator(".opblock-post .opblock-summary-control").first.click()
+    page.locator(".models h4 button").first.click()
+    expect(page.locator(".opblock-body").first).to_be_visible()
+    found += violations(page)
     page.goto(new_pairing(app, shop, "Counter").url)
     expect(page).to_have_url(re.compile(r"/till$"))
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
