@@ -367,3 +367,51 @@ def test_reply_times_have_day_and_time_in_the_visitors_locale(
         re.compile("[ \u202f]".join(map(re.escape, REPLY_TIMES[locale].split(" "))))
     )
     assert not errors, errors
+
+
+# --- the same card on a tablet and a laptop ---------------------------------------------------
+
+LARGE = ({"width": 1024, "height": 768}, {"width": 1280, "height": 860})
+
+
+@pytest.mark.parametrize("locale", ["en-GB", "de-AT"])
+def test_on_a_tablet_and_a_laptop_the_card_keeps_its_order_and_fits(
+    browser: Browser, live_server: LiveServer, contexts: list[BrowserContext], shop: Shop,
+    other_shop: Shop, clock: Clock, locale: str,
+) -> None:  # fmt: skip
+    token = new_card(live_server)
+    stamp(live_server, other_shop, token, count=2)
+    clock.advance(60)  # the café is the later visit, so its card comes first
+    stamp(live_server, shop, token, count=4)
+    page, errors = open_phone(contexts, browser, live_server, locale, 390)
+    page.goto(f"/c/{token}")
+    expect(page.locator(".shop-card")).to_have_count(2)
+    # The latest visit's shop first; each round stamps the other one, which comes first next.
+    shops = {"cafe": (shop, "#m-cafe-sonne", 10), "bakery": (other_shop, "#m-backerei-gruber", 5)}
+    latest, other, counts = "cafe", "bakery", {"cafe": 4, "bakery": 2}
+    for screen in LARGE:
+        page.set_viewport_size(screen)
+        order = page.evaluate(
+            "(ids) => ids.map((s) => document.querySelector(s).getBoundingClientRect().top)",
+            ["#qr", shops[latest][1], shops[other][1], "#save"],
+        )
+        assert order == sorted(order), (screen, order)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), screen
+        # A stamp at the other shop: its card is brought into view, here too.
+        clock.advance(61)
+        stamp(live_server, shops[other][0], token)
+        counts[other] += 1
+        card = shops[other][1]
+        expect(page.locator(card)).to_contain_text(
+            words(locale)["count"].format(s=counts[other], r=shops[other][2]), timeout=STAMP_MS
+        )
+        page.wait_for_function(
+            """(card) => { const r = document.querySelector(card).getBoundingClientRect();
+                return r.top >= 0 && r.top < window.innerHeight; }""",
+            arg=card,
+        )
+        screenshot(page, f"card-polish-{locale}-{screen['width']}", animations="disabled")
+        latest, other = other, latest
+        page.reload()
+        expect(page.locator(".shop-card")).to_have_count(2)
+    assert not errors, errors
