@@ -1,7 +1,7 @@
 """The operator's imprint and privacy notice in real Chromium, in German and English: filled
 from settings (and saying so plainly when they are not), linked from the footer of a customer
-page, the merchant area and the till's pairing page, and fitting a 320 px phone, a 390 px phone
-and a 1280 px desktop. Screenshots: test-artifacts/legal-*.png."""
+page, the merchant area and the till's pairing page, and fitting a 320 px phone, a 390 px
+phone, a tablet and a 1280 px desktop. Screenshots: test-artifacts/legal-*.png."""
 
 import re
 
@@ -37,7 +37,7 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
 
 
 def fits(page: Page) -> None:
-    for width in (390, 320, 1280):
+    for width in (390, 320, 1024, 1280):
         page.set_viewport_size({"width": width, "height": 800})
         overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
         assert overflow <= 0, f"{page.url} overflows by {overflow}px at {width}px"

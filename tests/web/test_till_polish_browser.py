@@ -1,10 +1,10 @@
-"""The till at the counter, polished, in real Chromium with a camera, in German and English, on a
-tablet (1024 x 768) and a phone (390 and 320 px wide, one page resized): a due reward is the
-first and largest choice but never what Enter does, +N only up to one reward's worth, the camera
-caption off the preview, the result next to the buttons, times and the sound toggle in words, an
-<h1>, and the card's short code at this shop, the same as its phone shows. And on the database:
-that code is stable at one shop and differs between two. Screenshots:
-test-artifacts/till-polish-*.png."""
+"""The till at the counter, polished, in real Chromium with a camera, in German and English, on
+a desktop (1280 px), a tablet (1024 x 768) and a phone (390 and 320 px wide, one page
+resized): a due reward is the first and largest choice but never what Enter does, +N only up
+to one reward's worth, the camera caption off the preview, the result next to the buttons,
+times and the sound toggle in words, an <h1>, and the card's short code at this shop, the same
+as its phone shows. And on the database: that code is stable at one shop and differs between
+two. Screenshots: test-artifacts/till-polish-*.png."""
 
 import re
 import uuid
@@ -21,7 +21,7 @@ from tests.helpers.api import new_card, stamp
 from tests.helpers.browser import LiveServer, launch_chromium, screenshot
 from tests.helpers.shops import make_shop, new_pairing
 
-SIZES = [(1024, 768), (390, 844), (320, 640)]
+SIZES = [(1280, 860), (1024, 768), (390, 844), (320, 640)]
 NEAR_PX = 40  # the result banner sits at most this far below the last button
 WORDS = {
     "en-GB": {"label": "Counter", "count": "{s} of {r} stamps", "redeem": "Redeem: 1 free bun",
