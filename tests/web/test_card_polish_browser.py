@@ -27,6 +27,9 @@ pytestmark = pytest.mark.browser
 STAMP_MS = 3_000  # the page polls every 1.5 s
 # (Accept-Language, width): both languages, the common phone and the narrowest one.
 PHONES = [pytest.param("en-GB", 390, id="en-390"), pytest.param("de-AT", 320, id="de-320")]
+# The phones, and the same page on a tablet (German) and a laptop (English).
+SCREENS = [*PHONES, pytest.param("de-AT", 1024, id="de-1024"),
+           pytest.param("en-GB", 1280, id="en-1280")]  # fmt: skip
 WORDS = {
     "en": {"get": "Get my card", "count": "{s} of {r} stamps", "noted": "I noted it",
            "saved": "saved", "ready": "Reward ready"},
@@ -38,7 +41,7 @@ WORDS = {
 def phone_context(
     browser: Browser, live_server: LiveServer, locale: str, width: int, **options: Any
 ) -> BrowserContext:
-    viewport = {"width": width, "height": 844 if width >= 390 else 640}
+    viewport = {"width": width, "height": {320: 640, 390: 844, 1024: 768}.get(width, 860)}
     return browser.new_context(
         base_url=live_server.url, locale=locale, timezone_id="Europe/Vienna", viewport=viewport,
         device_scale_factor=2, is_mobile=True, has_touch=True, **options,
@@ -107,7 +110,7 @@ def words(locale: str) -> dict[str, str]:
 # --- 1. the shop the card was made at, at once --------------------------------------------
 
 
-@pytest.mark.parametrize(("locale", "width"), PHONES)
+@pytest.mark.parametrize(("locale", "width"), SCREENS)
 def test_a_card_got_at_a_shop_shows_that_shops_empty_card_at_once(
     browser: Browser, live_server: LiveServer, contexts: list[BrowserContext], shop: Shop,
     locale: str, width: int,
@@ -232,7 +235,7 @@ ANNOUNCED = {
 }
 
 
-@pytest.mark.parametrize(("locale", "width"), PHONES)
+@pytest.mark.parametrize(("locale", "width"), SCREENS)
 def test_each_ledger_change_is_announced_in_its_own_words(
     app: FastAPI, browser: Browser, live_server: LiveServer, contexts: list[BrowserContext],
     shop: Shop, clock: Clock, locale: str, width: int,
